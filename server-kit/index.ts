@@ -1,0 +1,21 @@
+/**
+ * `@lunora/db/server-kit`: make any Durable Object a sync server.
+ *
+ * @packageDocumentation
+ */
+export { withLunora, type WithLunora } from "./with-lunora.js";
+export { routeLunoraRequest } from "./route.js";
+export {
+  defineShape,
+  defineLunora,
+  type InferLunoraApi,
+  type LunoraContext,
+  type LunoraOptions,
+  type ShapeDefinition,
+  type TableDefinition,
+  type RetentionOptions,
+  type LimitOptions,
+} from "./definitions.js";
+export { SyncRoom, SYNC_SOCKET_TAG, ROOM_HEADER } from "./sync-room.js";
+export type { Where, WhereCondition, WhereScalar } from "./where.js";
+export { LunoraError, isLunoraError, type ErrorCode, type ErrorBody } from "../src/protocol/errors.js";

@@ -1,0 +1,256 @@
+import { LunoraError } from "../src/protocol/errors.js";
+
+/**
+ * A row predicate, returned by a table's `read` rule and a shape's `where`.
+ *
+ * It is data, not SQL, because the room needs it twice: compiled to a
+ * parameterized `WHERE` for snapshots, and evaluated in JavaScript against
+ * change-log images to compute membership diffs without re-running queries.
+ * Both evaluations follow SQLite's rules (see `compareSqlite`).
+ *
+ * ```ts
+ * { channelId: "general" }                       // channelId = ?
+ * { authorId: { in: ["u1", "u2"] }, deleted: 0 } // AND of both
+ * { $or: [{ public: 1 }, { ownerId: userId }] }
+ * true                                            // every row
+ * false                                           // no row: a read rule returning false is FORBIDDEN
+ * ```
+ */
+export type Where = boolean | WhereObject;
+
+export type WhereScalar = string | number | boolean | null;
+
+export interface WhereCondition {
+  eq?: WhereScalar;
+  /** Null-safe: `{ ne: "x" }` matches NULL. */
+  ne?: WhereScalar;
+  gt?: string | number;
+  gte?: string | number;
+  lt?: string | number;
+  lte?: string | number;
+  /** NULL never matches, as in SQL. One bound parameter whatever the length. */
+  in?: readonly WhereScalar[];
+}
+
+export type WhereObject = {
+  $and?: readonly Where[];
+  $or?: readonly Where[];
+  $not?: Where;
+} & { [column: string]: WhereScalar | WhereCondition | readonly Where[] | Where | undefined };
+
+/** SQLite's limit on bound parameters per statement in Durable Objects. */
+export const MAX_BOUND_PARAMETERS = 100;
+
+const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in"] as const;
+type Operator = (typeof OPERATORS)[number];
+
+/** A predicate checked against the table's columns: the only form the room evaluates. */
+export type CompiledWhere =
+  | { kind: "const"; value: boolean }
+  | { kind: "and" | "or"; items: CompiledWhere[] }
+  | { kind: "not"; item: CompiledWhere }
+  | { kind: "cmp"; column: string; op: Operator; value: SqlValue | SqlValue[] };
+
+type SqlValue = string | number | null;
+
+/** SQLite column affinity, from the declared type (https://sqlite.org/datatype3.html §3.1). */
+export type Affinity = "INTEGER" | "TEXT" | "BLOB" | "REAL" | "NUMERIC";
+
+export function affinityOf(declaredType: string): Affinity {
+  const type = declaredType.toUpperCase();
+  if (type.includes("INT")) return "INTEGER";
+  if (type.includes("CHAR") || type.includes("CLOB") || type.includes("TEXT")) return "TEXT";
+  if (type === "" || type.includes("BLOB")) return "BLOB";
+  if (type.includes("REAL") || type.includes("FLOA") || type.includes("DOUB")) return "REAL";
+  return "NUMERIC";
+}
+
+/**
+ * Normalizes a predicate value the way SQLite would when comparing it with a
+ * column: booleans are integers, and the column's affinity is applied (a TEXT
+ * column compares `5` as `"5"`). Doing it here once makes the JavaScript
+ * evaluation agree with the SQL one.
+ */
+function normalizeScalar(value: unknown, column: string, affinity: Affinity): SqlValue {
+  if (value === null || value === undefined) return null;
+  let scalar: SqlValue;
+  if (typeof value === "boolean") scalar = value ? 1 : 0; // SQLite has no booleans
+  else if (typeof value === "string") scalar = value;
+  else if (typeof value === "number" && Number.isFinite(value)) scalar = value;
+  else throw new LunoraError("INVALID_ARGS", `predicate value for column "${column}" must be a string, number, boolean or null`);
+  if (affinity === "TEXT" && typeof scalar === "number") return String(scalar);
+  if ((affinity === "INTEGER" || affinity === "REAL" || affinity === "NUMERIC") && typeof scalar === "string") {
+    const trimmed = scalar.trim();
+    if (trimmed !== "" && Number.isFinite(Number(trimmed))) return Number(trimmed);
+  }
+  return scalar;
+}
+
+/**
+ * Checks a predicate against the table's column allow-list and normalizes its
+ * values. A column that the table does not have is refused, so no predicate
+ * (even one built from client args) can name anything else.
+ */
+export function compileWhere(where: Where, columns: ReadonlyMap<string, Affinity>): CompiledWhere {
+  let parameters = 0;
+  const visit = (node: Where, depth: number): CompiledWhere => {
+    if (depth > 16) throw new LunoraError("INVALID_ARGS", "predicate is nested too deeply");
+    if (node === true || node === false) return { kind: "const", value: node };
+    if (typeof node !== "object" || node === null || Array.isArray(node)) {
+      throw new LunoraError("INVALID_ARGS", "predicate must be an object or a boolean");
+    }
+    const items: CompiledWhere[] = [];
+    for (const [key, raw] of Object.entries(node)) {
+      if (raw === undefined) continue;
+      if (key === "$and" || key === "$or") {
+        if (!Array.isArray(raw)) throw new LunoraError("INVALID_ARGS", `${key} takes an array`);
+        items.push({ kind: key === "$and" ? "and" : "or", items: raw.map((item) => visit(item as Where, depth + 1)) });
+        continue;
+      }
+      if (key === "$not") {
+        items.push({ kind: "not", item: visit(raw as Where, depth + 1) });
+        continue;
+      }
+      const affinity = columns.get(key);
+      if (affinity === undefined) throw new LunoraError("INVALID_ARGS", `unknown column "${key.slice(0, 64)}" in predicate`);
+      if (raw === null || typeof raw !== "object") {
+        parameters += raw === null ? 0 : 1;
+        items.push({ kind: "cmp", column: key, op: "eq", value: normalizeScalar(raw, key, affinity) });
+        continue;
+      }
+      for (const [op, operand] of Object.entries(raw as Record<string, unknown>)) {
+        if (operand === undefined) continue;
+        if (!(OPERATORS as readonly string[]).includes(op)) {
+          throw new LunoraError("INVALID_ARGS", `unknown operator "${op.slice(0, 32)}" on column "${key}"`);
+        }
+        if (op === "in") {
+          if (!Array.isArray(operand)) throw new LunoraError("INVALID_ARGS", `"in" on column "${key}" takes an array`);
+          parameters += 1;
+          items.push({ kind: "cmp", column: key, op: "in", value: operand.map((item) => normalizeScalar(item, key, affinity)) });
+        } else {
+          const value = normalizeScalar(operand, key, affinity);
+          if (value !== null) parameters += 1;
+          items.push({ kind: "cmp", column: key, op: op as Operator, value });
+        }
+      }
+    }
+    if (items.length === 0) return { kind: "const", value: true };
+    return items.length === 1 ? items[0] : { kind: "and", items };
+  };
+  const compiled = visit(where, 0);
+  if (parameters > MAX_BOUND_PARAMETERS) {
+    throw new LunoraError("INVALID_ARGS", `predicate needs ${parameters} bound parameters; the limit is ${MAX_BOUND_PARAMETERS}`);
+  }
+  return compiled;
+}
+
+/** `AND` of predicates, folding constants. */
+export function andWhere(...items: CompiledWhere[]): CompiledWhere {
+  const kept: CompiledWhere[] = [];
+  for (const item of items) {
+    if (item.kind === "const") {
+      if (!item.value) return item;
+      continue;
+    }
+    kept.push(item);
+  }
+  if (kept.length === 0) return { kind: "const", value: true };
+  return kept.length === 1 ? kept[0] : { kind: "and", items: kept };
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** Renders a checked predicate as SQL with `?` placeholders. */
+export function whereToSql(where: CompiledWhere): { sql: string; params: SqlValue[] } {
+  const params: SqlValue[] = [];
+  const render = (node: CompiledWhere): string => {
+    switch (node.kind) {
+      case "const":
+        return node.value ? "1" : "0";
+      case "and":
+      case "or":
+        return `(${node.items.map(render).join(node.kind === "and" ? " AND " : " OR ")})`;
+      case "not":
+        return `(NOT ${render(node.item)})`;
+      case "cmp": {
+        const col = quoteIdent(node.column);
+        if (node.op === "in") {
+          params.push(JSON.stringify((node.value as SqlValue[]).filter((item) => item !== null)));
+          return `${col} IN (SELECT value FROM json_each(?))`;
+        }
+        const value = node.value as SqlValue;
+        if (node.op === "eq" || node.op === "ne") {
+          if (value === null) return node.op === "eq" ? `${col} IS NULL` : `${col} IS NOT NULL`;
+          params.push(value);
+          return node.op === "eq" ? `${col} = ?` : `${col} IS NOT ?`;
+        }
+        if (value === null) return "0"; // comparisons with NULL are never true
+        params.push(value);
+        const sqlOp = { gt: ">", gte: ">=", lt: "<", lte: "<=" }[node.op];
+        return `${col} ${sqlOp} ?`;
+      }
+    }
+  };
+  return { sql: render(where), params };
+}
+
+/**
+ * SQLite's ordering of values of different storage classes: NULL < numbers <
+ * text. Text compares by code point (BINARY collation).
+ */
+export function compareSqlite(a: SqlValue, b: SqlValue): number {
+  const rank = (value: SqlValue) => (value === null ? 0 : typeof value === "number" ? 1 : 2);
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  if (a === null || b === null) return 0;
+  if (typeof a === "number") return a - (b as number);
+  return a < (b as string) ? -1 : a > (b as string) ? 1 : 0;
+}
+
+function readColumn(row: Record<string, unknown>, column: string): SqlValue {
+  const value = row[column];
+  if (value === undefined || value === null) return null;
+  if (typeof value === "boolean") return value ? 1 : 0;
+  if (typeof value === "number" || typeof value === "string") return value;
+  return JSON.stringify(value);
+}
+
+/** Evaluates a checked predicate against a row image, with the same meaning as {@link whereToSql}. */
+export function matchesWhere(where: CompiledWhere, row: Record<string, unknown>): boolean {
+  switch (where.kind) {
+    case "const":
+      return where.value;
+    case "and":
+      return where.items.every((item) => matchesWhere(item, row));
+    case "or":
+      return where.items.some((item) => matchesWhere(item, row));
+    case "not":
+      return !matchesWhere(where.item, row);
+    case "cmp": {
+      const actual = readColumn(row, where.column);
+      if (where.op === "in") {
+        if (actual === null) return false;
+        return (where.value as SqlValue[]).some((item) => item !== null && compareSqlite(actual, item) === 0);
+      }
+      const expected = where.value as SqlValue;
+      if (where.op === "eq") return expected === null ? actual === null : actual !== null && compareSqlite(actual, expected) === 0;
+      if (where.op === "ne") return expected === null ? actual !== null : actual === null || compareSqlite(actual, expected) !== 0;
+      if (actual === null || expected === null) return false;
+      const order = compareSqlite(actual, expected);
+      switch (where.op) {
+        case "gt":
+          return order > 0;
+        case "gte":
+          return order >= 0;
+        case "lt":
+          return order < 0;
+        case "lte":
+          return order <= 0;
+      }
+    }
+  }
+  return false;
+}

@@ -1,0 +1,35 @@
+import * as v from "valibot";
+import { cursorSchema, nameSchema } from "./common.js";
+
+/**
+ * What a subscription reads: a whole table under its read rule (`list`) or a
+ * named shape with arguments. Either name is looked up in the room's
+ * definitions; a client never names a table, column or SQL fragment that the
+ * server did not list.
+ */
+export const sourceSchema = v.union([
+  v.strictObject({ list: nameSchema }),
+  v.strictObject({ shape: nameSchema, args: v.optional(v.unknown()) }),
+]);
+export type Source = v.InferOutput<typeof sourceSchema>;
+
+/**
+ * `subscribe`: start (or resume) a subscription on this socket. With a
+ * `cursor` the room sends only what changed since it (coalesced per key), or
+ * a reset if it cannot; without one it sends a snapshot. Re-using a live `id`
+ * replaces that subscription.
+ */
+export const subscribeSchema = v.strictObject({
+  type: v.literal("subscribe"),
+  id: nameSchema,
+  source: sourceSchema,
+  cursor: v.optional(cursorSchema),
+});
+export type Subscribe = v.InferOutput<typeof subscribeSchema>;
+
+/** `unsubscribe`: stop a subscription. Unknown ids are ignored. */
+export const unsubscribeSchema = v.strictObject({
+  type: v.literal("unsubscribe"),
+  id: nameSchema,
+});
+export type Unsubscribe = v.InferOutput<typeof unsubscribeSchema>;
