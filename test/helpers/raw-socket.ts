@@ -1,5 +1,5 @@
 import WebSocket from "ws";
-import { PROTOCOL_VERSION, parseRoomFrame, type ClientFrame, type Cursor, type MutationResult, type RoomFrame, type RowOp } from "../../src/protocol/index.js";
+import { PONG, PROTOCOL_VERSION, parseRoomFrame, type ClientFrame, type Cursor, type MutationResult, type RoomFrame, type RowOp } from "../../src/protocol/index.js";
 import { waitFor } from "./wait-for.js";
 
 /** A poke as the client assembles it: everything between pokeStart and pokeEnd. */
@@ -50,7 +50,13 @@ export class RawSocket {
     return socket;
   }
 
+  pongs = 0;
+
   private onMessage(text: string): void {
+    if (text === PONG) {
+      this.pongs++;
+      return;
+    }
     this.raw.push(text);
     const parsed = parseRoomFrame(text, 2_000_000);
     if (!parsed.ok) throw new Error(`room sent an invalid frame: ${parsed.error.message}: ${text.slice(0, 200)}`);

@@ -1,0 +1,45 @@
+/**
+ * Real hibernation: Miniflare evicts an idle object after about 10 s while
+ * its sockets stay open. Slow by nature (two idle windows).
+ */
+import { afterAll, beforeAll, expect, test } from "vitest";
+import type { LocalWorker } from "../../src/testing/index.js";
+import { RawSocket } from "../helpers/raw-socket.js";
+import { putItems, roomCall, startFixtureRoom } from "../helpers/fixture-room.js";
+import { waitFor } from "../helpers/wait-for.js";
+
+let worker: LocalWorker;
+beforeAll(async () => {
+  worker = await startFixtureRoom();
+});
+afterAll(() => worker?.stop());
+
+const idle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+type Wakes = { constructed: number; lastConstructedAt: number };
+
+test("idle past eviction: sockets stay open, pings are answered without waking, the next write reaches every subscriber", async () => {
+  const room = "hibernating";
+  const sockets = await Promise.all([0, 1, 2].map(() => RawSocket.connect(worker.host, room)));
+  sockets.forEach((socket, i) => socket.subscribe("s", i === 0 ? { list: "items" } : { shape: "itemsByList", args: { listId: "h" } }));
+  await Promise.all(sockets.map((socket) => socket.nextPoke("s")));
+  const before = await roomCall<Wakes>(worker, room, "/wakes");
+
+  await idle(12_000); // past the ~10 s eviction window
+  // The runtime answers the keepalive itself.
+  for (const socket of sockets) socket.ws.send("ping");
+  await waitFor(() => sockets.every((socket) => socket.pongs === 1), { message: "every ping answered" });
+  const pingedAt = Date.now();
+
+  const seen = sockets.map((socket) => socket.pokes.length);
+  await putItems(worker, room, { id: "woke", listId: "h", title: "after hibernation" });
+  const after = await roomCall<Wakes>(worker, room, "/wakes");
+  // Evicted and rebuilt: a new construction, and not before the pings were answered.
+  expect(after.constructed).toBeGreaterThan(before.constructed);
+  expect(after.lastConstructedAt).toBeGreaterThanOrEqual(pingedAt);
+  await Promise.all(sockets.map((socket, i) => socket.nextPoke("s", seen[i])));
+  for (const socket of sockets) {
+    expect(socket.closed).toBeNull();
+    expect(socket.rows("s").get("woke")).toMatchObject({ id: "woke", title: "after hibernation" });
+  }
+  await Promise.all(sockets.map((socket) => socket.close()));
+}, 60_000);
