@@ -1,5 +1,6 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { Where } from "./where.js";
+import type { ServerMutatorDefinition } from "./mutators.js";
 
 /** What a read rule, a shape's `where` and a mutator see: who is asking, in which room. */
 export interface LunoraContext<Auth = unknown, Env = unknown> {
@@ -107,7 +108,8 @@ export interface LimitOptions {
 export interface LunoraOptions<Auth = any, Env = any> {
   tables: Record<string, TableDefinition<Auth, Env, any>>;
   shapes?: Record<string, ShapeDefinition<string, any, any, Auth, Env>>;
-  mutators?: Record<string, unknown>;
+  /** Server mutators by name (the name clients push under, e.g. `"messages:send"`). */
+  mutators?: Record<string, ServerMutatorDefinition<any, any, Auth, Env>>;
   /**
    * Verifies the upgrade request (e.g. a `token` query parameter) and returns
    * the identity, or null to refuse (`UNAUTHENTICATED`, close 4001). Return
@@ -149,8 +151,8 @@ export type InferLunoraApi<O extends LunoraOptions> = {
     [S in keyof NonNullable<O["shapes"]> & string]: { args: ShapeArgs<NonNullable<O["shapes"]>[S]>; row: ShapeRow<O, NonNullable<O["shapes"]>[S]> };
   };
   mutators: {
-    [M in keyof NonNullable<O["mutators"]> & string]: NonNullable<O["mutators"]>[M] extends { args?: infer A; server: (...args: any[]) => infer R }
-      ? { args: A extends StandardSchemaV1 ? StandardSchemaV1.InferInput<A> : undefined; result: Awaited<R> }
+    [M in keyof NonNullable<O["mutators"]> & string]: NonNullable<O["mutators"]>[M] extends ServerMutatorDefinition<infer A, infer R>
+      ? { args: A extends StandardSchemaV1 ? StandardSchemaV1.InferInput<A> : undefined; result: R }
       : { args: unknown; result: unknown };
   };
 };

@@ -17,5 +17,7 @@ export {
   type LimitOptions,
 } from "./definitions.js";
 export { SyncRoom, SYNC_SOCKET_TAG, ROOM_HEADER } from "./sync-room.js";
+export { defineMutator, clientWatermark, OUTCOMES_KEPT_PER_CLIENT, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
+export { LunoraDb } from "./db.js";
 export type { Where, WhereCondition, WhereScalar } from "./where.js";
 export { LunoraError, isLunoraError, type ErrorCode, type ErrorBody } from "../src/protocol/errors.js";

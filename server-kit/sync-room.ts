@@ -39,6 +39,8 @@ import {
   type SocketAttachment,
 } from "./socket-state.js";
 import { validateWithSchema } from "./validate.js";
+import { LunoraDb } from "./db.js";
+import { applyPush, installWatermarkTables, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
 import { andWhere, compileWhere, matchesWhere, quoteIdent, whereToSql, type CompiledWhere } from "./where.js";
 
 /** Tag of every hibernatable socket Lunora accepts; other sockets belong to the room's own code. */
@@ -125,6 +127,18 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private trimmedThrough = 0;
   private rowsSinceSweep = 0;
   private pokeCounter = 0;
+  private flushScheduled = false;
+  /** Pushes are applied one batch at a time, in arrival order, across all sockets. */
+  private pushQueue: Promise<void> = Promise.resolve();
+  private queuedPushes = 0;
+  private applyingPush = false;
+
+  /**
+   * Row helpers over the synced tables for the room's own code. Writes made
+   * through it are flushed to subscribers at the end of the current task, even
+   * from RPC methods or timers that `withLunora` does not wrap.
+   */
+  readonly db: LunoraDb;
 
   constructor(
     readonly ctx: DurableObjectState,
@@ -134,6 +148,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.sql = ctx.storage.sql;
     this.tableDefs = new Map(Object.entries(options.tables));
     this.shapeDefs = new Map(Object.entries(options.shapes ?? {}));
+    this.db = new LunoraDb(this.sql, (table) => this.syncedTableInfo(table), () => this.scheduleFlush());
     // Keepalive pings are answered by the runtime without waking the object.
     // Kept if the room's own code already set an auto-response.
     if (ctx.getWebSocketAutoResponse() === null) {
@@ -162,6 +177,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   ensureReady(): void {
     if (this.ready) return;
     installLogTables(this.sql);
+    installWatermarkTables(this.sql);
     let epoch = readMeta(this.sql, "epoch");
     if (epoch === undefined) {
       epoch = crypto.randomUUID();
@@ -186,6 +202,26 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     this.tables = tables;
     this.keys = new Map([...tables].map(([name, info]) => [name, info.key]));
+  }
+
+  private syncedTableInfo(name: string): TableInfo {
+    this.ensureReady();
+    if (!this.tableDefs.has(name) || !Object.hasOwn(this.options.tables, name)) {
+      throw new LunoraError("INVALID_ARGS", `"${String(name).slice(0, 64)}" is not a synced table; use ctx.sql for other tables`);
+    }
+    return this.tableInfo(name);
+  }
+
+  /** Flushes once at the end of the current task (after a burst of `db` writes). */
+  private scheduleFlush(): void {
+    // While a push is applied its own flush carries the rows together with
+    // the outcomes; an earlier flush would split them.
+    if (this.flushScheduled || this.applyingPush) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
   }
 
   private tableInfo(name: string): TableInfo {
@@ -335,14 +371,52 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
   }
 
-  /** Overridden by the write path; the read path refuses writes with a code. */
-  protected async onPush(ws: WebSocket, _state: SocketState, frame: Extract<ClientFrame, { type: "push" }>): Promise<void> {
-    const results: MutationResult[] = frame.mutations.map((mutation) => ({
-      clientSeq: mutation.clientSeq,
-      status: "rejected",
-      error: { code: "UNKNOWN_MUTATOR", message: `unknown mutator "${mutation.name}"` },
-    }));
-    this.flush(new Map([[ws, results]]));
+  /**
+   * Applies a batch of writes in order, exactly once per (identity, clientId,
+   * clientSeq), then flushes: the outcomes ride in the same poke as the rows
+   * they produced (a poke with no rows when no subscription sees them).
+   */
+  private onPush(ws: WebSocket, state: SocketState, frame: Extract<ClientFrame, { type: "push" }>): Promise<void> {
+    const MAX_QUEUED_PUSHES = 256;
+    if (this.queuedPushes >= MAX_QUEUED_PUSHES) {
+      // Bounded: the writer retries these later (transient), nothing is lost.
+      const results: MutationResult[] = frame.mutations.map((mutation) => ({
+        clientSeq: mutation.clientSeq,
+        status: "error",
+        error: { code: "QUOTA_EXCEEDED", message: "the room is busy; retry" },
+      }));
+      this.flush(new Map([[ws, results]]));
+      return Promise.resolve();
+    }
+    this.queuedPushes++;
+    const run = async () => {
+      this.applyingPush = true;
+      try {
+        const mutators = (this.options.mutators ?? {}) as Record<string, ServerMutatorDefinition>;
+        const { auth, room, identity } = state.attachment;
+        const results = await applyPush(
+          {
+            sql: this.sql,
+            transactionSync: (fn) => this.ctx.storage.transactionSync(fn),
+            mutators,
+            identity,
+            clientId: frame.clientId,
+            makeContext: (clientId, clientSeq): MutationContext => ({ auth, room, env: this.env, db: this.db, sql: this.sql, clientId, clientSeq }),
+          },
+          frame.mutations,
+        );
+        this.applyingPush = false;
+        this.flush(new Map([[ws, results]]));
+      } catch (error) {
+        console.error("lunora: push failed", error);
+      } finally {
+        this.applyingPush = false;
+        this.queuedPushes--;
+      }
+    };
+    const next = this.pushQueue.then(run);
+    this.pushQueue = next;
+    return next;
   }
 
   private async subscribe(ws: WebSocket, state: SocketState, frame: Subscribe): Promise<void> {
@@ -506,6 +580,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    */
   flush(outcomes?: Map<WebSocket, MutationResult[]>): void {
     this.ensureReady();
+    this.flushScheduled = false;
     const through = Math.max(maxLogSeq(this.sql), this.flushedSeq);
     if (through === this.flushedSeq && (outcomes === undefined || outcomes.size === 0)) return;
     const from = this.flushedSeq;
