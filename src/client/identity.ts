@@ -1,0 +1,50 @@
+import { LunoraError } from "../protocol/index.js";
+
+/**
+ * Where the client gets its token: a fixed string, `null` for anonymous, or
+ * a function that is called before every connection attempt (so a refreshed
+ * token is picked up on reconnect).
+ */
+export type AuthProvider =
+  | string
+  | null
+  | (() => string | null | undefined | Promise<string | null | undefined>);
+
+/** The identity of a client without a token. */
+export const ANONYMOUS_IDENTITY = "anonymous";
+
+/**
+ * Reads the current token. An empty string counts as no token. A provider
+ * that throws is reported as `UNAUTHENTICATED` (the caller decides whether to
+ * retry), never as a bare exception.
+ */
+export async function readToken(auth: AuthProvider | undefined): Promise<string | undefined> {
+  if (auth === undefined || auth === null) return undefined;
+  let token: string | null | undefined;
+  try {
+    token = typeof auth === "function" ? await auth() : auth;
+  } catch (cause) {
+    throw new LunoraError("UNAUTHENTICATED", `auth provider failed: ${describe(cause)}`, { cause: describe(cause) });
+  }
+  if (token !== null && token !== undefined && typeof token !== "string") {
+    throw new LunoraError("UNAUTHENTICATED", "auth provider must return a string, null or undefined");
+  }
+  return token ? token : undefined;
+}
+
+/**
+ * The identity fingerprint of a token: lowercase SHA-256 hex of its UTF-8
+ * bytes, or {@link ANONYMOUS_IDENTITY}. Cached reads and queued writes are
+ * stamped with it, so it must be stable for a token and must not reveal it.
+ */
+export async function tokenFingerprint(token: string | undefined): Promise<string> {
+  if (token === undefined) return ANONYMOUS_IDENTITY;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+  let hex = "";
+  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

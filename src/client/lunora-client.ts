@@ -1,0 +1,333 @@
+import * as v from "valibot";
+import {
+  LunoraError,
+  sourceSchema,
+  type AnyLunoraApi,
+  type LunoraApi,
+  type MutationResult,
+} from "../protocol/index.js";
+import { readToken, tokenFingerprint, type AuthProvider } from "./identity.js";
+import { Listeners } from "./listeners.js";
+import { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";
+import { assertRoomName } from "./room-name.js";
+import { RoomConnection } from "./room-connection.js";
+import { aggregateStatus, type ConnectionStatus } from "./status.js";
+import type { SubscribeOptions, Subscription } from "./subscription.js";
+
+/** Options of {@link LunoraClient}. */
+export interface LunoraClientOptions {
+  /**
+   * Where the Worker runs, in partysocket's host form: `"127.0.0.1:8787"` or
+   * `"https://my-app.workers.dev"`. Loopback and private addresses default to
+   * `ws:`, anything else to `wss:`.
+   */
+  host: string;
+  /** The party (Durable Object binding name as routed by `routeLunoraRequest`). URLs are `/parties/:party/:room`. */
+  party: string;
+  /**
+   * The token sent as the `token` query parameter. A function is called before
+   * every connection attempt, so a refreshed token is used on reconnect
+   * (including after the room closed the socket with 4001).
+   */
+  auth?: AuthProvider;
+  /**
+   * The WebSocket class. Required in Node 20, which has no global WebSocket:
+   * pass `WebSocket` from `ws`. Without it partysocket logs an error and never
+   * opens — it does not throw.
+   */
+  WebSocket?: unknown;
+  /** Overrides the scheme partysocket derives from `host`. */
+  protocol?: "ws" | "wss";
+  /** Reconnect backoff bounds (defaults 250 ms and 10 s). */
+  reconnect?: { minDelayMs?: number; maxDelayMs?: number };
+  /** Keepalive interval (default 25 s); `0` turns keepalive off. */
+  pingIntervalMs?: number;
+  /**
+   * Bounds of the poke being reassembled (defaults: 64 MB of part text, 2,000,000
+   * ops). A poke over them is dropped and its subscriptions reset, reported as
+   * `QUOTA_EXCEEDED`.
+   */
+  limits?: { maxPokeChars?: number; maxPokeOps?: number };
+  /** Offline read cache (not used yet; accepted so app code does not change later). */
+  queryCache?: unknown;
+  /** Durable outbox storage (not used yet; accepted so app code does not change later). */
+  persistence?: unknown;
+}
+
+/** Where a client-level error happened. */
+export interface ClientErrorContext {
+  party: string;
+  room: string;
+}
+
+/**
+ * Subscriptions one client may hold at once. Each costs a map entry here and
+ * live state in a room; a leak of subscriptions (a collection created per
+ * render, never cleaned up) should fail loudly long before memory does.
+ */
+export const MAX_SUBSCRIPTIONS_PER_CLIENT = 1_000;
+
+/**
+ * Frames partysocket may queue while a socket is not open. The client itself
+ * only sends on an open socket (subscriptions are re-sent on every open), so
+ * this bounds the queue against future callers rather than filling it.
+ */
+export const MAX_ENQUEUED_MESSAGES = 1_000;
+
+const DEFAULT_MIN_DELAY_MS = 250;
+const DEFAULT_MAX_DELAY_MS = 10_000;
+const DEFAULT_PING_INTERVAL_MS = 25_000;
+
+/**
+ * The transport of Lunora DB: one `partysocket` per room, opened when the
+ * room's first subscription appears and closed with its last one. It resumes
+ * every subscription from its cursor on reconnect, validates every frame the
+ * room sends, and applies each poke atomically.
+ *
+ * `Api` is type-only (see `InferLunoraApi` in the server-kit): it lets
+ * `lunoraCollectionOptions({ client, list: "messages" })` infer row types.
+ *
+ * @example
+ * ```ts
+ * import { WebSocket } from "ws"; // Node only; browsers have a global WebSocket
+ * import { LunoraClient } from "@lunora/db";
+ *
+ * const client = new LunoraClient<ChatApi>({
+ *   host: "127.0.0.1:8787",
+ *   party: "chat-room",
+ *   auth: async () => (await getSession())?.token,
+ *   WebSocket,
+ * });
+ * client.onStatusChange((status) => console.log(status)); // "connecting", "connected", …
+ * client.onError((error, { room }) => console.warn(room, error.code, error.message));
+ * ```
+ */
+export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
+  /** Type carrier for `Api`; never set at runtime. */
+  declare readonly "~api"?: Api;
+
+  /** Identifies this client's writes to rooms (random per instance for now). */
+  readonly clientId: string;
+  readonly host: string;
+  readonly party: string;
+  readonly queryCache: unknown;
+  readonly persistence: unknown;
+
+  readonly #options: LunoraClientOptions;
+  readonly #connections = new Map<string, RoomConnection>();
+  readonly #statusListeners = new Listeners<[status: ConnectionStatus, previous: ConnectionStatus]>();
+  readonly #errorListeners = new Listeners<[error: LunoraError, context: ClientErrorContext]>();
+  readonly #mutationListeners = new Listeners<[room: string, results: MutationResult[], party: string]>();
+  #status: ConnectionStatus = "idle";
+  #subscriptionCount = 0;
+  #nextSubscriptionId = 0;
+  #closed = false;
+
+  constructor(options: LunoraClientOptions) {
+    if (typeof options?.host !== "string" || options.host.length === 0) {
+      throw new LunoraError("INVALID_ARGS", "LunoraClient: `host` is required");
+    }
+    assertRoomName("party", options.party);
+    this.#options = options;
+    this.host = options.host;
+    this.party = options.party;
+    this.queryCache = options.queryCache;
+    this.persistence = options.persistence;
+    this.clientId = crypto.randomUUID();
+  }
+
+  /** Aggregate status: `idle` (no rooms), else the worst room status. Read synchronously. */
+  get status(): ConnectionStatus {
+    return this.#status;
+  }
+
+  /** Status of one room's socket; `idle` when the client holds no subscription in it. */
+  roomStatus(room: string, party: string = this.party): ConnectionStatus {
+    return this.#connections.get(connectionKey(party, room))?.status ?? "idle";
+  }
+
+  /**
+   * Calls `listener` whenever the aggregate status changes (never with an
+   * unchanged value). Returns a function that removes it.
+   *
+   * @example
+   * ```ts
+   * const stop = client.onStatusChange((status) => setBanner(status === "offline"));
+   * ```
+   */
+  onStatusChange(listener: (status: ConnectionStatus, previous: ConnectionStatus) => void): () => void {
+    return this.#statusListeners.add(listener);
+  }
+
+  /**
+   * Errors that concern a room rather than one subscription: malformed frames
+   * (`PROTOCOL_ERROR`), a refused token (`UNAUTHENTICATED`), a room speaking
+   * another protocol version (`PROTOCOL_VERSION_MISMATCH`), a poke over the
+   * client's bounds (`QUOTA_EXCEEDED`). Subscription errors go to that
+   * subscription's handler instead.
+   *
+   * @example
+   * ```ts
+   * client.onError((error, { room }) => {
+   *   if (error.code === "UNAUTHENTICATED") router.push("/login");
+   * });
+   * ```
+   */
+  onError(listener: (error: LunoraError, context: ClientErrorContext) => void): () => void {
+    return this.#errorListeners.add(listener);
+  }
+
+  /**
+   * Mutation outcomes carried by a poke, delivered right after the poke's rows
+   * were handed to its subscriptions (so a write is never confirmed before
+   * its data is in). Used by the write path.
+   *
+   * @example
+   * ```ts
+   * client.onMutationResults((room, results) => {
+   *   for (const r of results) console.log(room, r.clientSeq, r.status);
+   * });
+   * ```
+   */
+  onMutationResults(listener: (room: string, results: MutationResult[], party: string) => void): () => void {
+    return this.#mutationListeners.add(listener);
+  }
+
+  /**
+   * Starts a subscription in `room`, opening the room's socket if needed.
+   * Collections call this; apps rarely need to.
+   *
+   * Throws `INVALID_ARGS` for a bad room name or source, `QUOTA_EXCEEDED`
+   * past {@link MAX_SUBSCRIPTIONS_PER_CLIENT}.
+   *
+   * @example
+   * ```ts
+   * let cursor: Cursor | undefined;
+   * const sub = client.subscribe({
+   *   room: "general",
+   *   source: { list: "messages" },
+   *   handler: {
+   *     cursor: () => cursor,
+   *     applyPoke: ({ reset, ops, cursor: next }) => { apply(reset, ops); cursor = next; },
+   *     onError: (error) => console.warn(error.code),
+   *   },
+   * });
+   * // later
+   * sub.unsubscribe();
+   * ```
+   */
+  subscribe(options: SubscribeOptions): Subscription {
+    if (this.#closed) throw new LunoraError("INVALID_ARGS", "LunoraClient: subscribe() after close()");
+    const party = options.party ?? this.party;
+    assertRoomName("room", options.room);
+    assertRoomName("party", party);
+    if (!v.is(sourceSchema, options.source)) {
+      throw new LunoraError("INVALID_ARGS", "subscribe: `source` must be { list } or { shape, args? } with names of 1–128 characters");
+    }
+    if (this.#subscriptionCount >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
+      throw new LunoraError("QUOTA_EXCEEDED", `a client holds at most ${MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions`, {
+        max: MAX_SUBSCRIPTIONS_PER_CLIENT,
+      });
+    }
+
+    const key = connectionKey(party, options.room);
+    let connection = this.#connections.get(key);
+    if (!connection) {
+      connection = this.#openConnection(party, options.room);
+      this.#connections.set(key, connection);
+    }
+    const id = `s${(this.#nextSubscriptionId++).toString(36)}`;
+    this.#subscriptionCount++;
+    connection.add(id, options.source, options.handler);
+    this.#updateStatus();
+
+    const room = options.room;
+    const conn = connection;
+    let active = true;
+    return {
+      id,
+      room,
+      party,
+      unsubscribe: () => {
+        if (!active) return;
+        active = false;
+        this.#subscriptionCount--;
+        conn.remove(id);
+        if (conn.subscriptionCount === 0) {
+          conn.close();
+          if (this.#connections.get(key) === conn) this.#connections.delete(key);
+          this.#updateStatus();
+        }
+      },
+      resubscribe: () => {
+        if (active) conn.resubscribe(id, { reset: false });
+      },
+    };
+  }
+
+  /**
+   * The identity fingerprint of the current token: SHA-256 hex, or
+   * `"anonymous"` without a token. Cached rows and queued writes are stamped
+   * with it so another identity never sees them.
+   *
+   * @example
+   * ```ts
+   * const who = await client.identity(); // "anonymous" or "9f86d08…"
+   * ```
+   */
+  async identity(): Promise<string> {
+    return tokenFingerprint(await readToken(this.#options.auth));
+  }
+
+  /**
+   * Closes every socket and forgets every subscription. The client cannot be
+   * used afterwards.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const connection of this.#connections.values()) connection.close();
+    this.#connections.clear();
+    this.#subscriptionCount = 0;
+    this.#updateStatus();
+    this.#statusListeners.clear();
+    this.#errorListeners.clear();
+    this.#mutationListeners.clear();
+  }
+
+  #openConnection(party: string, room: string): RoomConnection {
+    const options = this.#options;
+    return new RoomConnection({
+      host: options.host,
+      party,
+      room,
+      protocol: options.protocol,
+      WebSocket: options.WebSocket,
+      clientId: this.clientId,
+      minDelayMs: options.reconnect?.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
+      maxDelayMs: options.reconnect?.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
+      pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+      maxEnqueuedMessages: MAX_ENQUEUED_MESSAGES,
+      pokeLimits: {
+        maxChars: options.limits?.maxPokeChars ?? DEFAULT_POKE_BUFFER_LIMITS.maxChars,
+        maxOps: options.limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
+      },
+      readToken: () => readToken(options.auth),
+      onStatusChange: () => this.#updateStatus(),
+      onError: (error) => this.#errorListeners.emit(error, { party, room }),
+      onMutationResults: (results) => this.#mutationListeners.emit(room, results, party),
+    });
+  }
+
+  #updateStatus(): void {
+    const previous = this.#status;
+    const next = aggregateStatus([...this.#connections.values()].map((connection) => connection.status));
+    if (next === previous) return;
+    this.#status = next;
+    this.#statusListeners.emit(next, previous);
+  }
+}
+
+function connectionKey(party: string, room: string): string {
+  return JSON.stringify([party, room]);
+}

@@ -1,0 +1,426 @@
+import { PartySocket } from "partysocket";
+import {
+  CLOSE_CODES,
+  LunoraError,
+  PONG,
+  PROTOCOL_VERSION,
+  QUERY,
+  encodeFrame,
+  parseRoomFrame,
+  type ClientFrame,
+  type MutationResult,
+  type RoomFrame,
+  type Source,
+} from "../protocol/index.js";
+import { Keepalive, unrefTimer } from "./keepalive.js";
+import { reportListenerError } from "./listeners.js";
+import { PokeBuffer, type CompletePoke, type PokeBufferLimits, type PokeStep } from "./poke-buffer.js";
+import type { RoomStatus } from "./status.js";
+import type { SubscriptionHandler } from "./subscription.js";
+
+/**
+ * The largest room frame the client parses. Rooms keep frames under
+ * `MAX_FRAME_BYTES` (900,000); Cloudflare caps a WebSocket message at 1 MiB, so
+ * anything larger cannot be a frame a room sent on purpose.
+ */
+const MAX_ROOM_FRAME_BYTES = 1024 * 1024;
+
+/** `readyState` of an open socket (the WebSocket constant, identical in every implementation). */
+const OPEN = 1;
+
+/** Everything a connection needs from its client. */
+export interface RoomConnectionOptions {
+  host: string;
+  party: string;
+  room: string;
+  protocol: "ws" | "wss" | undefined;
+  WebSocket: unknown;
+  clientId: string;
+  minDelayMs: number;
+  maxDelayMs: number;
+  pingIntervalMs: number;
+  maxEnqueuedMessages: number;
+  pokeLimits: PokeBufferLimits;
+  readToken(): Promise<string | undefined>;
+  onStatusChange(): void;
+  onError(error: LunoraError): void;
+  onMutationResults(results: MutationResult[]): void;
+}
+
+interface SubscriptionEntry {
+  id: string;
+  source: Source;
+  handler: SubscriptionHandler;
+  /**
+   * Set when the rows of this subscription can no longer be trusted (a poke
+   * for it was dropped, or its handler failed). It was subscribed again
+   * without cursor; until a poke resets it, pokes for it are skipped — they
+   * may be deltas against state the client never received.
+   */
+  awaitingReset: boolean;
+}
+
+/**
+ * One room's socket: a `PartySocket` that reconnects with backoff, plus the
+ * subscriptions that live on it. It reads room frames (validated, never
+ * trusted), reassembles pokes and hands each complete poke to the
+ * subscriptions' handlers in one synchronous loop.
+ */
+export class RoomConnection {
+  readonly party: string;
+  readonly room: string;
+  readonly #options: RoomConnectionOptions;
+  readonly #socket: PartySocket;
+  readonly #subs = new Map<string, SubscriptionEntry>();
+  readonly #pokes: PokeBuffer;
+  readonly #keepalive: Keepalive;
+  #status: RoomStatus = "connecting";
+  #epoch: string | undefined;
+  #closed = false;
+  /** Set once the room refused our protocol version: the socket stays closed. */
+  #failed = false;
+  #versionMismatchReported = false;
+  /** The token sent with the current/last connection attempt. */
+  #presentedToken: string | undefined;
+  /** The token the room last refused (4001), while no connection has succeeded since. */
+  #refused: { token: string | undefined } | undefined;
+  #refusedRepeats = 0;
+  #authDelay: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
+
+  constructor(options: RoomConnectionOptions) {
+    this.#options = options;
+    this.party = options.party;
+    this.room = options.room;
+    this.#pokes = new PokeBuffer(options.pokeLimits);
+    this.#keepalive = new Keepalive(
+      options.pingIntervalMs,
+      (ping) => this.#send(ping),
+      () => this.#socket.reconnect(),
+    );
+    this.#socket = new PartySocket({
+      host: options.host,
+      party: options.party,
+      room: options.room,
+      protocol: options.protocol,
+      WebSocket: options.WebSocket,
+      // A function, not an object: partysocket calls it before every attempt,
+      // which is how a refreshed token reaches the reconnect.
+      query: () => this.#connectionQuery(),
+      minReconnectionDelay: options.minDelayMs,
+      maxReconnectionDelay: options.maxDelayMs,
+      maxEnqueuedMessages: options.maxEnqueuedMessages,
+      // A room that speaks another protocol version will refuse every retry.
+      shouldReconnectOnClose: (event) => event.code !== CLOSE_CODES.PROTOCOL_VERSION,
+    });
+    // Binary frames are not part of the protocol and are refused; ArrayBuffer is
+    // the one binary type every implementation supports (`ws` before 8.18 has
+    // no Blob and would hand over Node Buffers).
+    this.#socket.binaryType = "arraybuffer";
+    this.#socket.addEventListener("open", this.#onOpen);
+    this.#socket.addEventListener("message", this.#onMessage);
+    this.#socket.addEventListener("close", this.#onClose);
+    this.#socket.addEventListener("error", this.#onSocketError);
+  }
+
+  get status(): RoomStatus {
+    return this.#status;
+  }
+
+  /** The room's epoch from its last `hello`. */
+  get epoch(): string | undefined {
+    return this.#epoch;
+  }
+
+  get subscriptionCount(): number {
+    return this.#subs.size;
+  }
+
+  add(id: string, source: Source, handler: SubscriptionHandler): void {
+    const entry: SubscriptionEntry = { id, source, handler, awaitingReset: false };
+    this.#subs.set(id, entry);
+    if (this.#failed) {
+      this.#notifyVersionMismatch(entry);
+      return;
+    }
+    this.#sendSubscribe(entry);
+  }
+
+  remove(id: string): void {
+    if (!this.#subs.delete(id)) return;
+    // A socket that is not open has no server-side state for it: the next
+    // connection subscribes only what is still in the map.
+    this.#sendIfOpen({ type: "unsubscribe", id });
+  }
+
+  /** Sends `subscribe` again; with `reset`, without cursor and skipping pokes until the room resets it. */
+  resubscribe(id: string, options: { reset: boolean }): void {
+    const entry = this.#subs.get(id);
+    if (!entry) return;
+    if (options.reset) entry.awaitingReset = true;
+    this.#sendSubscribe(entry);
+  }
+
+  /** Closes the socket for good. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#keepalive.stop();
+    this.#pokes.clear();
+    this.#cancelAuthDelay();
+    this.#subs.clear();
+    this.#socket.close(1000, "client closed");
+    this.#socket.removeEventListener("open", this.#onOpen);
+    this.#socket.removeEventListener("message", this.#onMessage);
+    this.#socket.removeEventListener("close", this.#onClose);
+    this.#socket.removeEventListener("error", this.#onSocketError);
+  }
+
+  // ---- connection lifecycle ------------------------------------------------
+
+  async #connectionQuery(): Promise<Record<string, string | undefined>> {
+    let token: string | undefined;
+    try {
+      token = await this.#options.readToken();
+    } catch (error) {
+      const coded = error instanceof LunoraError ? error : new LunoraError("UNAUTHENTICATED", String(error));
+      this.#options.onError(coded);
+      this.#setStatus("offline");
+      // partysocket turns a rejected query into an error event and retries with backoff.
+      throw coded;
+    }
+    if (this.#refused && this.#refused.token === token) {
+      // The provider returned the token the room just refused: retrying at once
+      // would loop. Tell the app (once per streak) and wait, doubling each time.
+      this.#refusedRepeats++;
+      if (this.#refusedRepeats === 1) {
+        const error = new LunoraError("UNAUTHENTICATED", `room "${this.room}" refused the token and auth returned it again`);
+        this.#options.onError(error);
+        for (const entry of this.#subs.values()) this.#notify(entry, error);
+      }
+      const { minDelayMs, maxDelayMs } = this.#options;
+      await this.#waitBeforeRetry(Math.min(maxDelayMs, minDelayMs * 2 ** this.#refusedRepeats));
+    }
+    this.#presentedToken = token;
+    if (!this.#closed) this.#setStatus("connecting");
+    return {
+      [QUERY.version]: String(PROTOCOL_VERSION),
+      [QUERY.token]: token,
+      [QUERY.clientId]: this.#options.clientId,
+    };
+  }
+
+  #onOpen = (): void => {
+    if (this.#closed) return;
+    this.#pokes.clear();
+    this.#keepalive.start();
+    for (const entry of this.#subs.values()) this.#sendSubscribe(entry);
+  };
+
+  #onClose = (event: CloseEvent): void => {
+    this.#keepalive.stop();
+    // A poke cut off by the disconnect is never applied; the cursor did not move,
+    // so the resume sends it again.
+    this.#pokes.clear();
+    if (this.#closed) return;
+    if (event.code === CLOSE_CODES.UNAUTHENTICATED) this.#refuseToken();
+    if (event.code === CLOSE_CODES.PROTOCOL_VERSION) {
+      this.#failVersion(`room "${this.room}" speaks another protocol version (client speaks ${PROTOCOL_VERSION})`);
+      return;
+    }
+    this.#setStatus("offline");
+  };
+
+  #onSocketError = (event: Event): void => {
+    if (this.#closed) return;
+    // Browsers hide the status of a refused upgrade; `ws` (Node) reports it in
+    // the message ("Unexpected server response: 401"). A room answers an
+    // upgrade without identity with 401, which is the same as close 4001.
+    const message = (event as { message?: unknown }).message;
+    if (typeof message === "string" && /\b401\b/.test(message)) this.#refuseToken();
+    if (this.#socket.readyState !== OPEN) this.#setStatus("offline");
+  };
+
+  #refuseToken(): void {
+    if (this.#refused?.token !== this.#presentedToken) this.#refusedRepeats = 0;
+    this.#refused = { token: this.#presentedToken };
+  }
+
+  #failVersion(message: string): void {
+    this.#failed = true;
+    this.#socket.close(1000, "protocol version mismatch");
+    this.#keepalive.stop();
+    const error = new LunoraError("PROTOCOL_VERSION_MISMATCH", message, { clientVersion: PROTOCOL_VERSION });
+    if (!this.#versionMismatchReported) {
+      this.#versionMismatchReported = true;
+      this.#options.onError(error);
+    }
+    for (const entry of this.#subs.values()) this.#notify(entry, error);
+    this.#setStatus("offline");
+  }
+
+  #notifyVersionMismatch(entry: SubscriptionEntry): void {
+    this.#notify(entry, new LunoraError("PROTOCOL_VERSION_MISMATCH", `room "${this.room}" speaks another protocol version`));
+  }
+
+  #waitBeforeRetry(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#authDelay = undefined;
+        resolve();
+      }, ms);
+      unrefTimer(timer);
+      this.#authDelay = { timer, resolve };
+    });
+  }
+
+  #cancelAuthDelay(): void {
+    if (!this.#authDelay) return;
+    clearTimeout(this.#authDelay.timer);
+    this.#authDelay.resolve();
+    this.#authDelay = undefined;
+  }
+
+  #setStatus(status: RoomStatus): void {
+    if (this.#failed && status !== "offline") return;
+    if (this.#status === status) return;
+    this.#status = status;
+    this.#options.onStatusChange();
+  }
+
+  // ---- inbound frames ------------------------------------------------------
+
+  #onMessage = (event: MessageEvent): void => {
+    if (this.#closed) return;
+    this.#keepalive.noteFrame();
+    const data: unknown = event.data;
+    if (data === PONG) return;
+    const parsed = parseRoomFrame(data as string | ArrayBuffer, MAX_ROOM_FRAME_BYTES);
+    if (!parsed.ok) {
+      // An unreadable frame in the middle of a poke may have been one of its
+      // parts; applying the rest would be a silent gap.
+      if (this.#pokes.isOpen) this.#handlePokeStep(this.#pokes.abort(parsed.error));
+      else this.#options.onError(parsed.error);
+      return;
+    }
+    this.#handleFrame(parsed.frame, typeof data === "string" ? data.length : 0);
+  };
+
+  #handleFrame(frame: RoomFrame, chars: number): void {
+    switch (frame.type) {
+      case "hello":
+        if (frame.protocolVersion !== PROTOCOL_VERSION) {
+          this.#failVersion(`room "${this.room}" speaks protocol ${frame.protocolVersion}, client speaks ${PROTOCOL_VERSION}`);
+          return;
+        }
+        this.#epoch = frame.epoch;
+        this.#refused = undefined;
+        this.#refusedRepeats = 0;
+        this.#setStatus("connected");
+        return;
+      case "pokeStart":
+        this.#handlePokeStep(this.#pokes.start(frame));
+        return;
+      case "pokePart":
+        this.#handlePokeStep(this.#pokes.part(frame, chars));
+        return;
+      case "pokeEnd":
+        this.#handlePokeStep(this.#pokes.end(frame));
+        return;
+      case "error": {
+        const error = LunoraError.fromBody(frame.error);
+        if (frame.sub === undefined) {
+          if (error.code === "PROTOCOL_VERSION_MISMATCH") {
+            // The close with 4002 follows; report the room's own message once.
+            if (this.#versionMismatchReported) return;
+            this.#versionMismatchReported = true;
+          }
+          this.#options.onError(error);
+          return;
+        }
+        const entry = this.#subs.get(frame.sub);
+        // An error for a subscription that is gone concerns nobody.
+        if (entry) this.#notify(entry, error);
+        return;
+      }
+    }
+  }
+
+  #handlePokeStep(step: PokeStep): void {
+    switch (step.kind) {
+      case "pending":
+      case "ignored":
+        return;
+      case "complete":
+        this.#applyPoke(step.poke);
+        return;
+      case "dropped":
+        this.#options.onError(step.error);
+        for (const id of step.subs) {
+          const entry = this.#subs.get(id);
+          if (!entry) continue;
+          // A bound hit will likely repeat on the snapshot: tell the collection so
+          // it stops waiting. A protocol violation is the room's bug; the reset
+          // heals it without bothering the app.
+          if (step.error.code === "QUOTA_EXCEEDED") this.#notify(entry, step.error);
+          this.resubscribe(id, { reset: true });
+        }
+        return;
+    }
+  }
+
+  /**
+   * Applies a complete poke: every covered subscription in one synchronous
+   * loop (no reader can observe the poke half applied), then the mutation
+   * results it carries, so a write's confirmation is never seen before its data.
+   */
+  #applyPoke(poke: CompletePoke): void {
+    const failed: Array<{ entry: SubscriptionEntry; error: unknown }> = [];
+    for (const id of poke.subs) {
+      const entry = this.#subs.get(id);
+      if (!entry) continue; // unsubscribed meanwhile
+      const reset = poke.resets.has(id);
+      if (entry.awaitingReset && !reset) continue;
+      entry.awaitingReset = false;
+      try {
+        entry.handler.applyPoke({ reset, ops: poke.opsBySub.get(id) ?? [], cursor: poke.cursor });
+      } catch (error) {
+        failed.push({ entry, error });
+      }
+    }
+    if (poke.mutations && poke.mutations.length > 0) this.#options.onMutationResults(poke.mutations);
+    for (const { entry, error } of failed) {
+      // The handler's rows are in an unknown state: start it over from a snapshot.
+      const message = error instanceof Error ? error.message : String(error);
+      this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
+      this.resubscribe(entry.id, { reset: true });
+    }
+  }
+
+  #notify(entry: SubscriptionEntry, error: LunoraError): void {
+    try {
+      entry.handler.onError(error);
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
+  }
+
+  // ---- outbound frames -----------------------------------------------------
+
+  #sendSubscribe(entry: SubscriptionEntry): void {
+    if (this.#socket.readyState !== OPEN) return; // the open handler subscribes everything
+    const cursor = entry.awaitingReset ? undefined : entry.handler.cursor();
+    const frame: ClientFrame = cursor
+      ? { type: "subscribe", id: entry.id, source: entry.source, cursor: { seq: cursor.seq, epoch: cursor.epoch } }
+      : { type: "subscribe", id: entry.id, source: entry.source };
+    this.#send(encodeFrame(frame));
+  }
+
+  #sendIfOpen(frame: ClientFrame): void {
+    if (this.#socket.readyState === OPEN) this.#send(encodeFrame(frame));
+  }
+
+  #send(text: string): void {
+    if (this.#closed || this.#socket.readyState !== OPEN) return;
+    this.#socket.send(text);
+  }
+}

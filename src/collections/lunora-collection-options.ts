@@ -1,0 +1,168 @@
+import { assertRoomName } from "../client/room-name.js";
+import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
+import { checkpointsFor } from "./checkpoints.js";
+import { CollectionSyncRun, type SyncTarget } from "./collection-sync.js";
+import type {
+  ListName,
+  LunoraCollectionConfig,
+  LunoraCollectionOptionsResult,
+  LunoraCollectionUtils,
+  LunoraListCollectionOptions,
+  LunoraShapeCollectionOptions,
+  ShapeName,
+  ShapeScopeArgs,
+} from "./types.js";
+
+/** Room of a collection without `shardKey` or `scopeBy`. */
+export const DEFAULT_ROOM = "default";
+
+/**
+ * A TanStack DB collection source backed by a Lunora room: pass
+ * `result.config` to `createCollection`.
+ *
+ * Each poke from the room is written as one sync transaction (a reset is a
+ * `truncate` inside it), so readers never see half a poke. The collection
+ * becomes ready after its first poke, or on a subscription error.
+ *
+ * @example
+ * ```ts
+ * import { createCollection } from "@tanstack/db";
+ * import { lunoraCollectionOptions } from "@lunora/db/collections";
+ *
+ * // A whole table:
+ * const messages = createCollection(lunoraCollectionOptions({ client, list: "messages" }).config);
+ *
+ * // A shape, scoped to one channel (room = channelId):
+ * const byChannel = lunoraCollectionOptions({
+ *   client,
+ *   shape: { name: "messagesByChannel" },
+ *   scopeBy: "channelId",
+ * });
+ * const channelMessages = createCollection(byChannel.config);
+ * byChannel.scope({ channelId: "general" }); // subscribe
+ * byChannel.scope({ channelId: "random" });  // re-point
+ * byChannel.scope();                         // detach
+ * ```
+ */
+export function lunoraCollectionOptions<
+  Api extends LunoraApi,
+  TName extends ListName<Api>,
+  TKey extends string | number = string | number,
+>(
+  options: LunoraListCollectionOptions<Api, TName, TKey>,
+): LunoraCollectionOptionsResult<Api["tables"][TName], TKey, Record<string, unknown>>;
+export function lunoraCollectionOptions<
+  Api extends LunoraApi,
+  TName extends ShapeName<Api>,
+  TKey extends string | number = string | number,
+>(
+  options: LunoraShapeCollectionOptions<Api, TName, TKey>,
+): LunoraCollectionOptionsResult<Api["shapes"][TName]["row"], TKey, ShapeScopeArgs<Api, TName>>;
+export function lunoraCollectionOptions(
+  options: LunoraListCollectionOptions<LunoraApi, string, string | number> | LunoraShapeCollectionOptions<LunoraApi, string, string | number>,
+): LunoraCollectionOptionsResult<Record<string, unknown>, string | number, Record<string, unknown>> {
+  const { client } = options;
+  const locate = targetResolver(options);
+  const getKey = options.getKey ?? defaultGetKey;
+  const scoped = options.scopeBy !== undefined;
+
+  // Computed now so a bad shardKey fails here, not later inside sync().
+  let target: SyncTarget | undefined = scoped ? undefined : locate(undefined);
+  let run: CollectionSyncRun<Record<string, unknown>, string | number> | undefined;
+
+  const scope = (args?: Record<string, unknown>): void => {
+    const next = args === undefined ? undefined : locate(args);
+    if (sameTarget(next, target)) return;
+    target = next;
+    run?.point(next);
+  };
+
+  const utils: LunoraCollectionUtils = {
+    cursor: () => run?.cursor,
+    room: () => run?.room,
+    isAuthoritative: () => run?.isAuthoritative ?? false,
+    lastSyncedAt: () => run?.lastSyncedAt,
+  };
+
+  const config: LunoraCollectionConfig<Record<string, unknown>, string | number> = {
+    ...(options.id !== undefined ? { id: options.id } : {}),
+    ...(options.gcTime !== undefined ? { gcTime: options.gcTime } : {}),
+    getKey,
+    startSync: options.load === "eager",
+    utils,
+    sync: {
+      // Puts carry whole post-images; merging would keep columns the server removed.
+      rowUpdateMode: "full",
+      sync: (params) => {
+        const current = new CollectionSyncRun(params, { client, getKey, onError: options.onError });
+        run = current;
+        current.point(target);
+        return {
+          cleanup: () => {
+            current.stop();
+            if (run === current) run = undefined;
+          },
+        };
+      },
+    },
+  };
+
+  return { config, scope, checkpoints: checkpointsFor(client), utils };
+}
+
+/** Builds the function from scope args to the room and source a collection reads. */
+function targetResolver(
+  options: LunoraListCollectionOptions<LunoraApi, string, string | number> | LunoraShapeCollectionOptions<LunoraApi, string, string | number>,
+): (scopeArgs: Record<string, unknown> | undefined) => SyncTarget {
+  const hasList = options.list !== undefined;
+  const hasShape = options.shape !== undefined;
+  if (hasList === hasShape) {
+    throw new LunoraError("INVALID_ARGS", "lunoraCollectionOptions: pass exactly one of `list` or `shape`");
+  }
+  const party = options.party ?? options.client.party;
+  const { scopeBy, shardKey } = options;
+  const baseArgs = options.shape?.args;
+
+  return (scopeArgs) => {
+    if (scopeArgs !== undefined && (typeof scopeArgs !== "object" || scopeArgs === null)) {
+      throw new LunoraError("INVALID_ARGS", "scope(args): args must be an object");
+    }
+    const args: unknown =
+      scopeArgs === undefined ? baseArgs : { ...(isRecord(baseArgs) ? baseArgs : {}), ...scopeArgs };
+    const record = isRecord(args) ? args : {};
+
+    let room: unknown;
+    if (typeof shardKey === "function") room = shardKey(args as never);
+    else if (shardKey !== undefined) room = shardKey;
+    else if (scopeBy !== undefined) {
+      const value = record[scopeBy];
+      if (value === undefined || value === null) {
+        throw new LunoraError("INVALID_ARGS", `scope(args): \`${scopeBy}\` is required (it names the room)`);
+      }
+      room = String(value);
+    } else room = DEFAULT_ROOM;
+    assertRoomName("room", room);
+
+    const source: Source = hasList
+      ? { list: options.list! }
+      : args === undefined
+        ? { shape: options.shape!.name }
+        : { shape: options.shape!.name, args };
+    return { party, room, source };
+  };
+}
+
+function defaultGetKey(row: Record<string, unknown>): string | number {
+  const id = row.id;
+  if (typeof id === "string" || typeof id === "number") return id;
+  throw new LunoraError("INVALID_ARGS", "row has no string or number `id`; pass getKey to lunoraCollectionOptions");
+}
+
+function sameTarget(a: SyncTarget | undefined, b: SyncTarget | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.party === b.party && a.room === b.room && JSON.stringify(a.source) === JSON.stringify(b.source);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

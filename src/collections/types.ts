@@ -1,0 +1,111 @@
+import type { CollectionConfig } from "@tanstack/db";
+import type { LunoraClient } from "../client/lunora-client.js";
+import type { Cursor, LunoraApi, LunoraError } from "../protocol/index.js";
+import type { Checkpoints } from "./checkpoints.js";
+
+/** Table names of an API (each table is also a "list"). */
+export type ListName<Api extends LunoraApi> = Extract<keyof Api["tables"], string>;
+/** Shape names of an API. */
+export type ShapeName<Api extends LunoraApi> = Extract<keyof Api["shapes"], string>;
+/** Arguments of a shape. */
+export type ShapeArgs<Api extends LunoraApi, TName extends ShapeName<Api>> = Api["shapes"][TName]["args"];
+/** What `scope(args)` of a shape collection takes: any subset of the shape's args. */
+export type ShapeScopeArgs<Api extends LunoraApi, TName extends ShapeName<Api>> =
+  ShapeArgs<Api, TName> extends object ? Partial<ShapeArgs<Api, TName>> : Record<string, unknown>;
+
+/** Options shared by list and shape collections. */
+export interface LunoraCollectionBaseOptions<TRow extends object, TKey extends string | number, TArgs, TScopeArgs> {
+  /** Collection id (TanStack DB); TanStack generates one when omitted. */
+  id?: string;
+  /** Row key; defaults to `row.id`. Must agree with the table's key column. */
+  getKey?: (row: TRow) => TKey;
+  /**
+   * The room (shard key) to read from: a fixed name, or a function of the
+   * subscription's args. Defaults to `String(args[scopeBy])` with `scopeBy`,
+   * else `"default"`.
+   */
+  shardKey?: string | ((args: TArgs) => string);
+  /**
+   * Makes the collection scoped: nothing syncs until `scope(args)` names the
+   * args, and `args[scopeBy]` is the default room.
+   */
+  scopeBy?: Extract<keyof TScopeArgs, string>;
+  /** `eager` starts syncing when the collection is created; `lazy` (default) when first read. */
+  load?: "eager" | "lazy";
+  /** Errors of this collection's subscription (denied read, bad args, unknown shape…). */
+  onError?: (error: LunoraError) => void;
+  /** The party (Durable Object binding); defaults to the client's. */
+  party?: string;
+  /** TanStack DB garbage-collection delay after the last reader leaves. */
+  gcTime?: number;
+}
+
+/** `lunoraCollectionOptions` for a whole table under its read rule. */
+export interface LunoraListCollectionOptions<
+  Api extends LunoraApi,
+  TName extends ListName<Api>,
+  TKey extends string | number,
+> extends LunoraCollectionBaseOptions<Api["tables"][TName], TKey, Record<string, unknown>, Record<string, unknown>> {
+  client: LunoraClient<Api>;
+  /** The table. */
+  list: TName;
+  shape?: undefined;
+}
+
+/** `lunoraCollectionOptions` for a named shape. */
+export interface LunoraShapeCollectionOptions<
+  Api extends LunoraApi,
+  TName extends ShapeName<Api>,
+  TKey extends string | number,
+> extends LunoraCollectionBaseOptions<
+    Api["shapes"][TName]["row"],
+    TKey,
+    ShapeArgs<Api, TName>,
+    ShapeScopeArgs<Api, TName>
+  > {
+  client: LunoraClient<Api>;
+  /** The shape and its (base) args; `scope(args)` merges over them. */
+  shape: { name: TName; args?: ShapeArgs<Api, TName> };
+  list?: undefined;
+}
+
+/** `collection.utils` of a Lunora collection. */
+export type LunoraCollectionUtils = {
+  /** The cursor of the rows currently held (where a resume starts). */
+  cursor: () => Cursor | undefined;
+  /** The room the collection currently reads, `undefined` while detached or not started. */
+  room: () => string | undefined;
+  /**
+   * Whether the rows are the server's state for the current scope: a poke has
+   * been applied since the collection (re)subscribed and no reset is pending.
+   */
+  isAuthoritative: () => boolean;
+  /** `Date.now()` of the last applied poke. */
+  lastSyncedAt: () => number | undefined;
+};
+
+/** The TanStack DB config produced for a Lunora collection. */
+export type LunoraCollectionConfig<TRow extends object, TKey extends string | number> = CollectionConfig<
+  TRow,
+  TKey,
+  never,
+  LunoraCollectionUtils
+> & { utils: LunoraCollectionUtils };
+
+/** What `lunoraCollectionOptions` returns. */
+export interface LunoraCollectionOptionsResult<TRow extends object, TKey extends string | number, TScopeArgs> {
+  /** Pass to `createCollection`. */
+  config: LunoraCollectionConfig<TRow, TKey>;
+  /**
+   * `scope(args)` points the collection at `{ ...shape.args, ...args }` in
+   * room `shardKey(args)`: the old subscription stops and its rows are dropped
+   * in one transaction before the new snapshot arrives. `scope()` detaches
+   * (no subscription, no rows). Works before or after sync has started.
+   * Throws `INVALID_ARGS` when `args[scopeBy]` is missing or the room name is invalid.
+   */
+  scope: (args?: TScopeArgs) => void;
+  /** Mutation outcomes per room, shared by every collection of the client. */
+  checkpoints: Checkpoints;
+  /** Same object as `config.utils`. */
+  utils: LunoraCollectionUtils;
+}

@@ -1,0 +1,35 @@
+/**
+ * `@lunora/db`: local-first sync for TanStack DB, served by Cloudflare
+ * Durable Objects.
+ *
+ * @example
+ * ```ts
+ * import { createCollection } from "@tanstack/db";
+ * import { LunoraClient, lunoraCollectionOptions } from "@lunora/db";
+ *
+ * const client = new LunoraClient({ host: "my-app.workers.dev", party: "chat-room" });
+ * const messages = createCollection(lunoraCollectionOptions({ client, list: "messages" }).config);
+ * ```
+ */
+export * from "./client/index.js";
+export * from "./collections/index.js";
+export {
+  LunoraError,
+  isLunoraError,
+  ERROR_CODES,
+  TRANSIENT_CODES,
+  PROTOCOL_VERSION,
+  CLOSE_CODES,
+} from "./protocol/index.js";
+export type {
+  ErrorCode,
+  ErrorBody,
+  Cursor,
+  Row,
+  RowKey,
+  RowOp,
+  Source,
+  MutationResult,
+  LunoraApi,
+  AnyLunoraApi,
+} from "./protocol/index.js";

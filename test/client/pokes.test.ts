@@ -1,0 +1,358 @@
+import { describe, expect, it } from "vitest";
+import { startHarness } from "./helpers/harness.js";
+import { eventually } from "./helpers/eventually.js";
+import { del, messagesCollection, plain, put, recordBatches, rowsOf } from "./helpers/rows.js";
+
+const cursor = (seq: number) => ({ seq, epoch: "epoch-1" });
+
+/** A harness with one `messages` collection whose snapshot (m1, m2 at seq 1) is in. */
+async function withSnapshot() {
+  const h = await startHarness();
+  const messages = messagesCollection(h.client);
+  const ready = messages.collection.preload();
+  const socket = await h.room.socket();
+  socket.hello();
+  const { id: sub } = await socket.subscribeFrame();
+  socket.poke({
+    pokeId: "p1",
+    subs: [sub!],
+    resets: [sub!],
+    parts: [[put(sub!, { id: "m1", text: "hello" }), put(sub!, { id: "m2", text: "world" })]],
+    cursor: cursor(1),
+  });
+  await ready;
+  return { ...h, ...messages, socket, sub: sub! };
+}
+
+describe("pokes", () => {
+  it("a first subscribe carries the source and no cursor, and the snapshot poke makes the collection ready", async () => {
+    const { socket, collection } = await withSnapshot();
+    expect(socket.subscribes[0]).toEqual({ type: "subscribe", id: expect.any(String), source: { list: "messages" } });
+    expect(collection.status).toBe("ready");
+    expect(rowsOf(collection)).toEqual([
+      { id: "m1", text: "hello" },
+      { id: "m2", text: "world" },
+    ]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+    expect(collection.utils.isAuthoritative()).toBe(true);
+  });
+
+  it("delta pokes insert, update and delete rows", async () => {
+    const { socket, sub, collection } = await withSnapshot();
+    socket.poke({
+      pokeId: "p2",
+      subs: [sub],
+      parts: [[put(sub, { id: "m3", text: "new" }), put(sub, { id: "m1", text: "edited" }), del(sub, "m2")]],
+      cursor: cursor(4),
+    });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(4)));
+    expect(rowsOf(collection)).toEqual([
+      { id: "m1", text: "edited" },
+      { id: "m3", text: "new" },
+    ]);
+  });
+
+  it("a put replaces the whole row: columns the server dropped disappear", async () => {
+    const { socket, sub, collection } = await withSnapshot();
+    socket.poke({ pokeId: "p2", subs: [sub], parts: [[put(sub, { id: "m1" })]], cursor: cursor(2) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    expect(plain(collection.get("m1")!)).toEqual({ id: "m1" });
+  });
+
+  it("a delete of a row the collection never held is ignored", async () => {
+    const { socket, sub, collection, errors } = await withSnapshot();
+    socket.poke({ pokeId: "p2", subs: [sub], parts: [[del(sub, "nope")]], cursor: cursor(2) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(errors).toEqual([]);
+  });
+
+  it("a reset poke replaces every row in one update", async () => {
+    const { socket, sub, collection } = await withSnapshot();
+    const batches = recordBatches(collection);
+    socket.poke({
+      pokeId: "p2",
+      subs: [sub],
+      resets: [sub],
+      parts: [[put(sub, { id: "m2", text: "world" }), put(sub, { id: "m9", text: "fresh" })]],
+      cursor: { seq: 50, epoch: "epoch-2" },
+    });
+    await eventually(() => expect(collection.utils.cursor()).toEqual({ seq: 50, epoch: "epoch-2" }));
+    expect(rowsOf(collection)).toEqual([
+      { id: "m2", text: "world" },
+      { id: "m9", text: "fresh" },
+    ]);
+    expect(batches).toHaveLength(1);
+    expect(batches[0].filter((change) => change.key === "m1")).toEqual([
+      { type: "delete", key: "m1", value: { id: "m1", text: "hello" } },
+    ]);
+  });
+
+  it("a poke split into parts is applied atomically", async () => {
+    const { socket, sub, collection, received, processed } = await withSnapshot();
+    const batches = recordBatches(collection);
+    const sizes: number[] = [];
+    collection.subscribeChanges(() => sizes.push(collection.size));
+
+    const before = received();
+    socket.pokeStart({ pokeId: "p2", subs: [sub] });
+    socket.pokePart("p2", [put(sub, { id: "a", text: "1" }), put(sub, { id: "b", text: "2" })]);
+    socket.pokePart("p2", [put(sub, { id: "c", text: "3" }), del(sub, "m1")]);
+    socket.pokePart("p2", [put(sub, { id: "d", text: "4" })]);
+    await processed(before, 4);
+    // Three parts are in the client's buffer; none of it may be visible.
+    expect(batches).toEqual([]);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+
+    socket.pokeEnd("p2", cursor(9));
+    await eventually(() => expect(batches).toHaveLength(1));
+    expect(batches[0].map((change) => `${change.type}:${String(change.key)}`).sort()).toEqual(
+      ["insert:a", "insert:b", "insert:c", "insert:d", "delete:m1"].sort(),
+    );
+    expect(sizes).toEqual([5]);
+    expect(collection.utils.cursor()).toEqual(cursor(9));
+  });
+
+  it("a poke covering two collections is applied to both with the same cursor", async () => {
+    const h = await startHarness();
+    const first = messagesCollection(h.client);
+    const second = messagesCollection(h.client);
+    const ready = Promise.all([first.collection.preload(), second.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    expect(a).not.toBe(b);
+    socket.poke({
+      pokeId: "p1",
+      subs: [a, b],
+      resets: [a, b],
+      parts: [[put(a, { id: "x", text: "for a" })], [put(b, { id: "y", text: "for b" })]],
+      cursor: cursor(3),
+    });
+    await ready;
+    expect(rowsOf(first.collection)).toEqual([{ id: "x", text: "for a" }]);
+    expect(rowsOf(second.collection)).toEqual([{ id: "y", text: "for b" }]);
+    expect(first.collection.utils.cursor()).toEqual(cursor(3));
+    expect(second.collection.utils.cursor()).toEqual(cursor(3));
+  });
+
+  it("interleaved pokes are dropped and the subscription is resubscribed without cursor", async () => {
+    const { socket, sub, collection, clientErrors, received, processed } = await withSnapshot();
+    const before = received();
+    socket.pokeStart({ pokeId: "p2", subs: [sub] });
+    socket.pokePart("p2", [put(sub, { id: "broken-1", text: "x" })]);
+    socket.pokeStart({ pokeId: "p3", subs: [sub] });
+    socket.pokePart("p3", [put(sub, { id: "broken-2", text: "y" })]);
+    socket.pokeEnd("p2", cursor(2));
+    socket.pokeEnd("p3", cursor(3));
+    await processed(before, 6);
+
+    const again = await socket.subscribeFrame(1);
+    expect(again).toEqual({ type: "subscribe", id: sub, source: { list: "messages" } });
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+
+    // Until the room resets the subscription, a delta for it may assume the
+    // dropped poke: it is skipped.
+    const skipped = received();
+    socket.poke({ pokeId: "p4", subs: [sub], parts: [[put(sub, { id: "stale", text: "?" })]], cursor: cursor(4) });
+    await processed(skipped, 2);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+
+    socket.poke({ pokeId: "p5", subs: [sub], resets: [sub], parts: [[put(sub, { id: "m2", text: "world" })]], cursor: cursor(5) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(5)));
+    expect(rowsOf(collection)).toEqual([{ id: "m2", text: "world" }]);
+    expect(socket.subscribes).toHaveLength(2);
+  });
+
+  it("a part with an unknown pokeId drops the open poke", async () => {
+    const { socket, sub, collection, clientErrors, received, processed } = await withSnapshot();
+    const before = received();
+    socket.pokeStart({ pokeId: "p2", subs: [sub] });
+    socket.pokePart("p2", [put(sub, { id: "half", text: "x" })]);
+    socket.pokePart("p-unknown", [put(sub, { id: "other", text: "y" })]);
+    socket.pokeEnd("p2", cursor(2));
+    await processed(before, 4);
+
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
+    expect(await socket.subscribeFrame(1)).toEqual({ type: "subscribe", id: sub, source: { list: "messages" } });
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+  });
+
+  it("an end with an unknown pokeId and no open poke is reported and changes nothing", async () => {
+    const { socket, collection, clientErrors, received, processed } = await withSnapshot();
+    const before = received();
+    socket.pokeEnd("ghost", cursor(7));
+    await processed(before, 1);
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+  });
+
+  it("an op for a subscription the poke did not list drops the poke", async () => {
+    const { socket, sub, collection, clientErrors, received, processed } = await withSnapshot();
+    const before = received();
+    socket.poke({
+      pokeId: "p2",
+      subs: [sub],
+      parts: [[put(sub, { id: "ok", text: "x" })], [put("s-not-listed", { id: "bad", text: "y" })]],
+      cursor: cursor(2),
+    });
+    await processed(before, 4);
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+  });
+
+  it("ops for a subscription that was unsubscribed meanwhile are ignored", async () => {
+    const h = await startHarness();
+    const kept = messagesCollection(h.client);
+    const gone = messagesCollection(h.client);
+    const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
+    await ready;
+
+    await gone.collection.cleanup();
+    await eventually(() => expect(socket.frames.at(-1)).toEqual({ type: "unsubscribe", id: b }));
+    socket.poke({
+      pokeId: "p2",
+      subs: [a, b],
+      parts: [[put(a, { id: "x", text: "kept" }), put(b, { id: "y", text: "gone" })]],
+      cursor: cursor(2),
+    });
+    await eventually(() => expect(rowsOf(kept.collection)).toEqual([{ id: "x", text: "kept" }]));
+    expect(h.clientErrors).toEqual([]);
+  });
+
+  it("garbage frames are reported as PROTOCOL_ERROR and the socket keeps working", async () => {
+    const { socket, sub, collection, clientErrors, received, processed, client } = await withSnapshot();
+    const before = received();
+    socket.send("this is not json");
+    socket.send({ type: "surprise", pokeId: "p" });
+    socket.send({ type: "pokeEnd", pokeId: "p", cursor: { seq: -1, epoch: "" } });
+    socket.send(Buffer.from([1, 2, 3]));
+    await processed(before, 4);
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR", "PROTOCOL_ERROR", "PROTOCOL_ERROR", "PROTOCOL_ERROR"]);
+    expect(client.status).toBe("connected");
+
+    socket.poke({ pokeId: "p2", subs: [sub], parts: [[put(sub, { id: "m3", text: "after" })]], cursor: cursor(2) });
+    await eventually(() => expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2", "m3"]));
+  });
+
+  it("a garbage frame in the middle of a poke drops that poke", async () => {
+    const { socket, sub, collection, clientErrors, received, processed } = await withSnapshot();
+    const before = received();
+    socket.pokeStart({ pokeId: "p2", subs: [sub] });
+    socket.pokePart("p2", [put(sub, { id: "a", text: "1" })]);
+    socket.send("{ truncated");
+    socket.pokePart("p2", [put(sub, { id: "c", text: "3" })]);
+    socket.pokeEnd("p2", cursor(2));
+    await processed(before, 5);
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+  });
+
+  it("an error frame for one subscription reaches only that collection and marks it ready", async () => {
+    const h = await startHarness();
+    const denied = messagesCollection(h.client);
+    const other = messagesCollection(h.client);
+    const deniedReady = denied.collection.preload();
+    void other.collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    await socket.subscribeFrame(1);
+
+    socket.send({ type: "error", sub: a, error: { code: "FORBIDDEN", message: "no access", data: { table: "messages" } } });
+    await deniedReady;
+    expect(denied.collection.status).toBe("ready");
+    expect(denied.errors.map((e) => [e.code, e.message, e.data])).toEqual([["FORBIDDEN", "no access", { table: "messages" }]]);
+    expect(denied.collection.utils.isAuthoritative()).toBe(false);
+    expect(other.errors).toEqual([]);
+    expect(other.collection.status).toBe("loading");
+    expect(h.clientErrors).toEqual([]);
+  });
+
+  it("an error frame without a subscription goes to the client's error listeners", async () => {
+    const { socket, clientErrors, received, processed } = await withSnapshot();
+    const before = received();
+    socket.send({ type: "error", error: { code: "MESSAGE_TOO_LARGE", message: "too big" } });
+    await processed(before, 1);
+    expect(clientErrors.map((e) => [e.error.code, e.room])).toEqual([["MESSAGE_TOO_LARGE", "default"]]);
+  });
+
+  it("a poke over the client's bounds is dropped and reported as QUOTA_EXCEEDED", async () => {
+    const h = await startHarness({ limits: { maxPokeOps: 3 } });
+    const messages = messagesCollection(h.client);
+    const ready = messages.collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const { id: sub } = await socket.subscribeFrame();
+    socket.poke({
+      pokeId: "big",
+      subs: [sub!],
+      resets: [sub!],
+      parts: [
+        [put(sub!, { id: "1" }), put(sub!, { id: "2" })],
+        [put(sub!, { id: "3" }), put(sub!, { id: "4" })],
+      ],
+      cursor: cursor(1),
+    });
+    // The collection is told, so preload() does not hang on a snapshot that cannot fit.
+    await ready;
+    expect(messages.errors.map((e) => e.code)).toEqual(["QUOTA_EXCEEDED"]);
+    expect(h.clientErrors.map((e) => e.error.code)).toEqual(["QUOTA_EXCEEDED"]);
+    expect(messages.collection.size).toBe(0);
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+
+    socket.poke({ pokeId: "small", subs: [sub!], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(2) });
+    await eventually(() => expect(rowsOf(messages.collection)).toEqual([{ id: "1" }]));
+  });
+
+  it("a row the collection cannot key resets its subscription instead of half-applying the poke", async () => {
+    const { socket, sub, collection, errors } = await withSnapshot();
+    socket.poke({
+      pokeId: "p2",
+      subs: [sub],
+      parts: [[put(sub, { id: "m3", text: "fine" }), { op: "put", sub, key: "k", row: { text: "no id" } }]],
+      cursor: cursor(2),
+    });
+    await eventually(() => expect(errors.map((e) => e.code)).toEqual(["INTERNAL"]));
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+  });
+
+  it("mutation results reach checkpoints after the poke's rows are committed", async () => {
+    const { socket, sub, collection, checkpoints } = await withSnapshot();
+    const seenWithRow: unknown[] = [];
+    const waiting = checkpoints.waitFor("default", 2).then((result) => {
+      seenWithRow.push(collection.get("m3") && plain(collection.get("m3")!));
+      return result;
+    });
+    socket.poke({
+      pokeId: "p2",
+      subs: [sub],
+      parts: [[put(sub, { id: "m3", text: "mine" })]],
+      cursor: cursor(2),
+      mutations: [
+        { clientSeq: 1, status: "applied" },
+        { clientSeq: 2, status: "rejected", error: { code: "CONFLICT", message: "taken" } },
+        { clientSeq: 3, status: "error", error: { code: "INTERNAL", message: "boom" } },
+      ],
+    });
+    expect(await waiting).toEqual({ clientSeq: 2, status: "rejected", error: { code: "CONFLICT", message: "taken" } });
+    expect(seenWithRow).toEqual([{ id: "m3", text: "mine" }]);
+    expect(checkpoints.watermark("default")).toBe(2);
+    expect(checkpoints.result("default", 1)).toEqual({ clientSeq: 1, status: "applied" });
+    await expect(checkpoints.waitFor("default", 1)).resolves.toEqual({ clientSeq: 1, status: "applied" });
+  });
+});
