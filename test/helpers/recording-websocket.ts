@@ -1,0 +1,39 @@
+import { WebSocket } from "ws";
+
+export interface FrameLog {
+  /** Every text frame received, in order, across reconnects. */
+  frames: string[];
+  /** Row ops received in pokePart frames. */
+  rowOps(): number;
+  /** How many pokes listed a subscription in `resets`. */
+  resets(): number;
+  /** Frames of a given type sent by the client. */
+  sent: string[];
+}
+
+/**
+ * A `ws` class that records what the client receives and sends, so tests can
+ * count row ops (no snapshot on resume) and round trips (push frames).
+ */
+export function recordingWebSocket(): { WebSocket: typeof WebSocket; log: FrameLog } {
+  const log: FrameLog = {
+    frames: [],
+    sent: [],
+    rowOps: () =>
+      log.frames.reduce((count, frame) => (frame.startsWith('{"type":"pokePart"') ? count + (JSON.parse(frame) as { ops: unknown[] }).ops.length : count), 0),
+    resets: () => log.frames.filter((frame) => frame.startsWith('{"type":"pokeStart"') && frame.includes('"resets"')).length,
+  };
+  class RecordingWebSocket extends WebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      this.addEventListener("message", (event) => {
+        if (typeof event.data === "string") log.frames.push(event.data);
+      });
+    }
+    override send(data: any, ...rest: any[]): void {
+      if (typeof data === "string") log.sent.push(data);
+      (super.send as (...args: unknown[]) => void)(data, ...rest);
+    }
+  }
+  return { WebSocket: RecordingWebSocket, log };
+}
