@@ -18,14 +18,23 @@ export class PokeWriter {
   constructor(
     private readonly send: (frame: string) => void,
     readonly pokeId: string,
-    start: { subs: string[]; resets?: string[] },
     private readonly maxFrameBytes = MAX_FRAME_BYTES,
   ) {
-    const frame: PokeStart = { type: "pokeStart", pokeId, subs: start.subs };
-    if (start.resets && start.resets.length > 0) frame.resets = start.resets;
-    this.emit(JSON.stringify(frame));
     this.partHeader = `{"type":"pokePart","pokeId":${JSON.stringify(pokeId)},"ops":[`;
     this.frameBudget = maxFrameBytes - utf8Length(this.partHeader) - 2; // "]}"
+  }
+
+  /** Sends `pokeStart`: the subscriptions the poke covers, and those it resets. */
+  start(subs: string[], resets?: string[]): this {
+    const frame: PokeStart = { type: "pokeStart", pokeId: this.pokeId, subs };
+    if (resets && resets.length > 0) frame.resets = resets;
+    this.emit(JSON.stringify(frame));
+    return this;
+  }
+
+  /** Whether an op can be sent at all (fits in a frame on its own). */
+  fits(op: string): boolean {
+    return utf8Length(op) <= this.frameBudget;
   }
 
   /**

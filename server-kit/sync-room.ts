@@ -465,11 +465,24 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     try {
       this.sendInitialPoke((frame) => ws.send(frame), resolved, frame.cursor);
     } catch (error) {
-      delete state.attachment.subs[id];
-      state.subs.delete(id);
-      ws.serializeAttachment(state.attachment);
-      fail(error);
+      this.endSubscription(ws, state, id, error);
     }
+  }
+
+  /**
+   * Ends a subscription the room cannot serve (e.g. a row larger than a
+   * frame). The error frame also tells the client to drop a poke for it that
+   * is still open.
+   */
+  private endSubscription(ws: WebSocket, state: SocketState, id: string, error: unknown): void {
+    delete state.attachment.subs[id];
+    state.subs.delete(id);
+    try {
+      ws.serializeAttachment(state.attachment);
+    } catch {
+      // closed
+    }
+    sendQuietly(ws, errorFrame(toLunoraError(error).toBody(), id));
   }
 
   /**
@@ -521,7 +534,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       countLogRows(this.sql, cursor.seq, through) <= maxResume;
     if (canResume) {
       const changes = coalesceLog(readLog(this.sql, cursor.seq, through), this.keys)!;
-      const writer = new PokeWriter(send, this.nextPokeId(through), { subs: [sub.id] });
+      const writer = new PokeWriter(send, this.nextPokeId(through)).start([sub.id]);
       for (const change of changes.values()) {
         const op = this.diffOp(sub, change);
         if (op) this.addOp(writer, sub, op[0], op[1]);
@@ -529,7 +542,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       writer.end(end);
       return;
     }
-    const writer = new PokeWriter(send, this.nextPokeId(through), { subs: [sub.id], resets: [sub.id] });
+    const writer = new PokeWriter(send, this.nextPokeId(through)).start([sub.id], [sub.id]);
     const { sql, params } = whereToSql(sub.where);
     const cursorRows = this.sql.exec(`SELECT ${sub.columns.map(quoteIdent).join(", ")} FROM ${quoteIdent(sub.table)} WHERE ${sql}`, ...params);
     for (const raw of cursorRows) {
@@ -634,25 +647,21 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     };
     try {
       // Every live subscription of the socket is listed, so all their cursors
-      // advance, not only those with ops.
-      const writer = new PokeWriter(send, this.nextPokeId(end.seq), { subs: [...state.subs.keys()] });
-      const tooLarge: ResolvedSubscription[] = [];
+      // advance, not only those with ops. A subscription with a row too large
+      // for any frame cannot be served without a gap: it is left out of the
+      // poke entirely and ended with MESSAGE_TOO_LARGE.
+      const writer = new PokeWriter(send, this.nextPokeId(end.seq));
+      const tooLarge = perSub.filter(([sub, ops]) => ops.some(([op, tail]) => !writer.fits(encodeRowOp(op, sub.id, tail)))).map(([sub]) => sub);
+      for (const sub of tooLarge) {
+        this.endSubscription(ws, state, sub.id, new LunoraError("MESSAGE_TOO_LARGE", `a row of "${sub.table}" is larger than a frame`));
+      }
+      if (state.subs.size === 0 && mutations === undefined) return;
+      writer.start([...state.subs.keys()]);
       for (const [sub, ops] of perSub) {
-        for (const [op, tail] of ops) {
-          if (!writer.add(encodeRowOp(op, sub.id, tail))) {
-            tooLarge.push(sub);
-            break;
-          }
-        }
+        if (tooLarge.includes(sub)) continue;
+        for (const [op, tail] of ops) writer.add(encodeRowOp(op, sub.id, tail));
       }
       writer.end(end, mutations);
-      for (const sub of tooLarge) {
-        // The subscription cannot be served without a silent gap: end it with a code.
-        delete state.attachment.subs[sub.id];
-        state.subs.delete(sub.id);
-        ws.serializeAttachment(state.attachment);
-        sendQuietly(ws, errorFrame({ code: "MESSAGE_TOO_LARGE", message: `a row of "${sub.table}" is larger than a frame` }, sub.id));
-      }
     } catch {
       // The socket closed mid-poke; the client resumes from its last complete poke.
     }
@@ -707,8 +716,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       for (const sub of state.subs.values()) {
         try {
           this.sendInitialPoke((frame) => ws.send(frame), sub, undefined);
-        } catch {
-          // closed mid-poke
+        } catch (error) {
+          this.endSubscription(ws, state, sub.id, error);
         }
       }
     }

@@ -168,6 +168,11 @@ export class PokeBuffer {
     };
   }
 
+  /** Whether the open poke covers subscription `sub`. */
+  covers(sub: string): boolean {
+    return this.#open?.subs.has(sub) ?? false;
+  }
+
   /**
    * Drops the open poke because of something outside it (an unreadable frame
    * that may have been one of its parts).

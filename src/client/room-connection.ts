@@ -337,6 +337,15 @@ export class RoomConnection {
           this.#options.onError(error);
           return;
         }
+        // The room ends a subscription it cannot serve mid-poke (a row larger
+        // than a frame) with an error for it: the open poke is incomplete, so
+        // it is dropped; the other subscriptions it covered start over.
+        if (this.#pokes.covers(frame.sub)) {
+          const step = this.#pokes.abort(error);
+          if (step.kind === "dropped") {
+            for (const id of step.subs) if (id !== frame.sub) this.resubscribe(id, { reset: true });
+          }
+        }
         const entry = this.#subs.get(frame.sub);
         // An error for a subscription that is gone concerns nobody.
         if (entry) this.#notify(entry, error);

@@ -51,6 +51,7 @@ export class RawSocket {
   }
 
   pongs = 0;
+  abortedPokes = 0;
 
   private onMessage(text: string): void {
     if (text === PONG) {
@@ -65,6 +66,11 @@ export class RawSocket {
     switch (frame.type) {
       case "error":
         this.errors.push(frame);
+        // An error for a subscription the open poke covers ends that poke unapplied.
+        if (frame.sub !== undefined && this.open?.subs.includes(frame.sub)) {
+          this.abortedPokes++;
+          this.open = null;
+        }
         break;
       case "pokeStart":
         if (this.open) throw new Error("room interleaved pokes");

@@ -254,6 +254,35 @@ describe("framing", () => {
   });
 });
 
+describe("a row larger than a frame", () => {
+  test("ends the subscriptions that would carry it with MESSAGE_TOO_LARGE, at flush and at snapshot; others go on", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    socket.subscribe("all", { list: "items" });
+    socket.subscribe("other", { shape: "itemsByList", args: { listId: "small" } });
+    await socket.nextPoke("all");
+    await socket.nextPoke("other");
+    const errorsAtStart = socket.errors.length;
+    await putItems(worker, room, { id: "huge", listId: "huge", title: "h".repeat(950_000) });
+    const atFlush = await socket.nextError(errorsAtStart);
+    expect(atFlush).toMatchObject({ sub: "all", error: { code: "MESSAGE_TOO_LARGE" } });
+    expect(socket.rows("all").has("huge")).toBe(false);
+
+    // A new subscription whose snapshot would contain it: its poke is abandoned.
+    const errorsBefore = socket.errors.length;
+    socket.subscribe("again", { list: "items" });
+    const atSnapshot = await socket.nextError(errorsBefore);
+    expect(atSnapshot).toMatchObject({ sub: "again", error: { code: "MESSAGE_TOO_LARGE" } });
+
+    const seen = socket.pokes.length;
+    await putItems(worker, room, { id: "s1", listId: "small", title: "fine" });
+    const poke = await socket.nextPoke("other", seen);
+    expect(poke.subs).toEqual(["other"]);
+    expect(poke.ops.map((op) => op.key)).toEqual(["s1"]);
+    expect(socket.closed).toBeNull();
+  });
+});
+
 describe("bad input gets a coded error and harms nobody else", () => {
   test("unknown shape, invalid args (valibot, zod, arktype), denied reads: errors on that subscription only", async () => {
     const room = freshRoom();
