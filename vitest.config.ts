@@ -8,7 +8,8 @@ import { defineConfig } from "vitest/config";
 //   `startLocalWorker` (Miniflare, ~1 s cold start), hence the generous
 //   timeouts and the small worker pool for 2-core CI machines.
 // - "workerd": test/workerd/** runs INSIDE workerd with
-//   @cloudflare/vitest-pool-workers, against the smoke fixture Worker.
+//   @cloudflare/vitest-pool-workers, against the fixture room Worker, to test
+//   the server-kit against real DO SQLite from the inside.
 //
 // Tests never assert on wall-clock time, and there are no retries: a flaky
 // test is a bug.
@@ -34,8 +35,8 @@ export default defineConfig({
         extends: true,
         plugins: [
           cloudflareTest({
-            main: "./test/fixtures/smoke/worker.ts",
-            wrangler: { configPath: "./test/fixtures/smoke/wrangler.jsonc" },
+            main: "./test/fixtures/room/worker.ts",
+            wrangler: { configPath: "./test/fixtures/room/wrangler.jsonc" },
           }),
         ],
         test: {

@@ -65,6 +65,8 @@ export function affinityOf(declaredType: string): Affinity {
   return "NUMERIC";
 }
 
+const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+
 /**
  * Normalizes a predicate value the way SQLite would when comparing it with a
  * column: booleans are integers, and the column's affinity is applied (a TEXT
@@ -80,8 +82,8 @@ function normalizeScalar(value: unknown, column: string, affinity: Affinity): Sq
   else throw new LunoraError("INVALID_ARGS", `predicate value for column "${column}" must be a string, number, boolean or null`);
   if (affinity === "TEXT" && typeof scalar === "number") return String(scalar);
   if ((affinity === "INTEGER" || affinity === "REAL" || affinity === "NUMERIC") && typeof scalar === "string") {
-    const trimmed = scalar.trim();
-    if (trimmed !== "" && Number.isFinite(Number(trimmed))) return Number(trimmed);
+    // SQLite converts only decimal literals (not "0x10", not "Infinity").
+    if (DECIMAL.test(scalar)) return Number(scalar);
   }
   return scalar;
 }
@@ -218,29 +220,59 @@ function readColumn(row: Record<string, unknown>, column: string): SqlValue {
   return JSON.stringify(value);
 }
 
-/** Evaluates a checked predicate against a row image, with the same meaning as {@link whereToSql}. */
-export function matchesWhere(where: CompiledWhere, row: Record<string, unknown>): boolean {
+/**
+ * SQL's three-valued logic: a comparison with NULL is neither true nor false
+ * but unknown, and `NOT unknown` is still unknown. Without it,
+ * `{ $not: { a: 1 } }` would match a row whose `a` is NULL in JavaScript but
+ * not in SQLite.
+ */
+type Truth = boolean | null;
+
+function evaluate(where: CompiledWhere, row: Record<string, unknown>): Truth {
   switch (where.kind) {
     case "const":
       return where.value;
-    case "and":
-      return where.items.every((item) => matchesWhere(item, row));
-    case "or":
-      return where.items.some((item) => matchesWhere(item, row));
-    case "not":
-      return !matchesWhere(where.item, row);
+    case "and": {
+      let unknown = false;
+      for (const item of where.items) {
+        const value = evaluate(item, row);
+        if (value === false) return false;
+        if (value === null) unknown = true;
+      }
+      return unknown ? null : true;
+    }
+    case "or": {
+      let unknown = false;
+      for (const item of where.items) {
+        const value = evaluate(item, row);
+        if (value === true) return true;
+        if (value === null) unknown = true;
+      }
+      return unknown ? null : false;
+    }
+    case "not": {
+      const value = evaluate(where.item, row);
+      return value === null ? null : !value;
+    }
     case "cmp": {
       const actual = readColumn(row, where.column);
       if (where.op === "in") {
-        if (actual === null) return false;
-        return (where.value as SqlValue[]).some((item) => item !== null && compareSqlite(actual, item) === 0);
+        // NULLs are left out of the list (see whereToSql); `x IN ()` is false even for NULL x.
+        const list = (where.value as SqlValue[]).filter((item) => item !== null);
+        if (list.length === 0) return false;
+        if (actual === null) return null;
+        return list.some((item) => compareSqlite(actual, item) === 0);
       }
       const expected = where.value as SqlValue;
-      if (where.op === "eq") return expected === null ? actual === null : actual !== null && compareSqlite(actual, expected) === 0;
+      // `IS NULL`, `IS NOT NULL` and `IS NOT ?` are never unknown.
+      if (where.op === "eq" && expected === null) return actual === null;
       if (where.op === "ne") return expected === null ? actual !== null : actual === null || compareSqlite(actual, expected) !== 0;
-      if (actual === null || expected === null) return false;
+      if (expected === null) return false; // rendered as the constant 0
+      if (actual === null) return null;
       const order = compareSqlite(actual, expected);
       switch (where.op) {
+        case "eq":
+          return order === 0;
         case "gt":
           return order > 0;
         case "gte":
@@ -253,4 +285,9 @@ export function matchesWhere(where: CompiledWhere, row: Record<string, unknown>)
     }
   }
   return false;
+}
+
+/** Evaluates a checked predicate against a row image, with the same meaning as {@link whereToSql}. */
+export function matchesWhere(where: CompiledWhere, row: Record<string, unknown>): boolean {
+  return evaluate(where, row) === true;
 }

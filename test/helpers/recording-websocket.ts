@@ -15,7 +15,7 @@ export interface FrameLog {
  * A `ws` class that records what the client receives and sends, so tests can
  * count row ops (no snapshot on resume) and round trips (push frames).
  */
-export function recordingWebSocket(): { WebSocket: typeof WebSocket; log: FrameLog } {
+export function recordingWebSocket(): { WebSocket: new (url: string | URL, protocols?: string | string[]) => WebSocket; log: FrameLog } {
   const log: FrameLog = {
     frames: [],
     sent: [],
