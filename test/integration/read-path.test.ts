@@ -27,7 +27,7 @@ afterEach(async () => {
 });
 afterAll(() => worker?.stop());
 
-function newClient(options: { host?: string; token?: string } = {}) {
+function newClient(options: { host?: string; token?: string | (() => string) } = {}) {
   const recording = recordingWebSocket();
   const client = new LunoraClient({
     host: options.host ?? worker.host,
@@ -143,6 +143,31 @@ describe("read path", () => {
     server = (await serverItems(worker, room)).filter((item) => item.listId === "t");
     await waitFor(() => !shape.has("t-0"));
     expect(rowsOf(shape)).toEqual(new Map(server.map((item) => [item.id, projected(item)])));
+  });
+
+  test("a token that expires mid-session: the room closes with 4001, the client re-reads its token and resumes", async () => {
+    const room = freshRoom();
+    await putItems(worker, room, { id: "e1", listId: "e", title: "before" });
+    const tokens: string[] = [];
+    let expiresAt = Date.now() + 1_000;
+    const { client, log } = newClient({
+      token: () => {
+        const token = `user:alice:exp=${expiresAt}`;
+        tokens.push(token);
+        return token;
+      },
+    });
+    const list = track(createCollection(lunoraCollectionOptions({ client, list: "items", shardKey: room, load: "eager" }).config));
+    await list.toArrayWhenReady();
+    const resets = log.resets();
+    await waitFor(() => Date.now() > expiresAt + 50, { timeoutMs: 5_000 });
+    expiresAt = Date.now() + 60_000; // the app's token refresh
+    // The next flush finds the token expired and closes the socket.
+    await putItems(worker, room, { id: "e2", listId: "e", title: "after expiry" });
+    await waitFor(() => list.has("e2"), { message: "resumed with the fresh token" });
+    expect(new Set(tokens).size).toBeGreaterThanOrEqual(2);
+    expect(log.frames.some((frame) => frame.includes('"token expired"'))).toBe(true);
+    expect(log.resets()).toBe(resets); // resumed from the cursor, no snapshot
   });
 
   test("restart() of the room: clients reconnect by themselves and resume", async () => {
