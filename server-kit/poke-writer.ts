@@ -1,17 +1,21 @@
-import { MAX_FRAME_BYTES, utf8Length, type Cursor, type MutationResult, type PokeStart } from "../src/protocol/index.js";
+import { MAX_FRAME_BYTES, utf8Length, type Cursor, type MutationResult } from "../src/protocol/index.js";
 
 /**
- * Writes one poke to one socket as `pokeStart`, `pokePart`…, `pokeEnd`,
- * starting a new part whenever the next op would push a frame past
- * `maxFrameBytes`. Ops arrive pre-serialized (see {@link encodeRowOp}) so a
- * row shared by many subscribers is stringified once per flush, not once per
- * socket.
+ * Writes one poke to one socket. Ops are buffered; a poke that fits in one
+ * frame is sent as a single `poke` frame, a bigger one as `pokeStart`,
+ * `pokePart`… (a new part whenever the next op would push a frame past
+ * `maxFrameBytes`), `pokeEnd`. Ops arrive pre-serialized (see
+ * {@link encodeRowOp}) so a row shared by many subscribers is stringified
+ * once per flush, not once per socket.
  */
 export class PokeWriter {
   private part: string[] = [];
   private partBytes = 0;
   private readonly partHeader: string;
   private readonly frameBudget: number;
+  private head: { subs: string[]; resets?: string[] } | undefined;
+  /** Whether `pokeStart` went out (the poke no longer fits in one frame). */
+  private split = false;
   /** Frames sent so far (observable in tests and benchmarks). */
   frames = 0;
 
@@ -24,11 +28,9 @@ export class PokeWriter {
     this.frameBudget = maxFrameBytes - utf8Length(this.partHeader) - 2; // "]}"
   }
 
-  /** Sends `pokeStart`: the subscriptions the poke covers, and those it resets. */
+  /** Opens the poke: the subscriptions it covers, and those it resets. */
   start(subs: string[], resets?: string[]): this {
-    const frame: PokeStart = { type: "pokeStart", pokeId: this.pokeId, subs };
-    if (resets && resets.length > 0) frame.resets = resets;
-    this.emit(JSON.stringify(frame));
+    this.head = resets && resets.length > 0 ? { subs, resets } : { subs };
     return this;
   }
 
@@ -52,13 +54,31 @@ export class PokeWriter {
   }
 
   end(cursor: Cursor, mutations?: MutationResult[]): void {
+    const tail: Record<string, unknown> = { cursor };
+    if (mutations && mutations.length > 0) tail.mutations = mutations;
+    if (!this.split) {
+      const head = this.headFields();
+      const whole = `{"type":"poke",${head},"ops":[${this.part.join(",")}],${JSON.stringify(tail).slice(1)}`;
+      if (utf8Length(whole) <= this.maxFrameBytes) {
+        this.emit(whole);
+        this.part = [];
+        return;
+      }
+    }
     this.flushPart();
-    const frame: Record<string, unknown> = { type: "pokeEnd", pokeId: this.pokeId, cursor };
-    if (mutations && mutations.length > 0) frame.mutations = mutations;
-    this.emit(JSON.stringify(frame));
+    this.emit(`{"type":"pokeEnd","pokeId":${JSON.stringify(this.pokeId)},${JSON.stringify(tail).slice(1)}`);
+  }
+
+  private headFields(): string {
+    const head = this.head ?? { subs: [] };
+    return `"pokeId":${JSON.stringify(this.pokeId)},${JSON.stringify(head).slice(1, -1)}`;
   }
 
   private flushPart(): void {
+    if (!this.split) {
+      this.split = true;
+      this.emit(`{"type":"pokeStart",${this.headFields()}}`);
+    }
     if (this.part.length === 0) return;
     this.emit(`${this.partHeader}${this.part.join(",")}]}`);
     this.part = [];

@@ -132,6 +132,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private pushQueue: Promise<void> = Promise.resolve();
   private queuedPushes = 0;
   private applyingPush = false;
+  private pendingOutcomes = new Map<WebSocket, MutationResult[]>();
+  private outcomeFlushTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Row helpers over the synced tables for the room's own code. Writes made
@@ -306,9 +308,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     return `auth:${JSON.stringify(auth)}`;
   }
 
+  /** Counters for tests and benchmarks (per object instance, reset on wake). */
+  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokesSent: 0 };
+
   private socketState(ws: WebSocket): SocketState | null {
     const cached = this.sockets.get(ws);
     if (cached) return cached;
+    this.stats.socketStatesRebuilt++;
     const attachment = readAttachment(ws);
     if (attachment === null) return null;
     const state: SocketState = { attachment, subs: new Map(), protocolErrors: 0 };
@@ -405,18 +411,40 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
           },
           frame.mutations,
         );
-        this.applyingPush = false;
-        this.flush(new Map([[ws, results]]));
+        const pending = this.pendingOutcomes.get(ws);
+        if (pending) pending.push(...results);
+        else this.pendingOutcomes.set(ws, results);
       } catch (error) {
         console.error("lunora: push failed", error);
       } finally {
-        this.applyingPush = false;
         this.queuedPushes--;
+        // Group commit: while more pushes wait, keep going; the last one
+        // flushes once for all of them (outcomes still ride with their rows).
+        if (this.queuedPushes === 0) {
+          this.applyingPush = false;
+          this.scheduleOutcomeFlush();
+        }
       }
     };
     const next = this.pushQueue.then(run);
     this.pushQueue = next;
     return next;
+  }
+
+  /**
+   * Group commit. The runtime delivers one socket message at a time, so
+   * pushes never queue up inside the object; under load they queue in the
+   * runtime instead. Flushing on the next macrotask rather than at once lets
+   * the pushes already waiting run first, so one flush (one poke per socket)
+   * carries all of them. Idle, the timer fires at once and nothing stays
+   * pending.
+   */
+  private scheduleOutcomeFlush(): void {
+    if (this.outcomeFlushTimer !== undefined) return;
+    this.outcomeFlushTimer = setTimeout(() => {
+      this.outcomeFlushTimer = undefined;
+      this.flush();
+    }, 0);
   }
 
   private async subscribe(ws: WebSocket, state: SocketState, frame: Subscribe): Promise<void> {
@@ -594,8 +622,20 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   flush(outcomes?: Map<WebSocket, MutationResult[]>): void {
     this.ensureReady();
     this.flushScheduled = false;
+    // Outcomes waiting for the group-commit flush go out with any flush, so
+    // they always ride with the rows they produced.
+    if (this.pendingOutcomes.size > 0) {
+      for (const [ws, results] of outcomes ?? []) {
+        const pending = this.pendingOutcomes.get(ws);
+        if (pending) pending.push(...results);
+        else this.pendingOutcomes.set(ws, results);
+      }
+      outcomes = this.pendingOutcomes;
+      this.pendingOutcomes = new Map();
+    }
     const through = Math.max(maxLogSeq(this.sql), this.flushedSeq);
     if (through === this.flushedSeq && (outcomes === undefined || outcomes.size === 0)) return;
+    this.stats.flushes++;
     const from = this.flushedSeq;
     let changes: Map<string, KeyChange> = new Map();
     const changedTables = new Set<string>();

@@ -82,6 +82,7 @@ export class RoomConnection {
   #versionMismatchReported = false;
   /** The token sent with the current/last connection attempt. */
   #presentedToken: string | undefined;
+  #tokenPresented = false;
   /** The token the room last refused (4001), while no connection has succeeded since. */
   #refused: { token: string | undefined } | undefined;
   #refusedRepeats = 0;
@@ -160,6 +161,32 @@ export class RoomConnection {
     this.#sendSubscribe(entry);
   }
 
+  /** Whether a connection attempt has presented a token (or none) yet. */
+  get tokenPresented(): boolean {
+    return this.#tokenPresented;
+  }
+
+  /** The token of the current/last connection attempt (`undefined`: anonymous). */
+  get presentedToken(): string | undefined {
+    return this.#presentedToken;
+  }
+
+  /**
+   * Sends an encoded frame if the socket is open; returns whether it was
+   * sent. Never queues in partysocket: writes are re-sent by the outbox on
+   * the next connection instead.
+   */
+  sendFrame(text: string): boolean {
+    if (this.#closed || this.#socket.readyState !== OPEN) return false;
+    this.#socket.send(text);
+    return true;
+  }
+
+  /** Drops the socket and connects again (the token is read again). */
+  reconnect(): void {
+    if (!this.#closed && !this.#failed) this.#socket.reconnect();
+  }
+
   /** Closes the socket for good. */
   close(): void {
     if (this.#closed) return;
@@ -201,6 +228,7 @@ export class RoomConnection {
       await this.#waitBeforeRetry(Math.min(maxDelayMs, minDelayMs * 2 ** this.#refusedRepeats));
     }
     this.#presentedToken = token;
+    this.#tokenPresented = true;
     if (!this.#closed) this.#setStatus("connecting");
     return {
       [QUERY.version]: String(PROTOCOL_VERSION),
@@ -317,6 +345,16 @@ export class RoomConnection {
         this.#refusedRepeats = 0;
         this.#setStatus("connected");
         return;
+      case "poke": {
+        // A whole poke in one frame: the same steps as start + part + end.
+        const { pokeId, subs, resets, ops, cursor, mutations } = frame;
+        const started = this.#pokes.start({ type: "pokeStart", pokeId, subs, resets });
+        if (started.kind !== "pending") return this.#handlePokeStep(started);
+        const parted = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
+        if (parted.kind !== "pending") return this.#handlePokeStep(parted);
+        this.#handlePokeStep(this.#pokes.end({ type: "pokeEnd", pokeId, cursor, mutations }));
+        return;
+      }
       case "pokeStart":
         this.#handlePokeStep(this.#pokes.start(frame));
         return;

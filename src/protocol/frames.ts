@@ -1,7 +1,7 @@
 import * as v from "valibot";
 import { subscribeSchema, unsubscribeSchema } from "./subscribe.js";
 import { pushSchema } from "./push.js";
-import { pokeEndSchema, pokePartSchema, pokeStartSchema } from "./poke.js";
+import { pokeEndSchema, pokePartSchema, pokeSchema, pokeStartSchema } from "./poke.js";
 import { helloSchema } from "./connect.js";
 import { errorFrameSchema } from "./error-frame.js";
 import { LunoraError } from "./errors.js";
@@ -13,6 +13,7 @@ export type ClientFrame = v.InferOutput<typeof clientFrameSchema>;
 /** Every frame a room may send to a client. */
 export const roomFrameSchema = v.variant("type", [
   helloSchema,
+  pokeSchema,
   pokeStartSchema,
   pokePartSchema,
   pokeEndSchema,

@@ -23,6 +23,11 @@ import { mutationResultSchema } from "./push.js";
  * violation: the client drops the open poke, resets the subscriptions it
  * covered and subscribes them again. Nothing is applied from a broken poke.
  *
+ * A poke small enough for one frame travels as a single `poke` frame with the
+ * fields of all three (most pokes: sending one frame instead of three is what
+ * keeps fan-out to many sockets cheap). It means exactly the same as
+ * `pokeStart` + one `pokePart` + `pokeEnd`.
+ *
  * Row ops are whole-row post-images (`put`, an upsert) or deletes (`del`).
  * An update that moves a row out of a subscription's shape arrives as `del`.
  */
@@ -58,3 +63,15 @@ export const pokeEndSchema = v.strictObject({
   mutations: v.optional(v.array(mutationResultSchema)),
 });
 export type PokeEnd = v.InferOutput<typeof pokeEndSchema>;
+
+/** A whole poke in one frame: `pokeStart` + `pokePart` + `pokeEnd` of a poke that fits. */
+export const pokeSchema = v.strictObject({
+  type: v.literal("poke"),
+  pokeId: nameSchema,
+  subs: v.array(nameSchema),
+  resets: v.optional(v.array(nameSchema)),
+  ops: v.array(rowOpSchema),
+  cursor: cursorSchema,
+  mutations: v.optional(v.array(mutationResultSchema)),
+});
+export type Poke = v.InferOutput<typeof pokeSchema>;

@@ -72,6 +72,18 @@ export class RawSocket {
           this.open = null;
         }
         break;
+      case "poke":
+        if (this.open) throw new Error("room interleaved pokes");
+        this.pokes.push({
+          pokeId: frame.pokeId,
+          subs: frame.subs,
+          resets: frame.resets ?? [],
+          ops: frame.ops,
+          parts: 1,
+          cursor: frame.cursor,
+          ...(frame.mutations ? { mutations: frame.mutations } : {}),
+        });
+        break;
       case "pokeStart":
         if (this.open) throw new Error("room interleaved pokes");
         this.open = { pokeId: frame.pokeId, subs: frame.subs, resets: frame.resets ?? [], ops: [], parts: 0, cursor: { seq: -1, epoch: "" } };

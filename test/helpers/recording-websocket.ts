@@ -20,8 +20,12 @@ export function recordingWebSocket(): { WebSocket: new (url: string | URL, proto
     frames: [],
     sent: [],
     rowOps: () =>
-      log.frames.reduce((count, frame) => (frame.startsWith('{"type":"pokePart"') ? count + (JSON.parse(frame) as { ops: unknown[] }).ops.length : count), 0),
-    resets: () => log.frames.filter((frame) => frame.startsWith('{"type":"pokeStart"') && frame.includes('"resets"')).length,
+      log.frames.reduce(
+        (count, frame) =>
+          frame.startsWith('{"type":"pokePart"') || frame.startsWith('{"type":"poke"') ? count + (JSON.parse(frame) as { ops: unknown[] }).ops.length : count,
+        0,
+      ),
+    resets: () => log.frames.filter((frame) => /^\{"type":"poke(Start)?"/.test(frame) && frame.includes('"resets"')).length,
   };
   class RecordingWebSocket extends WebSocket {
     constructor(url: string | URL, protocols?: string | string[]) {

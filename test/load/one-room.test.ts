@@ -1,0 +1,122 @@
+/**
+ * Load on one room: 200 subscribed sockets, 1,000 writes at a steady rate.
+ * Every subscriber must receive every change exactly once and in order.
+ * Latency and memory are printed (measured, not asserted: tests never assert
+ * on time). The subscribers are plain `ws` sockets with a minimal frame
+ * reader so the test harness does not compete with the room for the CPU.
+ */
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import WebSocket from "ws";
+import type { LocalWorker } from "../../src/testing/index.js";
+import { startFixtureRoom } from "../helpers/fixture-room.js";
+import { waitFor } from "../helpers/wait-for.js";
+
+let worker: LocalWorker;
+beforeAll(async () => {
+  worker = await startFixtureRoom({ preventEviction: true });
+});
+afterAll(() => worker?.stop());
+
+/** Resident memory of the workerd processes this test started (KiB). */
+function workerdRssKiB(): number {
+  try {
+    const out = execFileSync("ps", ["-o", "rss=,comm=", "--ppid", String(process.pid)], { encoding: "utf8" });
+    return out
+      .split("\n")
+      .filter((line) => line.includes("workerd"))
+      .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
+
+interface Subscriber {
+  ws: WebSocket;
+  keys: string[];
+  seqs: number[];
+  /** ops of an open multi-frame poke */
+  open: string[] | null;
+}
+
+function connect(room: string, token: string, onOps: (keys: string[]) => void): Promise<Subscriber> {
+  const ws = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=1&token=${token}`);
+  const sub: Subscriber = { ws, keys: [], seqs: [], open: null };
+  ws.on("message", (data) => {
+    const text = data.toString();
+    if (text === "pong") return;
+    const frame = JSON.parse(text) as { type: string; ops?: Array<{ key: string }>; cursor?: { seq: number } };
+    if (frame.type === "pokeStart") sub.open = [];
+    else if (frame.type === "pokePart") sub.open!.push(...frame.ops!.map((op) => op.key));
+    else if (frame.type === "poke" || frame.type === "pokeEnd") {
+      const keys = frame.type === "poke" ? frame.ops!.map((op) => op.key) : sub.open!;
+      sub.open = null;
+      sub.keys.push(...keys);
+      sub.seqs.push(frame.cursor!.seq);
+      onOps(keys);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => resolve(sub));
+    ws.once("error", reject);
+  });
+}
+
+test("200 subscribers each receive 1,000 writes exactly once and in order", async () => {
+  const room = "load-room";
+  const SUBSCRIBERS = 200;
+  const WRITES = 1_000;
+  const INTERVAL_MS = 5;
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  const record = (keys: string[]) => {
+    const now = performance.now();
+    for (const key of keys) {
+      const sent = sentAt.get(key);
+      if (sent !== undefined) latencies.push(now - sent);
+    }
+  };
+  const subscribers: Subscriber[] = [];
+  for (let i = 0; i < SUBSCRIBERS; i++) subscribers.push(await connect(room, `user:reader${i}`, record));
+  for (const sub of subscribers) sub.ws.send(JSON.stringify({ type: "subscribe", id: "s", source: { shape: "itemsByList", args: { listId: "load" } } }));
+  await waitFor(() => subscribers.every((sub) => sub.seqs.length === 1), { message: "all subscribed", timeoutMs: 30_000 });
+  const rssBefore = workerdRssKiB();
+
+  const outcomes: string[] = [];
+  const writer = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=1&token=user:writer`);
+  writer.on("message", (data) => {
+    const text = data.toString();
+    if (text.includes('"mutations"')) outcomes.push(...(JSON.parse(text) as { mutations: Array<{ status: string }> }).mutations.map((m) => m.status));
+  });
+  await new Promise((resolve) => writer.once("open", resolve));
+  const clientId = randomUUID();
+  const ids: string[] = [];
+  const started = performance.now();
+  for (let i = 0; i < WRITES; i++) {
+    const id = randomUUID();
+    ids.push(id);
+    // A steady rate: write i leaves at started + i × INTERVAL_MS.
+    const due = started + i * INTERVAL_MS - performance.now();
+    if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+    sentAt.set(id, performance.now());
+    writer.send(JSON.stringify({ type: "push", clientId, mutations: [{ clientSeq: i + 1, name: "items:create", args: { id, listId: "load", title: `w${i}` } }] }));
+  }
+  await waitFor(() => subscribers.every((sub) => sub.keys.length >= WRITES), { message: "every write delivered", timeoutMs: 90_000, intervalMs: 50 });
+  await waitFor(() => outcomes.length === WRITES, { message: "every outcome" });
+  const rssAfter = workerdRssKiB();
+
+  for (const sub of subscribers) {
+    expect(sub.keys).toEqual(ids); // exactly once each, in write order
+    for (let i = 1; i < sub.seqs.length; i++) expect(sub.seqs[i]).toBeGreaterThan(sub.seqs[i - 1]);
+  }
+  expect(outcomes).toEqual(Array(WRITES).fill("applied"));
+  console.log(
+    `[load] ${SUBSCRIBERS} subscribers × ${WRITES} writes every ${INTERVAL_MS} ms: delivery p50 ${percentile(latencies, 50).toFixed(1)} ms, ` +
+      `p99 ${percentile(latencies, 99).toFixed(1)} ms, pokes per subscriber ${subscribers[0].seqs.length - 1}; ` +
+      `workerd RSS ${Math.round(rssBefore / 1024)} → ${Math.round(rssAfter / 1024)} MiB`,
+  );
+  for (const sub of [...subscribers.map((s) => s.ws), writer]) sub.close();
+}, 150_000);
