@@ -102,6 +102,11 @@ export interface LimitOptions {
   maxResumeLogRows?: number;
   /** Bad frames a socket may send before it is closed (4008). Default 100. */
   maxProtocolErrors?: number;
+  /**
+   * Characters of poke frames a socket may have unacknowledged (see the `ack`
+   * frame) before it is closed as a slow consumer (4009). Default 8 MiB.
+   */
+  maxUnackedChars?: number;
 }
 
 /** Options of {@link withLunora}. */

@@ -56,6 +56,7 @@ const DEFAULTS = {
   maxSubscriptionsPerSocket: 100,
   maxResumeLogRows: 100_000,
   maxProtocolErrors: 100,
+  maxUnackedChars: 8 * 1024 * 1024,
 };
 
 /** A subscription with its predicate resolved against the socket's identity. */
@@ -73,6 +74,8 @@ interface SocketState {
   attachment: SocketAttachment;
   subs: Map<string, ResolvedSubscription>;
   protocolErrors: number;
+  /** Characters of poke frames sent and not yet acknowledged (in memory: zero after a wake, when nothing is in flight). */
+  unacked: number;
 }
 
 type Send = (frame: string) => void;
@@ -309,7 +312,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   }
 
   /** Counters for tests and benchmarks (per object instance, reset on wake). */
-  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokesSent: 0 };
+  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokeFramesSent: 0, slowConsumersClosed: 0 };
 
   private socketState(ws: WebSocket): SocketState | null {
     const cached = this.sockets.get(ws);
@@ -317,7 +320,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.stats.socketStatesRebuilt++;
     const attachment = readAttachment(ws);
     if (attachment === null) return null;
-    const state: SocketState = { attachment, subs: new Map(), protocolErrors: 0 };
+    const state: SocketState = { attachment, subs: new Map(), protocolErrors: 0, unacked: 0 };
     for (const [id, sub] of Object.entries(attachment.subs)) {
       try {
         state.subs.set(id, this.resolve(id, sub.source, sub.args, attachment));
@@ -330,6 +333,31 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     this.sockets.set(ws, state);
     return state;
+  }
+
+  /**
+   * A frame sender for pokes to one socket, with flow control: the runtime
+   * buffers whatever a slow reader has not taken, without limit, so the room
+   * counts what the client has not acknowledged and closes the socket
+   * (4009, the client resumes from its cursor) past the bound.
+   */
+  private pokeSender(ws: WebSocket, state: SocketState): Send {
+    const max = this.options.limits?.maxUnackedChars ?? DEFAULTS.maxUnackedChars;
+    return (frame: string) => {
+      if (state.unacked > max) {
+        throw new SlowConsumer();
+      }
+      ws.send(frame);
+      state.unacked += frame.length;
+      this.stats.pokeFramesSent++;
+    };
+  }
+
+  private closeSlowConsumer(ws: WebSocket): void {
+    this.stats.slowConsumersClosed++;
+    sendQuietly(ws, errorFrame({ code: "QUOTA_EXCEEDED", message: "the client fell too far behind reading; resume from the cursor" }));
+    closeQuietly(ws, CLOSE_CODES.SLOW_CONSUMER, "slow consumer");
+    this.sockets.delete(ws);
   }
 
   /** Closes the socket if its token expired. */
@@ -374,6 +402,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         return;
       case "push":
         return this.onPush(ws, state, frame);
+      case "ack":
+        state.unacked = Math.max(0, state.unacked - frame.received);
+        return;
     }
   }
 
@@ -491,8 +522,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     ws.serializeAttachment(state.attachment);
     state.subs.set(id, resolved);
     try {
-      this.sendInitialPoke((frame) => ws.send(frame), resolved, frame.cursor);
+      this.sendInitialPoke(this.pokeSender(ws, state), resolved, frame.cursor);
     } catch (error) {
+      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
       this.endSubscription(ws, state, id, error);
     }
   }
@@ -682,9 +714,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     end: Cursor,
     mutations: MutationResult[] | undefined,
   ): void {
-    const send = (frame: string) => {
-      ws.send(frame);
-    };
+    const send = this.pokeSender(ws, state);
     try {
       // Every live subscription of the socket is listed, so all their cursors
       // advance, not only those with ops. A subscription with a row too large
@@ -702,8 +732,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         for (const [op, tail] of ops) writer.add(encodeRowOp(op, sub.id, tail));
       }
       writer.end(end, mutations);
-    } catch {
-      // The socket closed mid-poke; the client resumes from its last complete poke.
+    } catch (error) {
+      if (error instanceof SlowConsumer) this.closeSlowConsumer(ws);
+      // Otherwise the socket closed mid-poke; the client resumes from its last complete poke.
     }
   }
 
@@ -755,8 +786,12 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       sendQuietly(ws, JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, room: state.attachment.room, epoch: this.epochValue }));
       for (const sub of state.subs.values()) {
         try {
-          this.sendInitialPoke((frame) => ws.send(frame), sub, undefined);
+          this.sendInitialPoke(this.pokeSender(ws, state), sub, undefined);
         } catch (error) {
+          if (error instanceof SlowConsumer) {
+            this.closeSlowConsumer(ws);
+            break;
+          }
           this.endSubscription(ws, state, sub.id, error);
         }
       }
@@ -770,6 +805,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     closeQuietly(ws, code === 1005 || code === 1006 ? 1000 : code, "");
   }
 }
+
+/** Thrown by a poke sender when the socket's unacknowledged text exceeds the bound. */
+class SlowConsumer extends Error {}
 
 /** Answers an upgrade with a coded error frame and a close, on a socket that is never hibernated. */
 function refuse(error: LunoraError, closeCode: number): Response {

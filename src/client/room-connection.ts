@@ -1,5 +1,6 @@
 import { PartySocket } from "partysocket";
 import {
+  ACK_EVERY_CHARS,
   CLOSE_CODES,
   LunoraError,
   PONG,
@@ -86,6 +87,8 @@ export class RoomConnection {
   /** The token the room last refused (4001), while no connection has succeeded since. */
   #refused: { token: string | undefined } | undefined;
   #refusedRepeats = 0;
+  /** Characters received since the last `ack`. */
+  #unacked = 0;
   #authDelay: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
 
   constructor(options: RoomConnectionOptions) {
@@ -237,8 +240,21 @@ export class RoomConnection {
     };
   }
 
+  /**
+   * Flow control: the room bounds what it buffers for this socket by what we
+   * have acknowledged, so tell it every {@link ACK_EVERY_CHARS} received.
+   */
+  #acknowledge(chars: number): void {
+    this.#unacked += chars;
+    if (this.#unacked < ACK_EVERY_CHARS) return;
+    const received = this.#unacked;
+    this.#unacked = 0;
+    this.#sendIfOpen({ type: "ack", received });
+  }
+
   #onOpen = (): void => {
     if (this.#closed) return;
+    this.#unacked = 0;
     this.#pokes.clear();
     this.#keepalive.start();
     for (const entry of this.#subs.values()) this.#sendSubscribe(entry);
@@ -322,6 +338,7 @@ export class RoomConnection {
     this.#keepalive.noteFrame();
     const data: unknown = event.data;
     if (data === PONG) return;
+    if (typeof data === "string") this.#acknowledge(data.length);
     const parsed = parseRoomFrame(data as string | ArrayBuffer, MAX_ROOM_FRAME_BYTES);
     if (!parsed.ok) {
       // An unreadable frame in the middle of a poke may have been one of its

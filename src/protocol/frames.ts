@@ -1,5 +1,5 @@
 import * as v from "valibot";
-import { subscribeSchema, unsubscribeSchema } from "./subscribe.js";
+import { ackSchema, subscribeSchema, unsubscribeSchema } from "./subscribe.js";
 import { pushSchema } from "./push.js";
 import { pokeEndSchema, pokePartSchema, pokeSchema, pokeStartSchema } from "./poke.js";
 import { helloSchema } from "./connect.js";
@@ -7,7 +7,7 @@ import { errorFrameSchema } from "./error-frame.js";
 import { LunoraError } from "./errors.js";
 
 /** Every frame a client may send to a room. */
-export const clientFrameSchema = v.variant("type", [subscribeSchema, unsubscribeSchema, pushSchema]);
+export const clientFrameSchema = v.variant("type", [subscribeSchema, unsubscribeSchema, pushSchema, ackSchema]);
 export type ClientFrame = v.InferOutput<typeof clientFrameSchema>;
 
 /** Every frame a room may send to a client. */

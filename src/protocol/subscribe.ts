@@ -33,3 +33,16 @@ export const unsubscribeSchema = v.strictObject({
   id: nameSchema,
 });
 export type Unsubscribe = v.InferOutput<typeof unsubscribeSchema>;
+
+/**
+ * `ack`: flow control. The client tells the room how many characters of
+ * room frames it has received since its previous `ack` (at least every
+ * `ACK_EVERY_CHARS`). The room closes a socket whose unacknowledged text
+ * exceeds its bound (`SLOW_CONSUMER`, 4009) instead of buffering for it
+ * without limit; the client then resumes from its cursors.
+ */
+export const ackSchema = v.strictObject({
+  type: v.literal("ack"),
+  received: v.pipe(v.number(), v.integer(), v.minValue(0)),
+});
+export type Ack = v.InferOutput<typeof ackSchema>;

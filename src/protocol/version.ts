@@ -21,7 +21,19 @@ export const CLOSE_CODES = {
   PROTOCOL_VERSION: 4002,
   /** The room closed this socket because it violated a bound repeatedly. */
   POLICY: 4008,
+  /**
+   * The client fell too far behind in reading (more than the room's bound of
+   * unacknowledged poke text). It reconnects and resumes from its cursors.
+   */
+  SLOW_CONSUMER: 4009,
 } as const;
+
+/**
+ * A client acknowledges the poke text it has received with an `ack` frame at
+ * least every this many characters, so the room can bound what it buffers
+ * for a slow reader.
+ */
+export const ACK_EVERY_CHARS = 256 * 1024;
 
 /** The literal a client sends as a keepalive; the runtime answers {@link PONG} without waking the object. */
 export const PING = "ping";

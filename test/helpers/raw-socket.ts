@@ -1,5 +1,5 @@
 import WebSocket from "ws";
-import { PONG, PROTOCOL_VERSION, parseRoomFrame, type ClientFrame, type Cursor, type MutationResult, type RoomFrame, type RowOp } from "../../src/protocol/index.js";
+import { ACK_EVERY_CHARS, PONG, PROTOCOL_VERSION, parseRoomFrame, type ClientFrame, type Cursor, type MutationResult, type RoomFrame, type RowOp } from "../../src/protocol/index.js";
 import { waitFor } from "./wait-for.js";
 
 /** A poke as the client assembles it: everything between pokeStart and pokeEnd. */
@@ -53,12 +53,21 @@ export class RawSocket {
   pongs = 0;
   abortedPokes = 0;
 
+  /** Characters received since the last `ack` (a well-behaved client acknowledges; see ACK_EVERY_CHARS). */
+  private unacked = 0;
+  acknowledge = true;
+
   private onMessage(text: string): void {
     if (text === PONG) {
       this.pongs++;
       return;
     }
     this.raw.push(text);
+    this.unacked += text.length;
+    if (this.acknowledge && this.unacked >= ACK_EVERY_CHARS) {
+      this.send({ type: "ack", received: this.unacked });
+      this.unacked = 0;
+    }
     const parsed = parseRoomFrame(text, 2_000_000);
     if (!parsed.ok) throw new Error(`room sent an invalid frame: ${parsed.error.message}: ${text.slice(0, 200)}`);
     const frame = parsed.frame;
