@@ -14,6 +14,24 @@
 export * from "./client/index.js";
 export * from "./collections/index.js";
 export {
+  LunoraOutbox,
+  createIndexedDbPersistence,
+  createInMemoryPersistence,
+  alwaysLeader,
+  manualOnlineDetector,
+  MAX_PUSH_FRAME_BYTES,
+} from "./outbox/index.js";
+export type {
+  OutboxOptions,
+  OutboxPersistence,
+  IndexedDbPersistenceOptions,
+  ManualOnlineDetector,
+  WriteRejectedEvent,
+  StorageFailureEvent,
+} from "./outbox/index.js";
+export type { BoundMutator, MutatorDefinition } from "./mutators/index.js";
+export * from "./cache/index.js";
+export {
   LunoraError,
   isLunoraError,
   ERROR_CODES,

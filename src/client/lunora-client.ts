@@ -1,11 +1,15 @@
 import * as v from "valibot";
+import type { QueryCache } from "../cache/query-cache.js";
+import type { OutboxPersistence } from "../outbox/persistence.js";
 import {
   LunoraError,
   sourceSchema,
   type AnyLunoraApi,
   type LunoraApi,
   type MutationResult,
+  type Push,
 } from "../protocol/index.js";
+import { encodeFrame } from "../protocol/index.js";
 import { readToken, tokenFingerprint, type AuthProvider } from "./identity.js";
 import { Listeners } from "./listeners.js";
 import { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";
@@ -48,10 +52,19 @@ export interface LunoraClientOptions {
    * `QUOTA_EXCEEDED`.
    */
   limits?: { maxPokeChars?: number; maxPokeOps?: number };
-  /** Offline read cache (not used yet; accepted so app code does not change later). */
-  queryCache?: unknown;
-  /** Durable outbox storage (not used yet; accepted so app code does not change later). */
-  persistence?: unknown;
+  /**
+   * Offline read cache (`createIndexedDbQueryCache()` / `createInMemoryQueryCache()`):
+   * collections render their cached rows before any socket opens, then
+   * resume from the cached cursor. Entries of another identity are never read
+   * and are cleared. One cache per client.
+   */
+  queryCache?: QueryCache;
+  /**
+   * Where the durable write outbox lives: `createIndexedDbPersistence()`
+   * (the default) or `createInMemoryPersistence()`. Read by
+   * `defineCollections` and `bindMutators`.
+   */
+  persistence?: OutboxPersistence;
 }
 
 /** Where a client-level error happened. */
@@ -110,14 +123,19 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   readonly clientId: string;
   readonly host: string;
   readonly party: string;
-  readonly queryCache: unknown;
-  readonly persistence: unknown;
+  readonly queryCache: QueryCache | undefined;
+  readonly persistence: OutboxPersistence | undefined;
 
   readonly #options: LunoraClientOptions;
   readonly #connections = new Map<string, RoomConnection>();
   readonly #statusListeners = new Listeners<[status: ConnectionStatus, previous: ConnectionStatus]>();
+  readonly #roomStatusListeners = new Listeners<[room: string, status: ConnectionStatus, party: string]>();
   readonly #errorListeners = new Listeners<[error: LunoraError, context: ClientErrorContext]>();
   readonly #mutationListeners = new Listeners<[room: string, results: MutationResult[], party: string]>();
+  readonly #pendingWritesListeners = new Listeners<[count: number]>();
+  /** Holders that keep a room's socket open without a subscription (the write outbox). */
+  readonly #roomHolds = new Map<string, number>();
+  #pendingWrites = 0;
   #status: ConnectionStatus = "idle";
   #subscriptionCount = 0;
   #nextSubscriptionId = 0;
@@ -134,6 +152,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.queryCache = options.queryCache;
     this.persistence = options.persistence;
     this.clientId = crypto.randomUUID();
+    // Start resolving the identity and opening storage now: the first
+    // collection's hydration waits for both, and must not wait long.
+    this.queryCache?.attach(() => this.identity());
   }
 
   /** Aggregate status: `idle` (no rooms), else the worst room status. Read synchronously. */
@@ -157,6 +178,19 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    */
   onStatusChange(listener: (status: ConnectionStatus, previous: ConnectionStatus) => void): () => void {
     return this.#statusListeners.add(listener);
+  }
+
+  /**
+   * Calls `listener` whenever one room's status changes (`idle` when the
+   * client stops holding the room). Returns a function that removes it.
+   *
+   * @example
+   * ```ts
+   * const stop = client.onRoomStatusChange((room, status) => console.log(room, status));
+   * ```
+   */
+  onRoomStatusChange(listener: (room: string, status: ConnectionStatus, party: string) => void): () => void {
+    return this.#roomStatusListeners.add(listener);
   }
 
   /**
@@ -231,11 +265,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     }
 
     const key = connectionKey(party, options.room);
-    let connection = this.#connections.get(key);
-    if (!connection) {
-      connection = this.#openConnection(party, options.room);
-      this.#connections.set(key, connection);
-    }
+    const connection = this.#connectionFor(party, options.room);
     const id = `s${(this.#nextSubscriptionId++).toString(36)}`;
     this.#subscriptionCount++;
     connection.add(id, options.source, options.handler);
@@ -253,11 +283,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
         active = false;
         this.#subscriptionCount--;
         conn.remove(id);
-        if (conn.subscriptionCount === 0) {
-          conn.close();
-          if (this.#connections.get(key) === conn) this.#connections.delete(key);
-          this.#updateStatus();
-        }
+        this.#closeIfUnused(key, conn);
       },
       resubscribe: () => {
         if (active) conn.resubscribe(id, { reset: false });
@@ -286,13 +312,125 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Best effort: what the collections synced last is written, not lost with the timer.
+    void this.queryCache?.flush();
     for (const connection of this.#connections.values()) connection.close();
     this.#connections.clear();
     this.#subscriptionCount = 0;
     this.#updateStatus();
     this.#statusListeners.clear();
+    this.#roomStatusListeners.clear();
     this.#errorListeners.clear();
     this.#mutationListeners.clear();
+    this.#pendingWritesListeners.clear();
+    this.#roomHolds.clear();
+  }
+
+  /**
+   * Sends a batch of writes on `room`'s socket, opening the socket if needed.
+   * Returns `false` when the socket is not connected: nothing is queued in
+   * partysocket, the caller (the outbox) sends again when
+   * {@link onRoomStatusChange} reports the room `connected`.
+   *
+   * @example
+   * ```ts
+   * const sent = client.push("general", { clientId, mutations: [{ clientSeq: 1, name: "messages:send", args }] });
+   * ```
+   */
+  push(room: string, push: Omit<Push, "type">, party: string = this.party): boolean {
+    if (this.#closed) return false;
+    assertRoomName("room", room);
+    assertRoomName("party", party);
+    const connection = this.#connectionFor(party, room);
+    if (connection.status !== "connected") return false;
+    return connection.sendFrame(encodeFrame({ type: "push", clientId: push.clientId, mutations: push.mutations }));
+  }
+
+  /**
+   * Keeps `room`'s socket open (opening it now) until the returned function
+   * is called, whether or not anything is subscribed there. The outbox holds
+   * a room while it has writes pending for it.
+   */
+  retainRoom(room: string, party: string = this.party): () => void {
+    if (this.#closed) return () => undefined;
+    assertRoomName("room", room);
+    assertRoomName("party", party);
+    const key = connectionKey(party, room);
+    this.#roomHolds.set(key, (this.#roomHolds.get(key) ?? 0) + 1);
+    const connection = this.#connectionFor(party, room);
+    this.#updateStatus();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const holds = (this.#roomHolds.get(key) ?? 1) - 1;
+      if (holds > 0) this.#roomHolds.set(key, holds);
+      else this.#roomHolds.delete(key);
+      this.#closeIfUnused(key, connection);
+    };
+  }
+
+  /**
+   * Identity fingerprint of the token presented by `room`'s current socket
+   * (`undefined` before a connection attempt). The outbox compares it with
+   * the identity a write was queued under before sending.
+   */
+  async roomIdentity(room: string, party: string = this.party): Promise<string | undefined> {
+    const connection = this.#connections.get(connectionKey(party, room));
+    if (!connection || !connection.tokenPresented) return undefined;
+    return tokenFingerprint(connection.presentedToken);
+  }
+
+  /** Drops and reopens `room`'s socket (a new connection reads the token again). */
+  reconnectRoom(room: string, party: string = this.party): void {
+    this.#connections.get(connectionKey(party, room))?.reconnect();
+  }
+
+  /**
+   * Writes queued in the durable outbox and not yet settled (applied or
+   * rejected by the room). Read synchronously.
+   */
+  get pendingWrites(): number {
+    return this.#pendingWrites;
+  }
+
+  /**
+   * Calls `listener` whenever {@link pendingWrites} changes. Returns a
+   * function that removes it.
+   *
+   * @example
+   * ```ts
+   * const stop = client.onPendingWritesChange((count) => setBadge(count > 0 ? `${count} unsaved` : ""));
+   * ```
+   */
+  onPendingWritesChange(listener: (count: number) => void): () => void {
+    return this.#pendingWritesListeners.add(listener);
+  }
+
+  /** @internal Called by the outbox. */
+  reportPendingWrites(count: number): void {
+    if (count === this.#pendingWrites) return;
+    this.#pendingWrites = count;
+    this.#pendingWritesListeners.emit(count);
+  }
+
+  #connectionFor(party: string, room: string): RoomConnection {
+    const key = connectionKey(party, room);
+    let connection = this.#connections.get(key);
+    if (!connection) {
+      connection = this.#openConnection(party, room);
+      this.#connections.set(key, connection);
+      this.#roomStatusListeners.emit(room, connection.status, party);
+    }
+    return connection;
+  }
+
+  #closeIfUnused(key: string, connection: RoomConnection): void {
+    if (connection.subscriptionCount > 0 || (this.#roomHolds.get(key) ?? 0) > 0) return;
+    connection.close();
+    if (this.#connections.get(key) === connection) this.#connections.delete(key);
+    this.#roomStatusListeners.emit(connection.room, "idle", connection.party);
+    this.#updateStatus();
   }
 
   #openConnection(party: string, room: string): RoomConnection {
@@ -313,7 +451,11 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
         maxOps: options.limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
       },
       readToken: () => readToken(options.auth),
-      onStatusChange: () => this.#updateStatus(),
+      onStatusChange: () => {
+        const connection = this.#connections.get(connectionKey(party, room));
+        if (connection) this.#roomStatusListeners.emit(room, connection.status, party);
+        this.#updateStatus();
+      },
       onError: (error) => this.#errorListeners.emit(error, { party, room }),
       onMutationResults: (results) => this.#mutationListeners.emit(room, results, party),
     });

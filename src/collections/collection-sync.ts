@@ -1,8 +1,11 @@
 import type { SyncConfig } from "@tanstack/db";
+import type { QueryCache } from "../cache/query-cache.js";
+import type { CachedView, ViewSnapshot } from "../cache/types.js";
+import { viewCacheKey } from "../cache/view-key.js";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { reportListenerError } from "../client/listeners.js";
 import type { PokeUpdate, Subscription } from "../client/subscription.js";
-import type { Cursor, LunoraError, RowKey, Source } from "../protocol/index.js";
+import { LunoraError, type Cursor, type Row, type RowKey, type Source } from "../protocol/index.js";
 
 /** The sync-function parameters TanStack DB hands a source. */
 export type SyncParams<TRow extends object, TKey extends string | number> = Parameters<SyncConfig<TRow, TKey>["sync"]>[0];
@@ -21,7 +24,15 @@ interface SyncRunOptions<TRow extends object, TKey extends string | number> {
   client: LunoraClient<any>;
   getKey: (row: TRow) => TKey;
   onError: ((error: LunoraError) => void) | undefined;
+  /** Called after anything `isAuthoritative` / `lastSyncedAt` report may have changed. */
+  onSyncStateChange?: () => void;
 }
+
+/**
+ * Subscription errors saying this identity may not read the view (any more):
+ * rows restored from the cache for it must not stay on screen, nor on disk.
+ */
+const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_FOUND", "INVALID_ARGS"]);
 
 /**
  * One TanStack DB sync run of a Lunora collection (from `sync()` to its
@@ -45,6 +56,16 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    */
   readonly #keys = new Map<RowKey, TKey>();
   readonly #present = new Set<TKey>();
+  /**
+   * Wire key → synced row: the room's rows exactly as applied, never an
+   * optimistic overlay. The query cache persists this map, not the
+   * collection's visible state.
+   */
+  readonly #rows = new Map<RowKey, TRow>();
+  /** The query-cache key of the current target, when the client has a cache. */
+  #viewKey: string | undefined;
+  /** The rows came from the cache and no poke has confirmed them yet. */
+  #fromCache = false;
   #authoritative = false;
   #ready = false;
   #lastSyncedAt: number | undefined;
@@ -72,9 +93,12 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
   /**
    * Points the run at `target` (or nowhere): stops the old subscription, drops
-   * its rows in one transaction, subscribes the new one from scratch.
+   * its rows in one transaction, subscribes the new one from scratch — or,
+   * with a query cache, first restores the new view's cached rows and
+   * subscribes from their cursor.
    */
   point(target: SyncTarget | undefined): void {
+    this.#settleCachedView();
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     this.#generation = undefined;
@@ -86,11 +110,79 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
       commit();
     }
     this.#forgetRows();
+    this.#notifySyncState();
     this.#target = target;
     if (!target) return;
 
     const generation = {};
     this.#generation = generation;
+    const cache = this.#options.client.queryCache;
+    if (cache) {
+      this.#viewKey = viewCacheKey(target.party, target.room, target.source);
+      void this.#hydrateThenSubscribe(cache, target, generation);
+    } else {
+      this.#subscribe(target, generation);
+    }
+  }
+
+  /** Ends the run (TanStack cleanup). */
+  stop(): void {
+    this.#settleCachedView();
+    this.#subscription?.unsubscribe();
+    this.#subscription = undefined;
+    this.#generation = undefined;
+  }
+
+  /**
+   * Restores the view's cached rows (one sync transaction, then ready), and
+   * only then subscribes, so the subscribe carries the cached cursor: the
+   * room answers with what changed since, or a reset. The wait is bounded
+   * (`hydrateTimeoutMs`); past it the subscription starts without the cache.
+   */
+  async #hydrateThenSubscribe(cache: QueryCache, target: SyncTarget, generation: object): Promise<void> {
+    const key = this.#viewKey!;
+    const view = await withTimeout(cache.read(key), cache.settings.hydrateTimeoutMs);
+    if (this.#generation !== generation) return; // re-pointed or stopped meanwhile
+    if (view) this.#hydrate(view);
+    try {
+      this.#subscribe(target, generation);
+    } catch (error) {
+      // sync() has returned: a throw here would be an unhandled rejection, not the app's error.
+      this.#onError(error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+    }
+  }
+
+  #hydrate(view: CachedView): void {
+    const { begin, write, commit, metadata } = this.#params;
+    const getKey = this.#options.getKey;
+    const cursor: Cursor = { seq: view.serverCursor, epoch: view.epoch };
+    begin();
+    try {
+      for (const [wireKey, value] of view.rows) {
+        const row = value as TRow;
+        const key = getKey(row);
+        write({ type: this.#present.has(key) ? "update" : "insert", value: row });
+        this.#keys.set(wireKey, key);
+        this.#present.add(key);
+        this.#rows.set(wireKey, row);
+      }
+      metadata?.collection.set(CURSOR_METADATA_KEY, cursor);
+      commit();
+    } catch {
+      // A cached row this collection cannot take (e.g. getKey changed): start from a snapshot.
+      this.#abandonTransaction();
+      this.#forgetRows();
+      return;
+    }
+    this.#cursor = cursor;
+    this.#fromCache = true;
+    this.#authoritative = false; // until the room's first poke confirms or corrects it
+    this.#lastSyncedAt = view.ts;
+    this.#markReadyOnce();
+    this.#notifySyncState();
+  }
+
+  #subscribe(target: SyncTarget, generation: object): void {
     this.#subscription = this.#options.client.subscribe({
       party: target.party,
       room: target.room,
@@ -107,11 +199,24 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     });
   }
 
-  /** Ends the run (TanStack cleanup). */
-  stop(): void {
-    this.#subscription?.unsubscribe();
-    this.#subscription = undefined;
-    this.#generation = undefined;
+  /** The synced rows and their cursor, for the query cache; `undefined` while they are not the server's state. */
+  #snapshot(generation: object | undefined): ViewSnapshot | undefined {
+    if (this.#generation !== generation || !this.#authoritative || !this.#cursor) return undefined;
+    return { cursor: this.#cursor, rows: [...this.#rows] as Array<[RowKey, Row]> };
+  }
+
+  /** Fixes the current view's pending cache write before its rows go away. */
+  #settleCachedView(): void {
+    if (this.#viewKey !== undefined) this.#options.client.queryCache?.settle(this.#viewKey);
+    this.#viewKey = undefined;
+  }
+
+  #notifySyncState(): void {
+    try {
+      this.#options.onSyncStateChange?.();
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
   }
 
   #applyPoke({ reset, ops, cursor }: PokeUpdate): void {
@@ -136,12 +241,14 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
           write({ type: this.#present.has(key) ? "update" : "insert", value: row });
           this.#keys.set(op.key, key);
           this.#present.add(key);
+          this.#rows.set(op.key, row);
         } else {
           const key = this.#keys.get(op.key);
           if (key === undefined) continue; // never held: nothing to delete
           write({ type: "delete", key });
           this.#keys.delete(op.key);
           this.#present.delete(key);
+          this.#rows.delete(op.key);
         }
       }
       metadata?.collection.set(CURSOR_METADATA_KEY, cursor);
@@ -150,16 +257,28 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
       this.#abandonTransaction();
       // The client resets and resubscribes this subscription when applyPoke throws.
       this.#authoritative = false;
+      this.#notifySyncState();
       throw error;
     }
     this.#cursor = cursor;
     this.#authoritative = true;
+    this.#fromCache = false;
     this.#lastSyncedAt = Date.now();
     this.#markReadyOnce();
+    if (this.#viewKey !== undefined) {
+      const generation = this.#generation;
+      this.#options.client.queryCache?.schedule(this.#viewKey, () => this.#snapshot(generation));
+    }
+    this.#notifySyncState();
   }
 
   #onError(error: LunoraError): void {
     this.#authoritative = false;
+    if (VIEW_DENIED_CODES.has(error.code) && this.#viewKey !== undefined) {
+      this.#options.client.queryCache?.remove(this.#viewKey);
+      if (this.#fromCache) this.#dropCachedRows();
+    }
+    this.#notifySyncState();
     try {
       this.#options.onError?.(error);
     } catch (thrown) {
@@ -190,10 +309,30 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     }
   }
 
+  /** The room refused the view: the rows restored from the cache were never confirmed and go. */
+  #dropCachedRows(): void {
+    const { begin, truncate, commit } = this.#params;
+    begin();
+    truncate({ markReady: false });
+    commit();
+    this.#forgetRows();
+  }
+
   #forgetRows(): void {
     this.#keys.clear();
     this.#present.clear();
+    this.#rows.clear();
+    this.#fromCache = false;
     this.#cursor = undefined;
     this.#authoritative = false;
   }
+}
+
+/** `promise`'s value, or `undefined` once `ms` pass first. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

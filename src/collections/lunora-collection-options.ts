@@ -1,3 +1,4 @@
+import { Listeners } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
 import { checkpointsFor } from "./checkpoints.js";
@@ -69,6 +70,7 @@ export function lunoraCollectionOptions(
   // Computed now so a bad shardKey fails here, not later inside sync().
   let target: SyncTarget | undefined = scoped ? undefined : locate(undefined);
   let run: CollectionSyncRun<Record<string, unknown>, string | number> | undefined;
+  const syncStateListeners = new Listeners<[]>();
 
   const scope = (args?: Record<string, unknown>): void => {
     const next = args === undefined ? undefined : locate(args);
@@ -82,6 +84,7 @@ export function lunoraCollectionOptions(
     room: () => run?.room,
     isAuthoritative: () => run?.isAuthoritative ?? false,
     lastSyncedAt: () => run?.lastSyncedAt,
+    onSyncStateChange: (listener) => syncStateListeners.add(listener),
   };
 
   const config: LunoraCollectionConfig<Record<string, unknown>, string | number> = {
@@ -94,7 +97,12 @@ export function lunoraCollectionOptions(
       // Puts carry whole post-images; merging would keep columns the server removed.
       rowUpdateMode: "full",
       sync: (params) => {
-        const current = new CollectionSyncRun(params, { client, getKey, onError: options.onError });
+        const current = new CollectionSyncRun(params, {
+          client,
+          getKey,
+          onError: options.onError,
+          onSyncStateChange: () => syncStateListeners.emit(),
+        });
         run = current;
         current.point(target);
         return {

@@ -80,8 +80,25 @@ export type LunoraCollectionUtils = {
    * been applied since the collection (re)subscribed and no reset is pending.
    */
   isAuthoritative: () => boolean;
-  /** `Date.now()` of the last applied poke. */
+  /**
+   * `Date.now()` of the last applied poke; for rows restored from the query
+   * cache, of the poke they were last written after (how old they may be).
+   */
   lastSyncedAt: () => number | undefined;
+  /**
+   * Calls `listener` after `isAuthoritative()` or `lastSyncedAt()` may have
+   * changed (rows restored from the cache, a poke applied, an error, a
+   * re-scope). Returns a function that removes it. `useSyncState` in
+   * `@lunora/db/react` is built on it.
+   *
+   * @example
+   * ```ts
+   * const stop = messages.utils.onSyncStateChange(() => {
+   *   badge.hidden = messages.utils.isAuthoritative(); // "syncing…" until the room confirms
+   * });
+   * ```
+   */
+  onSyncStateChange: (listener: () => void) => () => void;
 };
 
 /** The TanStack DB config produced for a Lunora collection. */

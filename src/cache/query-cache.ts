@@ -1,0 +1,415 @@
+import { unrefTimer } from "../client/keepalive.js";
+import { reportListenerError } from "../client/listeners.js";
+import { LunoraError } from "../protocol/index.js";
+import {
+  DEFAULT_QUERY_CACHE_LIMITS,
+  type CachedView,
+  type CachedViewRecord,
+  type QueryCacheOptions,
+  type QueryCacheSettings,
+  type QueryCacheStats,
+  type QueryCacheStorage,
+  type ViewSnapshot,
+} from "./types.js";
+
+/** Extra options of the factories: where failures go. */
+export interface QueryCacheErrorOptions {
+  /**
+   * Storage failures (`STORAGE_FAILURE`, `QUOTA_EXCEEDED`). The cache keeps
+   * working in memory-less mode: reads miss, the failed batch is dropped.
+   * Default: `console.warn`.
+   */
+  onError?: (error: LunoraError) => void;
+}
+
+/** A pending write: a live view (read at flush time), a fixed snapshot, or a removal. */
+type Pending = { kind: "live"; snapshot: () => ViewSnapshot | undefined } | { kind: "fixed"; snapshot: ViewSnapshot } | { kind: "remove" };
+
+interface OpenState {
+  storage: QueryCacheStorage;
+  identity: string;
+  /** Every stored entry's record, in LRU order (least recently used first). */
+  index: Map<string, CachedViewRecord>;
+  bytes: number;
+}
+
+/**
+ * The offline read cache of a {@link LunoraClient}: one entry per collection
+ * view with the synced rows, the cursor they stand at and the identity they
+ * were read under. Create it with `createIndexedDbQueryCache()` or
+ * `createInMemoryQueryCache()` and pass it as the client's `queryCache`;
+ * collections use it by themselves.
+ *
+ * - Reads hydrate a collection before its socket opens; only entries of the
+ *   current identity are read, and finding another identity's entries
+ *   clears the whole cache.
+ * - Writes are debounced and batched: a burst of pokes over many views is
+ *   one storage transaction. The rows are read from the collection when the
+ *   batch is written, so a burst costs one serialization, not one per poke.
+ * - Entries are capped by count and by bytes, least recently written first.
+ *
+ * One cache serves one client at a time.
+ */
+export class QueryCache {
+  readonly settings: Readonly<QueryCacheSettings>;
+  readonly stats: QueryCacheStats = { flushes: 0, written: 0, evicted: 0, hydrated: 0, identityClears: 0 };
+
+  readonly #openStorage: () => Promise<QueryCacheStorage>;
+  readonly #onError: (error: LunoraError) => void;
+  #resolveIdentity: (() => Promise<string>) | undefined;
+  #ready: Promise<OpenState | undefined> | undefined;
+  #pending = new Map<string, Pending>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #firstPendingAt: number | undefined;
+  /** Storage operations run one at a time, in call order. */
+  #queue: Promise<void> = Promise.resolve();
+  #lastTs = 0;
+  #closed = false;
+  #removePageHide: (() => void) | undefined;
+
+  constructor(openStorage: () => Promise<QueryCacheStorage>, options: QueryCacheOptions & QueryCacheErrorOptions = {}) {
+    this.#openStorage = openStorage;
+    this.settings = Object.freeze(resolveSettings(options));
+    this.#onError =
+      options.onError ??
+      ((error) => {
+        console.warn(`[lunora] query cache: ${error.code}: ${error.message}`);
+      });
+  }
+
+  /**
+   * Binds the cache to a client's identity and starts opening storage. Called
+   * by `LunoraClient`'s constructor, so the identity (an async SHA-256) and
+   * the storage open overlap with the app's own start-up.
+   */
+  attach(resolveIdentity: () => Promise<string>): void {
+    this.#resolveIdentity = resolveIdentity;
+    if (this.#ready || this.#closed) return;
+    this.#ready = this.#open(resolveIdentity).catch((error: unknown) => {
+      this.#report(error, "opening the query cache failed");
+      return undefined;
+    });
+    this.#ready.catch(() => undefined);
+    this.#listenForPageHide();
+  }
+
+  /**
+   * The cached entry of a view under the current identity, or `undefined`.
+   * Never rejects. A view written in this session but not yet flushed is
+   * returned from memory.
+   */
+  async read(key: string): Promise<CachedView | undefined> {
+    const state = await this.#ready;
+    if (!state || this.#closed) return undefined;
+    const pending = this.#pending.get(key);
+    if (pending?.kind === "fixed") {
+      const { cursor, rows } = pending.snapshot;
+      return { key, identity: state.identity, serverCursor: cursor.seq, epoch: cursor.epoch, ts: Date.now(), rows };
+    }
+    if (pending?.kind === "remove") return undefined;
+    await this.#queue; // a write of this key may be under way
+    const record = state.index.get(key);
+    if (!record || record.identity !== state.identity) return undefined;
+    let json: string | undefined;
+    try {
+      json = await state.storage.read(key);
+    } catch (error) {
+      this.#report(error, `reading cached view ${key} failed`);
+      return undefined;
+    }
+    const view = json === undefined ? undefined : parseView(json);
+    if (!view || view.key !== key || view.identity !== state.identity) {
+      // Unreadable or not ours: never hydrate it, and do not keep it.
+      if (json !== undefined) this.remove(key);
+      return undefined;
+    }
+    // Reading is using: move it to the recent end of the LRU order.
+    state.index.delete(key);
+    state.index.set(key, record);
+    this.stats.hydrated++;
+    return view;
+  }
+
+  /**
+   * Notes that a view changed. Its state is read through `snapshot` when the
+   * batch is written (return `undefined` to skip it, e.g. mid-reset).
+   */
+  schedule(key: string, snapshot: () => ViewSnapshot | undefined): void {
+    if (this.#closed || !this.#ready) return;
+    this.#pending.set(key, { kind: "live", snapshot });
+    this.#arm();
+  }
+
+  /**
+   * Fixes a scheduled view's state now: its collection is moving to another
+   * view (or stopping), so the live snapshot would soon describe other rows.
+   */
+  settle(key: string): void {
+    const pending = this.#pending.get(key);
+    if (pending?.kind !== "live") return;
+    const snapshot = pending.snapshot();
+    if (snapshot) this.#pending.set(key, { kind: "fixed", snapshot });
+    else this.#pending.delete(key);
+  }
+
+  /** Drops a view's entry (its rows may no longer be readable). */
+  remove(key: string): void {
+    if (this.#closed || !this.#ready) return;
+    this.#pending.set(key, { kind: "remove" });
+    this.#arm();
+  }
+
+  /** Writes every pending view now, as one batch. Resolves when storage has it. */
+  flush(): Promise<void> {
+    this.#disarm();
+    if (this.#pending.size === 0) return this.#queue;
+    const batch = new Map<string, ViewSnapshot | null>();
+    for (const [key, pending] of this.#pending) {
+      if (pending.kind === "remove") batch.set(key, null);
+      else {
+        const snapshot = pending.kind === "fixed" ? pending.snapshot : pending.snapshot();
+        if (snapshot) batch.set(key, { cursor: snapshot.cursor, rows: snapshot.rows });
+      }
+    }
+    this.#pending = new Map();
+    return this.#enqueue(() => this.#write(batch));
+  }
+
+  /**
+   * Removes every entry (sign-out). Entries are also cleared automatically
+   * when the client's identity changes.
+   */
+  clear(): Promise<void> {
+    this.#disarm();
+    this.#pending.clear();
+    return this.#enqueue(async () => {
+      const state = await this.#ready;
+      if (!state) return;
+      await state.storage.clear();
+      state.index.clear();
+      state.bytes = 0;
+    });
+  }
+
+  /** Flushes, then releases storage. The cache cannot be used afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return this.#queue;
+    await this.flush();
+    this.#closed = true;
+    this.#removePageHide?.();
+    const state = await this.#ready;
+    await this.#queue;
+    state?.storage.close();
+  }
+
+  // ---------------------------------------------------------------------------
+
+  async #open(resolveIdentity: () => Promise<string>): Promise<OpenState> {
+    const [identity, storage] = await Promise.all([resolveIdentity(), this.#openStorage()]);
+    let records = await storage.records();
+    if (records.some((record) => record.identity !== identity)) {
+      // Another identity's rows are on this device: none of them may show,
+      // and keeping them would keep them one token refresh away from showing.
+      await storage.clear();
+      this.stats.identityClears++;
+      records = [];
+    }
+    records.sort((a, b) => a.ts - b.ts);
+    const index = new Map(records.map((record) => [record.key, record]));
+    this.#lastTs = records.length > 0 ? records[records.length - 1].ts : 0;
+    return { storage, identity, index, bytes: records.reduce((sum, record) => sum + record.bytes, 0) };
+  }
+
+  async #write(batch: Map<string, ViewSnapshot | null>): Promise<void> {
+    const state = await this.#ready;
+    if (!state || batch.size === 0) return;
+    let identity: string;
+    try {
+      identity = await this.#resolveIdentity!();
+    } catch {
+      return; // no usable token (signed out mid-flight): nothing is stamped with a guess
+    }
+    if (identity !== state.identity) {
+      // The token changed hands: what is stored belongs to the previous
+      // identity, and this batch may hold rows read under it.
+      await state.storage.clear();
+      state.index.clear();
+      state.bytes = 0;
+      state.identity = identity;
+      this.stats.identityClears++;
+      return;
+    }
+
+    const { maxBytes, maxEntries } = this.settings;
+    const ts = (this.#lastTs = Math.max(Date.now(), this.#lastTs + 1));
+    const put = new Map<string, { record: CachedViewRecord; json: string }>();
+    const remove = new Set<string>();
+    for (const [key, snapshot] of batch) {
+      const old = state.index.get(key);
+      if (old) {
+        state.index.delete(key);
+        state.bytes -= old.bytes;
+      }
+      if (snapshot === null) {
+        if (old) remove.add(key);
+        continue;
+      }
+      const view: CachedView = { key, identity, serverCursor: snapshot.cursor.seq, epoch: snapshot.cursor.epoch, ts, rows: snapshot.rows };
+      const json = JSON.stringify(view);
+      const record: CachedViewRecord = { key, identity, ts, bytes: utf8Length(json) };
+      if (record.bytes > maxBytes) {
+        // Larger than the whole cache: not cached (the collection still works online).
+        if (old) remove.add(key);
+        continue;
+      }
+      state.index.set(key, record);
+      state.bytes += record.bytes;
+      put.set(key, { record, json });
+    }
+    let evicted = 0;
+    for (const [key, record] of state.index) {
+      if (state.index.size <= maxEntries && state.bytes <= maxBytes) break;
+      state.index.delete(key);
+      state.bytes -= record.bytes;
+      if (!put.delete(key)) remove.add(key);
+      evicted++;
+    }
+    if (put.size === 0 && remove.size === 0) return;
+    try {
+      await state.storage.write([...put.values()], [...remove]);
+    } catch (error) {
+      // The index no longer matches storage; re-read it so the caps stay true.
+      this.#report(error, "writing the query cache failed");
+      try {
+        const records = (await state.storage.records()).sort((a, b) => a.ts - b.ts);
+        state.index = new Map(records.map((record) => [record.key, record]));
+        state.bytes = records.reduce((sum, record) => sum + record.bytes, 0);
+      } catch {
+        state.index.clear();
+        state.bytes = 0;
+      }
+      return;
+    }
+    this.stats.flushes++;
+    this.stats.written += put.size;
+    this.stats.evicted += evicted;
+  }
+
+  #arm(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    this.#firstPendingAt ??= now;
+    const { debounceMs, maxWaitMs } = this.settings;
+    const delay = Math.max(0, Math.min(debounceMs, this.#firstPendingAt + maxWaitMs - now));
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush();
+    }, delay);
+    unrefTimer(this.#timer);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#firstPendingAt = undefined;
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(task).catch((error: unknown) => this.#report(error, "query cache operation failed"));
+    this.#queue = run;
+    return run;
+  }
+
+  /** Browsers may end a page without running timers again: write what is pending when it hides. */
+  #listenForPageHide(): void {
+    const target = globalThis as { addEventListener?: EventTarget["addEventListener"]; removeEventListener?: EventTarget["removeEventListener"]; document?: { visibilityState?: string } };
+    if (typeof target.addEventListener !== "function" || target.document === undefined) return;
+    const onHide = () => {
+      if (target.document?.visibilityState !== "visible") void this.flush();
+    };
+    target.addEventListener("pagehide", onHide);
+    target.addEventListener("visibilitychange", onHide);
+    this.#removePageHide = () => {
+      target.removeEventListener?.("pagehide", onHide);
+      target.removeEventListener?.("visibilitychange", onHide);
+    };
+  }
+
+  #report(error: unknown, context: string): void {
+    const coded =
+      error instanceof LunoraError
+        ? error
+        : new LunoraError(isQuotaError(error) ? "QUOTA_EXCEEDED" : "STORAGE_FAILURE", `${context}: ${describe(error)}`);
+    try {
+      this.#onError(coded);
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
+  }
+}
+
+function resolveSettings(options: QueryCacheOptions): QueryCacheSettings {
+  const settings = { ...DEFAULT_QUERY_CACHE_LIMITS };
+  for (const name of Object.keys(DEFAULT_QUERY_CACHE_LIMITS) as Array<keyof QueryCacheSettings>) {
+    const value = options[name];
+    if (value === undefined) continue;
+    const min = name === "maxEntries" || name === "maxBytes" ? 1 : 0;
+    if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+      throw new LunoraError("INVALID_ARGS", `query cache: \`${name}\` must be a finite number ≥ ${min}`);
+    }
+    settings[name] = value;
+  }
+  return settings;
+}
+
+/** Parses a stored entry, or `undefined` when it is not one (a corrupted or foreign value). */
+function parseView(json: string): CachedView | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const view = value as Partial<CachedView>;
+  const ok =
+    typeof view.key === "string" &&
+    typeof view.identity === "string" &&
+    Number.isInteger(view.serverCursor) &&
+    (view.serverCursor as number) >= 0 &&
+    typeof view.epoch === "string" &&
+    view.epoch.length > 0 &&
+    typeof view.ts === "number" &&
+    Array.isArray(view.rows) &&
+    view.rows.every(
+      (entry) =>
+        Array.isArray(entry) &&
+        (typeof entry[0] === "string" || typeof entry[0] === "number") &&
+        typeof entry[1] === "object" &&
+        entry[1] !== null,
+    );
+  return ok ? (view as CachedView) : undefined;
+}
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      bytes += 4; // a surrogate pair is one 4-byte code point
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function isQuotaError(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { name?: unknown }).name === "QuotaExceededError";
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,19 @@
+import type { Source } from "../protocol/index.js";
+
+/**
+ * The cache key of a collection view: party, room and source (list, or shape
+ * and args). Args are serialized with sorted object keys, so `{ a, b }` and
+ * `{ b, a }` name the same view — they are the same subscription to the room.
+ */
+export function viewCacheKey(party: string, room: string, source: Source): string {
+  return canonicalJson([party, room, source]);
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) => {
+    if (inner === null || typeof inner !== "object" || Array.isArray(inner)) return inner;
+    const sorted: Record<string, unknown> = {};
+    for (const key of Object.keys(inner).sort()) sorted[key] = (inner as Record<string, unknown>)[key];
+    return sorted;
+  });
+}
