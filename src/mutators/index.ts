@@ -1,0 +1,6 @@
+/**
+ * `@lunora/db/mutators`: optimistic custom mutators that write through the
+ * durable outbox.
+ */
+export { defineMutator, bindMutators } from "./mutators.js";
+export type { MutatorDefinition, MutatorContext, BoundMutator, MutatorArgs } from "./mutators.js";

@@ -1,0 +1,117 @@
+import type { Collection, Transaction } from "@tanstack/db";
+import type { LunoraClient } from "../client/lunora-client.js";
+import type { Checkpoints } from "../collections/checkpoints.js";
+import { DEFAULT_ROOM } from "../collections/lunora-collection-options.js";
+import { outboxFor, type OutboxOptions } from "../outbox/outbox.js";
+import type { LunoraApi } from "../protocol/index.js";
+
+/** What `apply` receives: the local collections the mutator was bound with. */
+export interface MutatorContext {
+  collections: Record<string, Collection<any, any, any, any, any>>;
+}
+
+/** A client-side custom mutator: an optimistic body and the server mutator it pushes to. */
+export interface MutatorDefinition<Args = unknown, Ref extends string = string> {
+  /** Name of the server-side `defineMutator` (`"messages:send"`); it receives the same args. */
+  serverRef: Ref;
+  /** The optimistic body: writes to the local collections (insert/update/delete), synchronously. */
+  apply: (context: MutatorContext, args: Args) => void;
+  /** The room the write goes to: a name or a function of the args. Default `"default"`. */
+  room?: string | ((args: Args) => string);
+  /** The party (Durable Object binding); defaults to the client's. */
+  party?: string;
+}
+
+/**
+ * A bound mutator: calling it opens a TanStack DB optimistic transaction,
+ * runs `apply`, queues the server write in the durable outbox and returns
+ * the transaction (`isPersisted.promise` resolves once the room applied it,
+ * rejects with a `LunoraError` on a permanent rejection).
+ */
+export type BoundMutator<Args> = (args: Args) => Transaction<any>;
+
+/** Args of a definition: its own `Args`, else the server mutator's from the client's `Api`. */
+export type MutatorArgs<Api extends LunoraApi, D> =
+  D extends MutatorDefinition<infer Args, infer Ref>
+    ? unknown extends Args
+      ? Ref extends keyof Api["mutators"]
+        ? Api["mutators"][Ref]["args"]
+        : unknown
+      : Args
+    : never;
+
+/**
+ * Declares a custom mutator's optimistic body.
+ *
+ * @example
+ * ```ts
+ * import { defineMutator } from "@lunora/db/mutators";
+ *
+ * const renameItem = defineMutator<{ id: string; title: string }>({
+ *   serverRef: "items:rename",
+ *   room: "default",
+ *   apply: ({ collections }, { id, title }) => {
+ *     collections.items.update(id, (draft) => { draft.title = title; });
+ *   },
+ * });
+ * ```
+ */
+export function defineMutator<Args = unknown, const Ref extends string = string>(
+  definition: MutatorDefinition<Args, Ref>,
+): MutatorDefinition<Args, Ref> {
+  return definition;
+}
+
+/**
+ * Binds mutators to a client and its collections. Each handle writes
+ * through the client's durable outbox (the same one `defineCollections`
+ * uses): the write is persisted with its `clientSeq`, survives a reload and
+ * runs on the server exactly once.
+ *
+ * `collections` are the collections `apply` may touch; their names must be
+ * the same in every session (a queued write records them) and they must be
+ * bound in the same task as `defineCollections` (the outbox's registry is
+ * fixed when it starts). `checkpoints` is accepted for API symmetry with
+ * `lunoraCollectionOptions`: the outbox settles a write from the same
+ * signal (the poke carrying its outcome, handed to `commit()`), so the
+ * overlay is always held until the server rows arrive — there is no
+ * "drop at once" mode.
+ *
+ * @example
+ * ```ts
+ * import { bindMutators } from "@lunora/db/mutators";
+ *
+ * const mutate = bindMutators(client, { collections: db.collections }, { renameItem });
+ * const tx = mutate.renameItem({ id, title: "new" });
+ * await tx.isPersisted.promise;
+ * ```
+ */
+export function bindMutators<
+  Api extends LunoraApi,
+  const M extends Record<string, MutatorDefinition<any, any>>,
+>(
+  client: LunoraClient<Api>,
+  bindings: { collections: Record<string, Collection<any, any, any, any, any>>; checkpoints?: Checkpoints },
+  mutators: M,
+  options: OutboxOptions = {},
+): { [K in keyof M]: BoundMutator<MutatorArgs<Api, M[K]>> } {
+  const outbox = outboxFor(client, options);
+  outbox.registerCollections(bindings.collections);
+  const context: MutatorContext = { collections: bindings.collections };
+  const handles: Record<string, BoundMutator<unknown>> = {};
+  for (const [key, definition] of Object.entries(mutators)) {
+    handles[key] = (args) => {
+      const room =
+        typeof definition.room === "function" ? definition.room(args) : (definition.room ?? DEFAULT_ROOM);
+      return outbox.enqueue({
+        kind: "mutator",
+        name: definition.serverRef,
+        args,
+        room,
+        party: definition.party,
+        apply: () => definition.apply(context, args),
+      });
+    };
+  }
+  return handles as { [K in keyof M]: BoundMutator<MutatorArgs<Api, M[K]>> };
+}

@@ -1,0 +1,83 @@
+import type { LeaderElection, OnlineDetector } from "@tanstack/offline-transactions";
+
+/**
+ * A leader election that always wins: for environments with one instance
+ * (Node, React Native, a worker) or tests. `@tanstack/offline-transactions`
+ * otherwise falls back to a BroadcastChannel election under Node 20 (which
+ * has `BroadcastChannel` but no `navigator.locks`); that election needs
+ * `window` and only claims leadership after 10 s.
+ *
+ * @example
+ * ```ts
+ * defineCollections(client, defs, { leaderElection: alwaysLeader() });
+ * ```
+ */
+export function alwaysLeader(): LeaderElection {
+  return {
+    requestLeadership: () => Promise.resolve(true),
+    releaseLeadership: () => undefined,
+    isLeader: () => true,
+    onLeadershipChange: () => () => undefined,
+  };
+}
+
+/** An {@link OnlineDetector} whose state the caller sets. */
+export interface ManualOnlineDetector extends OnlineDetector {
+  /** Sets the state; going online runs the queued writes at once (no backoff wait). */
+  setOnline(online: boolean): void;
+}
+
+/**
+ * An online detector you control. The outbox only starts running queued
+ * writes while it reports online; Lunora then waits for the room's socket on
+ * its own, so "online" here means "allowed to send", not "connected".
+ *
+ * @example
+ * ```ts
+ * const online = manualOnlineDetector(false);
+ * const db = defineCollections(client, defs, { onlineDetector: online });
+ * db.actions.items({ listId: "L", title: "queued" }); // stays in the outbox
+ * online.setOnline(true);                              // sent now
+ * ```
+ */
+export function manualOnlineDetector(initiallyOnline = true): ManualOnlineDetector {
+  let online = initiallyOnline;
+  const listeners = new Set<() => void>();
+  const notify = () => {
+    for (const listener of [...listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        console.warn("[lunora] online listener threw:", error);
+      }
+    }
+  };
+  return {
+    subscribe(callback) {
+      listeners.add(callback);
+      return () => listeners.delete(callback);
+    },
+    notifyOnline: notify,
+    isOnline: () => online,
+    dispose: () => listeners.clear(),
+    setOnline(next) {
+      const wasOnline = online;
+      online = next;
+      if (next && !wasOnline) notify();
+    },
+  };
+}
+
+/**
+ * The library's defaults need a browser: Web Locks for the election, `window`
+ * events for connectivity. Elsewhere Lunora picks the single-instance
+ * equivalents, so Node and React Native work without configuration.
+ */
+export function defaultLeaderElection(): LeaderElection | undefined {
+  const locks = (globalThis as { navigator?: { locks?: unknown } }).navigator?.locks;
+  return locks ? undefined : alwaysLeader();
+}
+
+export function defaultOnlineDetector(): OnlineDetector | undefined {
+  return typeof (globalThis as { window?: unknown }).window !== "undefined" ? undefined : manualOnlineDetector(true);
+}

@@ -1,0 +1,183 @@
+import type { StorageAdapter } from "@tanstack/offline-transactions";
+import { LunoraError } from "../protocol/index.js";
+
+/**
+ * Where the durable write outbox keeps its entries: the queued writes
+ * (`@tanstack/offline-transactions` records under `tx:` keys) and, per
+ * identity, the writer record (stable `clientId` and the last `clientSeq`
+ * handed out per room).
+ *
+ * Pass one to `new LunoraClient({ persistence })` or to `defineCollections` /
+ * `bindMutators` options. A "reload" that must replay the queue is a new
+ * client over the same persistence (same IndexedDB database).
+ */
+export interface OutboxPersistence {
+  /** `indexeddb` (survives reloads) or `memory` (survives only as long as this object). */
+  readonly kind: "indexeddb" | "memory";
+  /** The key-value store, in the shape `@tanstack/offline-transactions` expects. */
+  readonly storage: StorageAdapter;
+}
+
+/** Options of {@link createIndexedDbPersistence}. */
+export interface IndexedDbPersistenceOptions {
+  /** Database name (default `"lunora-outbox"`). One database per app origin is enough. */
+  databaseName?: string;
+  /**
+   * The `IDBFactory` to use; defaults to the global `indexedDB`. Tests pass
+   * `new IDBFactory()` from `fake-indexeddb` to get an isolated database per test.
+   */
+  indexedDB?: IDBFactory;
+}
+
+const STORE = "entries";
+
+/**
+ * The default outbox storage: one IndexedDB object store of string values.
+ *
+ * It is Lunora's own small adapter rather than the `IndexedDBAdapter` of
+ * `@tanstack/offline-transactions`, for two platform reasons: that adapter
+ * always reads the global `indexedDB` (no isolated factory for tests or
+ * workers), and it turns read failures into "no entry" — a failing read would
+ * then look like an empty outbox and a fresh writer, which could hand out a
+ * `clientSeq` twice. Here every failure rejects with the original
+ * `DOMException` (`QuotaExceededError`, `InvalidStateError`…) so the outbox
+ * can report it through `onStorageFailure`. A write resolves on the IndexedDB
+ * transaction's `complete`, not on the request's `success`.
+ *
+ * @example
+ * ```ts
+ * import { LunoraClient, createIndexedDbPersistence } from "@lunora/db";
+ *
+ * const client = new LunoraClient({ host, party: "chat", persistence: createIndexedDbPersistence() });
+ * ```
+ */
+export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions = {}): OutboxPersistence {
+  return { kind: "indexeddb", storage: new IndexedDbStorage(options.databaseName ?? "lunora-outbox", options.indexedDB) };
+}
+
+/**
+ * An outbox kept in memory: nothing survives the process, but the object can
+ * be handed to a second client in the same process (what a test calls a
+ * reload). For environments without IndexedDB (React Native, Node scripts),
+ * or apps that do not want offline writes to outlive the page.
+ *
+ * @example
+ * ```ts
+ * const persistence = createInMemoryPersistence();
+ * const db = defineCollections(client, defs, { persistence });
+ * ```
+ */
+export function createInMemoryPersistence(): OutboxPersistence {
+  const entries = new Map<string, string>();
+  return {
+    kind: "memory",
+    storage: {
+      get: async (key) => entries.get(key) ?? null,
+      set: async (key, value) => {
+        entries.set(key, value);
+      },
+      delete: async (key) => {
+        entries.delete(key);
+      },
+      keys: async () => [...entries.keys()],
+      clear: async () => entries.clear(),
+    },
+  };
+}
+
+class IndexedDbStorage implements StorageAdapter {
+  readonly #name: string;
+  readonly #factory: IDBFactory | undefined;
+  #db: Promise<IDBDatabase> | undefined;
+
+  constructor(name: string, factory: IDBFactory | undefined) {
+    this.#name = name;
+    this.#factory = factory;
+  }
+
+  get(key: string): Promise<string | null> {
+    return this.#run("readonly", (store) => store.get(key)).then((value) => (typeof value === "string" ? value : null));
+  }
+
+  async set(key: string, value: string): Promise<void> {
+    await this.#run("readwrite", (store) => store.put(value, key));
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.#run("readwrite", (store) => store.delete(key));
+  }
+
+  async keys(): Promise<string[]> {
+    const keys = await this.#run("readonly", (store) => store.getAllKeys());
+    return (keys as IDBValidKey[]).filter((key): key is string => typeof key === "string");
+  }
+
+  async clear(): Promise<void> {
+    await this.#run("readwrite", (store) => store.clear());
+  }
+
+  #open(): Promise<IDBDatabase> {
+    if (this.#db) return this.#db;
+    const factory = this.#factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+    if (!factory) {
+      return Promise.reject(new LunoraError("STORAGE_FAILURE", "IndexedDB is not available in this environment"));
+    }
+    const opening = new Promise<IDBDatabase>((resolve, reject) => {
+      const request = factory.open(this.#name, 1);
+      request.onupgradeneeded = () => {
+        if (!request.result.objectStoreNames.contains(STORE)) request.result.createObjectStore(STORE);
+      };
+      request.onsuccess = () => {
+        const db = request.result;
+        // Another tab upgrading the schema: let it, and reopen on next use.
+        db.onversionchange = () => {
+          db.close();
+          this.#db = undefined;
+        };
+        resolve(db);
+      };
+      request.onerror = () => reject(request.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB open failed"));
+      request.onblocked = () => reject(new LunoraError("STORAGE_FAILURE", "IndexedDB open is blocked by another connection"));
+    });
+    // A failed open is retried on the next call (private mode may be left, quota freed).
+    this.#db = opening.catch((error) => {
+      this.#db = undefined;
+      throw error;
+    });
+    return this.#db;
+  }
+
+  /** Runs one request in its own transaction; resolves with its result once the transaction completed. */
+  async #run<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
+    const db = await this.#open();
+    return new Promise<T>((resolve, reject) => {
+      let result: T;
+      const transaction = db.transaction(STORE, mode);
+      transaction.oncomplete = () => resolve(result);
+      transaction.onerror = () => reject(transaction.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB transaction failed"));
+      transaction.onabort = () => reject(transaction.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB transaction aborted"));
+      try {
+        const req = request(transaction.objectStore(STORE));
+        req.onsuccess = () => {
+          result = req.result;
+        };
+      } catch (error) {
+        // Some engines throw synchronously (QuotaExceededError, InvalidStateError).
+        try {
+          transaction.abort();
+        } catch {
+          // already finished
+        }
+        reject(error);
+      }
+    });
+  }
+}
+
+/** The `onStorageFailure` code of a storage error. */
+export function storageFailureCode(error: unknown): "QUOTA_EXCEEDED" | "STORAGE_FAILURE" {
+  const name = (error as { name?: unknown } | null)?.name;
+  const message = (error as { message?: unknown } | null)?.message;
+  if (name === "QuotaExceededError" || (typeof message === "string" && /quota/i.test(message))) return "QUOTA_EXCEEDED";
+  return "STORAGE_FAILURE";
+}

@@ -1,0 +1,125 @@
+import type { OfflineTransaction } from "@tanstack/offline-transactions";
+import { LunoraError, MAX_MUTATIONS_PER_PUSH, utf8Length, type ErrorBody, type Mutation } from "../protocol/index.js";
+
+/** Key of the Lunora record in a transaction's `metadata` (transaction-level metadata survives reloads). */
+export const WRITE_METADATA_KEY = "lunora";
+
+/** The one mutation-function name Lunora registers with `@tanstack/offline-transactions`. */
+export const WRITE_MUTATION_FN = "lunora:push";
+
+/**
+ * A queued write as persisted with its transaction. Everything a replay after
+ * a reload needs is here: the server mutator and its args are computed when
+ * the write is made (per-mutation metadata does not survive a reload, and the
+ * optimistic rows of a custom mutator say nothing about its args), and
+ * `clientId` + `clientSeq` are assigned before the write is persisted, so a
+ * replay reuses them and the room recognises it.
+ */
+export interface WriteMetadata {
+  v: 1;
+  kind: "insert" | "mutator";
+  /** Server mutator name (`"messages:send"`). */
+  name: string;
+  args: unknown;
+  party: string;
+  room: string;
+  /** Collection name the write is reported under (`onWriteRejected`). */
+  collection?: string;
+  /** The optimistic row of an insert (`onWriteRejected`). */
+  row?: Record<string, unknown>;
+  /** Identity fingerprint the write was made under; never sent under another. */
+  identity?: string;
+  clientId?: string;
+  clientSeq?: number;
+}
+
+export type AssignedWriteMetadata = WriteMetadata & { identity: string; clientId: string; clientSeq: number };
+
+export function writeMetadataOf(metadata: Record<string, unknown> | undefined): WriteMetadata | undefined {
+  const value = metadata?.[WRITE_METADATA_KEY];
+  if (typeof value !== "object" || value === null) return undefined;
+  const meta = value as Partial<WriteMetadata>;
+  if (meta.v !== 1 || typeof meta.name !== "string" || typeof meta.room !== "string" || typeof meta.party !== "string") return undefined;
+  return meta as WriteMetadata;
+}
+
+export function isAssigned(meta: WriteMetadata): meta is AssignedWriteMetadata {
+  return typeof meta.identity === "string" && typeof meta.clientId === "string" && typeof meta.clientSeq === "number";
+}
+
+export function roomKey(party: string, room: string): string {
+  return JSON.stringify([party, room]);
+}
+
+/**
+ * Bytes of push frame text Lunora puts in one frame. Rooms refuse inbound
+ * frames over 1,000,000 bytes (`MESSAGE_TOO_LARGE`); the margin covers the
+ * frame envelope.
+ */
+export const MAX_PUSH_FRAME_BYTES = 900_000;
+
+/** Splits an ordered batch into frames under both bounds of the protocol. */
+export function chunkMutations(mutations: Mutation[]): Mutation[][] {
+  const chunks: Mutation[][] = [];
+  let chunk: Mutation[] = [];
+  let bytes = 0;
+  for (const mutation of mutations) {
+    const size = utf8Length(JSON.stringify(mutation)) + 1;
+    if (chunk.length > 0 && (chunk.length >= MAX_MUTATIONS_PER_PUSH || bytes + size > MAX_PUSH_FRAME_BYTES)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(mutation);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+/** Refuses, before anything is queued, a write no room could ever accept. */
+export function assertWriteFits(name: string, args: unknown): void {
+  let size: number;
+  try {
+    size = utf8Length(JSON.stringify({ clientSeq: Number.MAX_SAFE_INTEGER, name, args }) ?? "");
+  } catch (cause) {
+    throw new LunoraError("INVALID_ARGS", `args of "${name}" are not JSON-serializable: ${String(cause)}`);
+  }
+  if (size > MAX_PUSH_FRAME_BYTES) {
+    throw new LunoraError("MESSAGE_TOO_LARGE", `a "${name}" write of ${size} bytes exceeds the ${MAX_PUSH_FRAME_BYTES}-byte push bound`, {
+      maxBytes: MAX_PUSH_FRAME_BYTES,
+    });
+  }
+}
+
+/**
+ * A transient failure of a write (`INTERNAL`, `OUT_OF_ORDER`,
+ * `QUOTA_EXCEEDED` outcomes): thrown to `@tanstack/offline-transactions` so it
+ * retries with backoff. Its message never carries the server's text: the
+ * library's retry policy treats messages containing "400", "401", "403" or
+ * "422" as permanent.
+ */
+export class TransientWriteError extends Error {
+  readonly code: string;
+  constructor(error: ErrorBody) {
+    super(`transient write failure: ${error.code.replace(/[0-9]/g, "")}`);
+    this.name = "TransientWriteError";
+    this.code = error.code;
+  }
+}
+
+/** createdAt of an offline record: strictly increasing, so the library's FIFO (sorted by it) is enqueue order. */
+export function monotonicClock(): () => Date {
+  let last = 0;
+  return () => {
+    last = Math.max(Date.now(), last + 1);
+    return new Date(last);
+  };
+}
+
+/** Sort key of restored records: FIFO by createdAt, then clientSeq (records of one room never tie). */
+export function compareRecords(a: OfflineTransaction, b: OfflineTransaction): number {
+  const byTime = a.createdAt.getTime() - b.createdAt.getTime();
+  if (byTime !== 0) return byTime;
+  return (writeMetadataOf(a.metadata)?.clientSeq ?? 0) - (writeMetadataOf(b.metadata)?.clientSeq ?? 0);
+}

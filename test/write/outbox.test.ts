@@ -1,0 +1,395 @@
+/**
+ * The write path end to end: defineCollections / bindMutators + the durable
+ * outbox (fake IndexedDB) + LunoraClient against the fixture room in real
+ * workerd. A "reload" is a new client + collections + outbox over the same
+ * IndexedDB; "offline" is a TCP proxy that cuts the socket.
+ */
+import { randomUUID } from "node:crypto";
+import { IDBObjectStore } from "fake-indexeddb";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { bindMutators, defineMutator } from "../../src/mutators/index.js";
+import type { LunoraClient } from "../../src/index.js";
+import type { LocalWorker } from "../../src/testing/index.js";
+import { putItems, roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { waitFor } from "../helpers/wait-for.js";
+import { freshIndexedDb, freshRoom, onCleanup, openSession, rowsOf, type Item } from "./helpers.js";
+
+let worker: LocalWorker;
+
+beforeAll(async () => {
+  worker = await startFixtureRoom();
+});
+afterAll(() => worker?.stop());
+
+async function offlineProxy(): Promise<TcpProxy> {
+  const proxy = await TcpProxy.start(worker.port);
+  proxy.setOnline(false);
+  onCleanup(() => proxy.stop());
+  return proxy;
+}
+
+/** Records in the durable queue of a session. */
+async function queued(session: ReturnType<typeof openSession>): Promise<number> {
+  await session.db.executor.waitForInit();
+  return (await session.db.executor.offlineExecutor!.peekOutbox()).length;
+}
+
+const bumps = (room: string) => roomCall<string[]>(worker, room, "/bumps");
+
+/** `items:bump` as a custom mutator: the optimistic rank + 1, pushed to the room of the test. */
+function bumpMutators(client: LunoraClient, collections: Record<string, any>, room: string) {
+  return bindMutators(
+    client,
+    { collections },
+    {
+      bump: defineMutator<{ id: string }>({
+        serverRef: "items:bump",
+        room,
+        apply: ({ collections }, { id }) => {
+          collections.items.update(id, (draft: Item) => {
+            draft.rank += 1;
+          });
+        },
+      }),
+      addNote: defineMutator<{ id: string; body: string }>({
+        serverRef: "notes:add",
+        room,
+        apply: () => {
+          // Notes are not synced by this client: nothing to show optimistically.
+        },
+      }),
+    },
+  );
+}
+
+describe("durability and exactly once", () => {
+  test("a write made offline survives a reload and, on reconnect, runs on the server exactly once; the row settles", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence });
+    const { id } = first.db.actions.items({ listId: "L", title: "written offline" });
+    expect(rowsOf(first.items).get(id)).toEqual({ id, listId: "L", title: "written offline", rank: 0 });
+    await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
+    const clientId = first.db.executor.clientId;
+    first.close();
+
+    // The reload: a new page over the same IndexedDB, online this time.
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.items.has(id), { message: "the queued write's row is shown again after the reload" });
+    await waitFor(() => second.client.pendingWrites === 0 && second.items.utils.isAuthoritative(), { message: "write settled" });
+    expect(await serverItems(worker, room)).toEqual([{ id, listId: "L", title: "written offline", rank: 0, secret: 0 }]);
+    expect(rowsOf(second.items)).toEqual(new Map([[id, { id, listId: "L", title: "written offline", rank: 0 }]]));
+    // Sent once, under the clientId and clientSeq it was persisted with.
+    expect(second.log.pushes().map((push) => [push.clientId, push.mutations.map((m) => m.clientSeq)])).toEqual([[clientId, [1]]]);
+    expect(second.rejected).toEqual([]);
+    expect(await queued(second)).toBe(0);
+  });
+
+  test("the socket drops after the room committed a write but before the client saw the answer: the replay is not applied again", async () => {
+    const room = freshRoom();
+    await putItems(worker, room, { id: "b", listId: "L", title: "bump me" });
+    const proxy = await TcpProxy.start(worker.port);
+    onCleanup(() => proxy.stop());
+    const session = openSession({ host: proxy.host, room, persistence: freshIndexedDb() });
+    const mutate = bumpMutators(session.client, session.db.collections, room);
+    await waitFor(() => session.items.has("b"), { message: "b synced" });
+
+    // Deaf from the moment the push leaves: the room's answer never reaches the client.
+    session.control.onPush = () => {
+      session.control.deaf = true;
+      session.control.onPush = undefined;
+    };
+    const transaction = mutate.bump({ id: "b" });
+    expect(session.items.get("b")?.rank).toBe(1); // optimistic
+    await waitFor(async () => (await bumps(room)).length === 1, { message: "the room committed the bump" });
+    expect(transaction.state).toBe("persisting");
+
+    proxy.setOnline(false);
+    await waitFor(() => session.client.roomStatus(room) === "offline", { message: "socket dropped" });
+    session.control.deaf = false;
+    proxy.setOnline(true);
+    await transaction.isPersisted.promise;
+
+    expect(session.log.pushes().length).toBe(2); // the original and the replay, same clientSeq
+    expect(new Set(session.log.pushes().map((push) => JSON.stringify(push.mutations)))).toHaveProperty("size", 1);
+    expect(await bumps(room)).toHaveLength(1);
+    expect((await serverItems(worker, room)).find((item) => item.id === "b")!.rank).toBe(1);
+    await waitFor(() => session.items.get("b")?.rank === 1 && session.client.pendingWrites === 0);
+  });
+
+  test("an offline custom mutator survives a reload and runs once", async () => {
+    const room = freshRoom();
+    await putItems(worker, room, { id: "b", listId: "L", title: "bump me" });
+    const persistence = freshIndexedDb();
+    const proxy = await TcpProxy.start(worker.port);
+    onCleanup(() => proxy.stop());
+    const first = openSession({ host: proxy.host, room, persistence });
+    const firstMutate = bumpMutators(first.client, first.db.collections, room);
+    await waitFor(() => first.items.has("b"), { message: "b synced" });
+    proxy.setOnline(false);
+    await waitFor(() => first.client.roomStatus(room) === "offline");
+    firstMutate.bump({ id: "b" });
+    expect(first.items.get("b")?.rank).toBe(1);
+    await waitFor(async () => (await queued(first)) === 1, { message: "mutator persisted" });
+    first.close();
+
+    const second = openSession({ host: worker.host, room, persistence });
+    bumpMutators(second.client, second.db.collections, room);
+    await waitFor(async () => (await bumps(room)).length === 1, { message: "the bump ran after the reload" });
+    await waitFor(() => second.client.pendingWrites === 0 && second.items.get("b")?.rank === 1, { message: "settled" });
+    // Give a duplicate every chance to show up: a later write of the same client round-trips after it.
+    await second.db.actions.items({ listId: "L", title: "later" }).transaction.isPersisted.promise;
+    expect(await bumps(room)).toHaveLength(1);
+    expect((await serverItems(worker, room)).find((item) => item.id === "b")!.rank).toBe(1);
+  });
+});
+
+describe("pipelined replay", () => {
+  async function drain(pipeline: boolean, count: number) {
+    const room = freshRoom("drain");
+    const proxy = await offlineProxy();
+    const session = openSession({ host: proxy.host, room, persistence: freshIndexedDb(), pipeline });
+    await session.db.executor.waitForInit();
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) ids.push(session.db.actions.items({ listId: "L", title: `w${i}`, rank: i }).id);
+    expect(session.items.size).toBe(count);
+    await waitFor(async () => (await queued(session)) === count, { message: `${count} writes persisted`, timeoutMs: 60_000 });
+
+    let pushedAt = 0;
+    session.control.onPush = () => {
+      pushedAt ||= performance.now();
+    };
+    const started = performance.now();
+    proxy.setOnline(true);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "queue drained", timeoutMs: 120_000 });
+    const elapsed = performance.now() - started;
+    console.log(
+      `[bench] ${count} queued writes drained in ${elapsed.toFixed(0)} ms from reconnect ` +
+        `(${pipeline ? "pipelined" : "one write per round trip"}, ${session.log.pushes().length} push frames, first push after ${(pushedAt - started).toFixed(0)} ms)`,
+    );
+    return { room, session, ids };
+  }
+
+  test("1,000 writes queued offline drain on reconnect in one pipelined batch, applied in client order", async () => {
+    const { room, session, ids } = await drain(true, 1_000);
+    const pushes = session.log.pushes();
+    expect(pushes).toHaveLength(1); // one round trip
+    expect(pushes[0].mutations.map((m) => m.clientSeq)).toEqual(ids.map((_, i) => i + 1));
+    // The room applied them in client order: its change log lists the inserts in the order they were made.
+    const log = await roomCall<Array<{ id: string; op: string }>>(worker, room, "/log");
+    expect(log.map((entry) => entry.id)).toEqual(ids);
+    await waitFor(() => session.items.size === 1_000 && session.items.utils.isAuthoritative());
+    expect(rowsOf(session.items).get(ids[999])).toEqual({ id: ids[999], listId: "L", title: "w999", rank: 999 });
+    expect(session.rejected).toEqual([]);
+  });
+
+  test("without pipelining the same drain costs one round trip per write", async () => {
+    const { room, session, ids } = await drain(false, 200);
+    expect(session.log.pushes()).toHaveLength(200);
+    expect((await roomCall<Array<{ id: string }>>(worker, room, "/log")).map((entry) => entry.id)).toEqual(ids);
+  });
+});
+
+describe("rejections", () => {
+  test("a rejected write rolls back, fires onWriteRejected once with its code, and writes queued behind it still apply", async () => {
+    const room = freshRoom();
+    const proxy = await offlineProxy();
+    let rowSeenByCallback: Item | undefined;
+    const session = openSession({
+      host: proxy.host,
+      room,
+      persistence: freshIndexedDb(),
+      onWriteRejected: (event) => {
+        rowSeenByCallback = session.items.get(String(event.row?.id));
+      },
+    });
+    const before = session.db.actions.items({ listId: "L", title: "before" });
+    const bad = session.db.actions.items({ listId: "L", title: "" }); // the room rejects an empty title
+    const after = session.db.actions.items({ listId: "L", title: "after" });
+    expect(session.items.size).toBe(3);
+    await waitFor(async () => (await queued(session)) === 3);
+    proxy.setOnline(true);
+
+    await expect(bad.transaction.isPersisted.promise).rejects.toMatchObject({ name: "LunoraError", code: "INVALID_ARGS" });
+    await after.transaction.isPersisted.promise;
+    await before.transaction.isPersisted.promise;
+    await waitFor(() => session.client.pendingWrites === 0 && session.items.size === 2, { message: "settled" });
+
+    expect(session.rejected).toHaveLength(1);
+    expect(session.rejected[0]).toMatchObject({ collection: "items", code: "INVALID_ARGS", mutator: "items:create", row: { id: bad.id, title: "" } });
+    expect(rowSeenByCallback).toMatchObject({ id: bad.id }); // reported before the rollback
+    expect(session.items.has(bad.id)).toBe(false);
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["after", "before"]);
+    expect([...rowsOf(session.items).keys()].sort()).toEqual([before.id, after.id].sort());
+  });
+
+  test("a write rejected after a reload, which nobody awaits, is still reported once and rolled back", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence });
+    const bad = first.db.actions.items({ listId: "L", title: "" });
+    await waitFor(async () => (await queued(first)) === 1);
+    first.close();
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.rejected.length === 1, { message: "rejection reported" });
+    expect(second.rejected[0]).toMatchObject({ code: "INVALID_ARGS", row: { id: bad.id } });
+    await waitFor(() => second.client.pendingWrites === 0 && !second.items.has(bad.id), { message: "rolled back" });
+    expect(second.rejected).toHaveLength(1);
+  });
+});
+
+describe("settling", () => {
+  test("no flicker: the optimistic row is never deleted and re-inserted when it settles", async () => {
+    const room = freshRoom();
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb() });
+    await session.items.toArrayWhenReady();
+    const events: Array<{ type: string; key: unknown }> = [];
+    const subscription = session.items.subscribeChanges((changes) => {
+      for (const change of changes) events.push({ type: change.type, key: change.key });
+    });
+    onCleanup(() => subscription.unsubscribe());
+
+    const writes = Array.from({ length: 20 }, (_, i) => session.db.actions.items({ listId: "L", title: `t${i}`, rank: i }));
+    await Promise.all(writes.map((write) => write.transaction.isPersisted.promise));
+    await waitFor(() => session.client.pendingWrites === 0);
+    // The server rows (identical to the optimistic ones) have been applied by now.
+    await waitFor(() => session.items.utils.isAuthoritative() && session.items.utils.cursor()!.seq >= 20);
+
+    for (const { id } of writes) {
+      const mine = events.filter((event) => event.key === id).map((event) => event.type);
+      expect(mine[0]).toBe("insert");
+      expect(mine).not.toContain("delete");
+      expect(mine.filter((type) => type === "insert")).toHaveLength(1);
+    }
+    expect(session.items.size).toBe(20);
+  });
+
+  test("a write touching rows no subscription of its client sees still settles", async () => {
+    const room = freshRoom();
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb() });
+    const mutate = bumpMutators(session.client, session.db.collections, room);
+    const id = randomUUID();
+    const transaction = mutate.addNote({ id, body: "only alice reads this" });
+    await transaction.isPersisted.promise;
+    expect(transaction.state).toBe("completed");
+    const log = await roomCall<Array<{ table: string; id: string }>>(worker, room, "/log");
+    expect(log).toEqual([expect.objectContaining({ table: "notes", id })]);
+    await waitFor(() => session.client.pendingWrites === 0);
+  });
+});
+
+describe("transient failures", () => {
+  test("a transient failure is retried and never reported; after maxTransientFailures the write is parked and stops holding its collection", async () => {
+    const room = freshRoom();
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), maxTransientFailures: 1 });
+    const mutate = bindMutators(
+      session.client,
+      { collections: session.db.collections },
+      {
+        flaky: defineMutator<{ id: string; listId: string; title: string }>({
+          serverRef: "items:flaky",
+          room,
+          apply: ({ collections }, args) => {
+            collections.items.insert({ ...args, rank: 0 });
+          },
+        }),
+      },
+    );
+    await session.items.toArrayWhenReady();
+    await roomCall(worker, room, "/faults", { flaky: true });
+    onCleanup(() => roomCall(worker, room, "/faults", { flaky: false }));
+
+    const id = randomUUID();
+    const transaction = mutate.flaky({ id, listId: "L", title: "flaky" });
+    await transaction.isPersisted.promise; // parked after its first INTERNAL: durable, still queued
+    expect(session.items.get(id)).toMatchObject({ title: "flaky" }); // its row stays
+    expect(session.client.pendingWrites).toBe(1);
+    // The collection is no longer held by the failing write: another writer's row shows up.
+    await putItems(worker, room, { id: "other", listId: "L", title: "from elsewhere" });
+    await waitFor(() => session.items.has("other"), { message: "a poke to the collection applied while the write keeps failing" });
+    expect(await serverItems(worker, room)).toHaveLength(1);
+
+    await roomCall(worker, room, "/faults", { flaky: false });
+    await waitFor(() => session.client.pendingWrites === 0, { message: "retried with backoff until applied", timeoutMs: 30_000 });
+    expect((await serverItems(worker, room)).map((item) => item.id).sort()).toEqual([id, "other"].sort());
+    await waitFor(() => session.items.get(id)?.title === "flaky" && session.items.utils.cursor()!.seq >= 2);
+    expect(session.rejected).toEqual([]);
+  });
+});
+
+describe("storage and identity", () => {
+  test("IndexedDB over quota fires onStorageFailure with a code, and the write still reaches the server while online", async () => {
+    const room = freshRoom();
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb() });
+    await session.db.executor.waitForInit();
+    const put = vi.spyOn(IDBObjectStore.prototype, "put").mockImplementation(() => {
+      throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+    });
+    onCleanup(() => put.mockRestore());
+
+    const { id, transaction } = session.db.actions.items({ listId: "L", title: "not durable" });
+    await transaction.isPersisted.promise;
+    expect(put).toHaveBeenCalled();
+    expect(session.storageFailures.map((failure) => failure.code)).toEqual(["QUOTA_EXCEEDED"]);
+    expect(session.storageFailures[0].message).toMatch(/quota/i);
+    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
+    expect(await queued(session)).toBe(0);
+    await waitFor(() => session.client.pendingWrites === 0 && session.items.has(id));
+  });
+
+  test("after an identity change nothing queued under the old identity reaches the server, and it is reported", async () => {
+    const room = freshRoom();
+    const proxy = await offlineProxy();
+    let token = "user:alice";
+    const session = openSession({ host: proxy.host, room, persistence: freshIndexedDb(), token: () => token });
+    await session.db.executor.waitForInit();
+    const a = session.db.actions.items({ listId: "L", title: "alice 1" });
+    const b = session.db.actions.items({ listId: "L", title: "alice 2" });
+    await waitFor(async () => (await queued(session)) === 2);
+
+    token = "user:bob";
+    proxy.setOnline(true);
+    await waitFor(() => session.rejected.length === 2, { message: "both writes reported" });
+    expect(session.rejected.map((event) => [event.code, event.row?.id])).toEqual([
+      ["IDENTITY_CHANGED", a.id],
+      ["IDENTITY_CHANGED", b.id],
+    ]);
+    await expect(a.transaction.isPersisted.promise).rejects.toMatchObject({ code: "IDENTITY_CHANGED" });
+    await waitFor(() => !session.items.has(a.id) && !session.items.has(b.id), { message: "alice's rows rolled back" });
+
+    // Bob's own write goes through; alice's never went out.
+    const mine = session.db.actions.items({ listId: "L", title: "bob's" });
+    await mine.transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([mine.id]);
+    const sentIds = session.log.pushes().flatMap((push) => push.mutations.map((m) => m.args.id));
+    expect(sentIds).toEqual([mine.id]);
+    expect(await queued(session)).toBe(0);
+  });
+
+  test("writes queued by identity A are neither shown nor replayed when the page reloads as identity B", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
+    const a = first.db.actions.items({ listId: "L", title: "alice's" });
+    await waitFor(async () => (await queued(first)) === 1);
+    first.close();
+
+    const second = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    const shown: unknown[] = [];
+    const subscription = second.items.subscribeChanges((changes) => shown.push(...changes.map((change) => change.key)));
+    onCleanup(() => subscription.unsubscribe());
+    await waitFor(() => second.rejected.length === 1, { message: "reported" });
+    expect(second.rejected[0]).toMatchObject({ code: "IDENTITY_CHANGED", row: { id: a.id } });
+    await second.items.toArrayWhenReady();
+    expect(second.items.has(a.id)).toBe(false);
+    expect(shown).not.toContain(a.id); // never restored, not even for a moment
+    await second.db.actions.items({ listId: "L", title: "bob's" }).transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
+    expect(await queued(second)).toBe(0);
+  });
+});
