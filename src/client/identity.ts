@@ -33,13 +33,30 @@ export async function readToken(auth: AuthProvider | undefined): Promise<string 
 }
 
 /**
- * The identity fingerprint of a token: lowercase SHA-256 hex of its UTF-8
- * bytes, or {@link ANONYMOUS_IDENTITY}. Cached reads and queued writes are
- * stamped with it, so it must be stable for a token and must not reveal it.
+ * Names the identity a token belongs to, so that two tokens of the same user
+ * (a refresh) count as one identity. Return a stable user key, e.g. the
+ * `sub` claim of a JWT. Without it, every distinct token is its own identity.
  */
-export async function tokenFingerprint(token: string | undefined): Promise<string> {
+export type IdentifyToken = (token: string) => string | Promise<string>;
+
+/**
+ * The identity fingerprint of a token: lowercase SHA-256 hex of the user key
+ * `identify` names (of the token itself without it), or
+ * {@link ANONYMOUS_IDENTITY}. Cached reads, queued writes and synced rows are
+ * stamped with it, so it must be stable for an identity and must not reveal
+ * the token.
+ */
+export async function tokenFingerprint(token: string | undefined, identify?: IdentifyToken): Promise<string> {
   if (token === undefined) return ANONYMOUS_IDENTITY;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+  let key = token;
+  if (identify) {
+    try {
+      key = `identity:${await identify(token)}`;
+    } catch (cause) {
+      throw new LunoraError("UNAUTHENTICATED", `identify failed: ${describe(cause)}`);
+    }
+  }
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
   return hex;

@@ -4,5 +4,5 @@ export type { LunoraClientOptions, ClientErrorContext } from "./lunora-client.js
 export type { SubscriptionHandler, SubscribeOptions, Subscription, PokeUpdate } from "./subscription.js";
 export type { ConnectionStatus, RoomStatus } from "./status.js";
 export { ANONYMOUS_IDENTITY, tokenFingerprint } from "./identity.js";
-export type { AuthProvider } from "./identity.js";
+export type { AuthProvider, IdentifyToken } from "./identity.js";
 export { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";

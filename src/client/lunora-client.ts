@@ -10,7 +10,7 @@ import {
   type Push,
 } from "../protocol/index.js";
 import { encodeFrame } from "../protocol/index.js";
-import { readToken, tokenFingerprint, type AuthProvider } from "./identity.js";
+import { readToken, tokenFingerprint, type AuthProvider, type IdentifyToken } from "./identity.js";
 import { Listeners } from "./listeners.js";
 import { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";
 import { assertRoomName } from "./room-name.js";
@@ -34,6 +34,18 @@ export interface LunoraClientOptions {
    * (including after the room closed the socket with 4001).
    */
   auth?: AuthProvider;
+  /**
+   * Names the user a token belongs to (e.g. the `sub` claim of a JWT), so a
+   * token refresh is not an identity change. Without it every distinct token
+   * is its own identity: a refreshed token clears cached reads, resets synced
+   * rows and drops queued writes (`IDENTITY_CHANGED`).
+   *
+   * @example
+   * ```ts
+   * identify: (token) => JSON.parse(atob(token.split(".")[1])).sub
+   * ```
+   */
+  identify?: IdentifyToken;
   /**
    * The WebSocket class. Required in Node 20, which has no global WebSocket:
    * pass `WebSocket` from `ws`. Without it partysocket logs an error and never
@@ -302,7 +314,28 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    * ```
    */
   async identity(): Promise<string> {
-    return tokenFingerprint(await readToken(this.#options.auth));
+    return tokenFingerprint(await readToken(this.#options.auth), this.#options.identify);
+  }
+
+  /**
+   * Re-reads the token now. If it names another identity than the one a
+   * room's socket was opened with (sign-in, sign-out, switch of account),
+   * that socket reconnects: its collections drop the old identity's rows at
+   * once and receive a fresh snapshot; queued writes of the old identity are
+   * dropped (`IDENTITY_CHANGED`). A token refresh of the same identity (see
+   * `identify`) changes nothing. Call it after the app's session changes.
+   *
+   * @example
+   * ```ts
+   * await signIn(user);
+   * await client.refreshAuth();
+   * ```
+   */
+  async refreshAuth(): Promise<void> {
+    const identity = await this.identity();
+    for (const connection of this.#connections.values()) {
+      if (connection.presentedIdentity !== undefined && connection.presentedIdentity !== identity) connection.reconnect();
+    }
   }
 
   /**
@@ -378,7 +411,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   async roomIdentity(room: string, party: string = this.party): Promise<string | undefined> {
     const connection = this.#connections.get(connectionKey(party, room));
     if (!connection || !connection.tokenPresented) return undefined;
-    return tokenFingerprint(connection.presentedToken);
+    return connection.presentedIdentity ?? tokenFingerprint(connection.presentedToken, this.#options.identify);
   }
 
   /** Drops and reopens `room`'s socket (a new connection reads the token again). */
@@ -451,6 +484,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
         maxOps: options.limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
       },
       readToken: () => readToken(options.auth),
+      fingerprint: (token) => tokenFingerprint(token, options.identify),
       onStatusChange: () => {
         const connection = this.#connections.get(connectionKey(party, room));
         if (connection) this.#roomStatusListeners.emit(room, connection.status, party);

@@ -43,6 +43,8 @@ export interface RoomConnectionOptions {
   maxEnqueuedMessages: number;
   pokeLimits: PokeBufferLimits;
   readToken(): Promise<string | undefined>;
+  /** The identity fingerprint of a token (see `tokenFingerprint`). */
+  fingerprint(token: string | undefined): Promise<string>;
   onStatusChange(): void;
   onError(error: LunoraError): void;
   onMutationResults(results: MutationResult[]): void;
@@ -89,6 +91,10 @@ export class RoomConnection {
   #refusedRepeats = 0;
   /** Characters received since the last `ack`. */
   #unacked = 0;
+  /** Fingerprint of the token of the current/last connection attempt. */
+  #presentedIdentity: string | undefined;
+  /** The identity the subscriptions' rows and cursors were read under (set by `hello`). */
+  #rowsIdentity: string | undefined;
   #authDelay: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
 
   constructor(options: RoomConnectionOptions) {
@@ -170,6 +176,11 @@ export class RoomConnection {
   }
 
   /** The token of the current/last connection attempt (`undefined`: anonymous). */
+  /** Fingerprint of the token of the current/last connection attempt. */
+  get presentedIdentity(): string | undefined {
+    return this.#presentedIdentity;
+  }
+
   get presentedToken(): string | undefined {
     return this.#presentedToken;
   }
@@ -230,6 +241,22 @@ export class RoomConnection {
       const { minDelayMs, maxDelayMs } = this.#options;
       await this.#waitBeforeRetry(Math.min(maxDelayMs, minDelayMs * 2 ** this.#refusedRepeats));
     }
+    // Rows and cursors read under one identity are never kept for another:
+    // before connecting as someone else, every subscription drops its rows
+    // and cursor, so the room sends a fresh snapshot for the new identity.
+    const identity = await this.#options.fingerprint(token);
+    if (this.#rowsIdentity !== undefined && identity !== this.#rowsIdentity) {
+      this.#rowsIdentity = undefined;
+      for (const entry of this.#subs.values()) {
+        entry.awaitingReset = false;
+        try {
+          entry.handler.onIdentityChange?.();
+        } catch (thrown) {
+          reportListenerError(thrown);
+        }
+      }
+    }
+    this.#presentedIdentity = identity;
     this.#presentedToken = token;
     this.#tokenPresented = true;
     if (!this.#closed) this.#setStatus("connecting");
@@ -358,6 +385,7 @@ export class RoomConnection {
           return;
         }
         this.#epoch = frame.epoch;
+        this.#rowsIdentity = this.#presentedIdentity;
         this.#refused = undefined;
         this.#refusedRepeats = 0;
         this.#setStatus("connected");

@@ -25,6 +25,12 @@ export interface SubscriptionHandler {
   applyPoke(update: PokeUpdate): void;
   /** A coded error concerning this subscription (denied read, bad args, bound hit…). */
   onError(error: LunoraError): void;
+  /**
+   * The socket is about to reconnect under another identity: drop every row
+   * and the cursor now (they were read under the old identity, which may see
+   * rows the new one may not). The room then sends a fresh snapshot.
+   */
+  onIdentityChange?(): void;
 }
 
 /** What {@link LunoraClient.subscribe} takes. */

@@ -195,6 +195,13 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
         onError: (error) => {
           if (this.#generation === generation) this.#onError(error);
         },
+        onIdentityChange: () => {
+          if (this.#generation !== generation) return;
+          // Nothing read under the old identity stays on screen for the new
+          // one. (The query cache clears itself on the identity change.)
+          this.#dropCachedRows();
+          this.#notifySyncState();
+        },
       },
     });
   }

@@ -27,12 +27,13 @@ afterEach(async () => {
 });
 afterAll(() => worker?.stop());
 
-function newClient(options: { host?: string; token?: string | (() => string) } = {}) {
+function newClient(options: { host?: string; token?: string | (() => string); identify?: (token: string) => string } = {}) {
   const recording = recordingWebSocket();
   const client = new LunoraClient({
     host: options.host ?? worker.host,
     party: "room",
     auth: options.token ?? "user:alice",
+    ...(options.identify ? { identify: options.identify } : {}),
     WebSocket: recording.WebSocket,
     reconnect: { minDelayMs: 20, maxDelayMs: 200 },
     pingIntervalMs: 0,
@@ -156,6 +157,8 @@ describe("read path", () => {
         tokens.push(token);
         return token;
       },
+      // A refreshed token of the same user is the same identity: no reset.
+      identify: (token) => token.split(":")[1],
     });
     const list = track(createCollection(lunoraCollectionOptions({ client, list: "items", shardKey: room, load: "eager" }).config));
     await list.toArrayWhenReady();
@@ -168,6 +171,37 @@ describe("read path", () => {
     expect(new Set(tokens).size).toBeGreaterThanOrEqual(2);
     expect(log.frames.some((frame) => frame.includes('"token expired"'))).toBe(true);
     expect(log.resets()).toBe(resets); // resumed from the cursor, no snapshot
+  });
+
+  test("an identity change drops the old identity's rows at once, even offline, then syncs the new identity's", async () => {
+    const room = freshRoom();
+    await roomCall(worker, room, "/notes/put", { id: "n-alice", ownerId: "alice", body: "alice's secret" });
+    await roomCall(worker, room, "/notes/put", { id: "n-bob", ownerId: "bob", body: "bob's" });
+    const proxy = await TcpProxy.start(worker.port);
+    cleanups.push(() => proxy.stop());
+    let token = "user:alice";
+    const { client, log } = newClient({ host: proxy.host, token: () => token });
+    const notes = track(createCollection(lunoraCollectionOptions({ client, list: "notes", shardKey: room, load: "eager" }).config));
+    await notes.toArrayWhenReady();
+    expect([...rowsOf(notes).keys()]).toEqual(["n-alice"]);
+    const states: string[][] = [];
+    // With the initial state, so TanStack reports the deletes of rows this subscriber was shown.
+    const subscription = notes.subscribeChanges(() => states.push([...notes.keys()].map(String)), { includeInitialState: true });
+    cleanups.push(() => subscription.unsubscribe());
+
+    proxy.setOnline(false);
+    await waitFor(() => client.status === "offline");
+    token = "user:bob"; // the app switched accounts while offline
+    await client.refreshAuth();
+    await waitFor(() => notes.size === 0, { message: "alice's rows dropped while offline" });
+    const framesBefore = log.frames.length;
+    proxy.setOnline(true);
+    await waitFor(() => notes.has("n-bob"), { message: "bob's notes synced" });
+    expect([...rowsOf(notes).keys()]).toEqual(["n-bob"]);
+    expect(states).toEqual([["n-alice"], [], ["n-bob"]]);
+    // Bob's socket subscribed without Alice's cursor, and nothing of Alice's reached it.
+    expect(log.sent.filter((frame) => frame.includes('"subscribe"')).at(-1)).not.toContain('"cursor"');
+    expect(log.frames.slice(framesBefore).join("\n")).not.toContain("alice");
   });
 
   test("restart() of the room: clients reconnect by themselves and resume", async () => {
