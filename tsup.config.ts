@@ -1,23 +1,36 @@
-import { defineConfig } from "tsup";
+import { rmSync } from "node:fs";
+import { defineConfig, type Options } from "tsup";
 
 // Every public entry point is built with declarations. Peers stay external so
 // the app's bundler dedupes them (two copies of @tanstack/db break its
 // transaction stack).
-export default defineConfig({
-  entry: {
-    index: "src/index.ts",
-    collections: "src/collections/index.ts",
-    mutators: "src/mutators/index.ts",
-    react: "src/react/index.ts",
-    "server-kit": "server-kit/index.ts",
-    testing: "src/testing/index.ts",
-  },
+const shared: Options = {
   format: ["esm"],
   dts: true,
-  clean: true,
   sourcemap: true,
   target: "es2022",
   splitting: true,
   treeshake: true,
   external: [/^@tanstack\//, "partysocket", "react", "cloudflare:workers", "miniflare", "esbuild", "valibot"],
-});
+};
+
+// The two builds below run at the same time into dist/, so neither may clean
+// it (tsup's clean would delete the other's files): it is emptied here, once.
+rmSync("dist", { recursive: true, force: true });
+
+export default defineConfig([
+  // Browser / Node entries: type-checked with DOM types (tsconfig.json).
+  {
+    ...shared,
+    entry: {
+      index: "src/index.ts",
+      collections: "src/collections/index.ts",
+      mutators: "src/mutators/index.ts",
+      react: "src/react/index.ts",
+      testing: "src/testing/index.ts",
+    },
+  },
+  // The server-kit runs in workerd: its declarations need the Workers types,
+  // which cannot share one program with the DOM's.
+  { ...shared, entry: { "server-kit": "server-kit/index.ts" }, tsconfig: "server-kit/tsconfig.json" },
+]);

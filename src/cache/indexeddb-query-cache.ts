@@ -1,4 +1,4 @@
-import { openDB, type DBSchema, type IDBPDatabase } from "idb";
+import { openDB, wrap, type DBSchema, type IDBPDatabase } from "idb";
 import { LunoraError } from "../protocol/index.js";
 import { QueryCache, type QueryCacheErrorOptions } from "./query-cache.js";
 import type { CachedViewRecord, QueryCacheOptions, QueryCacheStorage } from "./types.js";
@@ -25,6 +25,11 @@ interface QueryCacheSchema extends DBSchema {
 export interface IndexedDbQueryCacheOptions extends QueryCacheOptions, QueryCacheErrorOptions {
   /** IndexedDB database name. Default {@link DEFAULT_QUERY_CACHE_DATABASE}. */
   databaseName?: string;
+  /**
+   * The IndexedDB factory. Default: the global `indexedDB`. Tests give each
+   * simulated device its own (`new IDBFactory()` from fake-indexeddb).
+   */
+  indexedDB?: IDBFactory;
 }
 
 /**
@@ -48,16 +53,29 @@ export interface IndexedDbQueryCacheOptions extends QueryCacheOptions, QueryCach
  */
 export function createIndexedDbQueryCache(options: IndexedDbQueryCacheOptions = {}): QueryCache {
   const name = options.databaseName ?? DEFAULT_QUERY_CACHE_DATABASE;
-  return new QueryCache(() => openIndexedDbStorage(name), options);
+  return new QueryCache(() => openIndexedDbStorage(name, options.indexedDB), options);
 }
 
-async function openIndexedDbStorage(name: string): Promise<QueryCacheStorage> {
-  if (typeof indexedDB === "undefined") {
+type OpenCallbacks = { upgrade(db: IDBPDatabase<QueryCacheSchema>): void; blocking(): void; terminated(): void };
+
+/** `openDB` of idb, on a given factory instead of the global one. */
+function openOn(factory: IDBFactory, name: string, callbacks: OpenCallbacks): Promise<IDBPDatabase<QueryCacheSchema>> {
+  const request = factory.open(name, DATABASE_VERSION);
+  request.addEventListener("upgradeneeded", () => callbacks.upgrade(wrap(request.result) as unknown as IDBPDatabase<QueryCacheSchema>));
+  return (wrap(request) as unknown as Promise<IDBPDatabase<QueryCacheSchema>>).then((db) => {
+    db.addEventListener("versionchange", () => callbacks.blocking());
+    db.addEventListener("close", () => callbacks.terminated());
+    return db;
+  });
+}
+
+async function openIndexedDbStorage(name: string, factory?: IDBFactory): Promise<QueryCacheStorage> {
+  if (factory === undefined && typeof indexedDB === "undefined") {
     throw new LunoraError("STORAGE_FAILURE", "IndexedDB is not available here; use createInMemoryQueryCache()");
   }
   let current: Promise<IDBPDatabase<QueryCacheSchema>> | undefined;
   const database = (): Promise<IDBPDatabase<QueryCacheSchema>> =>
-    (current ??= openDB<QueryCacheSchema>(name, DATABASE_VERSION, {
+    (current ??= (factory ? (callbacks: OpenCallbacks) => openOn(factory, name, callbacks) : (callbacks: OpenCallbacks) => openDB<QueryCacheSchema>(name, DATABASE_VERSION, callbacks))({
       upgrade(db) {
         if (!db.objectStoreNames.contains(RECORDS)) db.createObjectStore(RECORDS, { keyPath: "key" });
         if (!db.objectStoreNames.contains(VIEWS)) db.createObjectStore(VIEWS, { keyPath: "key" });

@@ -333,9 +333,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    */
   async refreshAuth(): Promise<void> {
     const identity = await this.identity();
-    for (const connection of this.#connections.values()) {
-      if (connection.presentedIdentity !== undefined && connection.presentedIdentity !== identity) connection.reconnect();
-    }
+    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
   }
 
   /**

@@ -95,6 +95,8 @@ export class RoomConnection {
   #presentedIdentity: string | undefined;
   /** The identity the subscriptions' rows and cursors were read under (set by `hello`). */
   #rowsIdentity: string | undefined;
+  /** Set when the app switched identity: this socket's frames belong to the old one and are ignored until it reopens. */
+  #stale = false;
   #authDelay: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
 
   constructor(options: RoomConnectionOptions) {
@@ -176,6 +178,33 @@ export class RoomConnection {
   }
 
   /** The token of the current/last connection attempt (`undefined`: anonymous). */
+  /**
+   * The app's identity is now `identity`. If this socket was opened as
+   * someone else, its subscriptions drop their rows and cursors at once, its
+   * frames are ignored from now on, and it reconnects with the new token.
+   */
+  switchIdentity(identity: string): void {
+    if (this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return;
+    this.#dropRowsOfOtherIdentity(identity);
+    this.#stale = true;
+    this.reconnect();
+  }
+
+  /** Rows and cursors read under one identity are never kept for another. */
+  #dropRowsOfOtherIdentity(identity: string): void {
+    if (this.#rowsIdentity === undefined || identity === this.#rowsIdentity) return;
+    this.#rowsIdentity = undefined;
+    this.#pokes.clear();
+    for (const entry of this.#subs.values()) {
+      entry.awaitingReset = false;
+      try {
+        entry.handler.onIdentityChange?.();
+      } catch (thrown) {
+        reportListenerError(thrown);
+      }
+    }
+  }
+
   /** Fingerprint of the token of the current/last connection attempt. */
   get presentedIdentity(): string | undefined {
     return this.#presentedIdentity;
@@ -245,17 +274,7 @@ export class RoomConnection {
     // before connecting as someone else, every subscription drops its rows
     // and cursor, so the room sends a fresh snapshot for the new identity.
     const identity = await this.#options.fingerprint(token);
-    if (this.#rowsIdentity !== undefined && identity !== this.#rowsIdentity) {
-      this.#rowsIdentity = undefined;
-      for (const entry of this.#subs.values()) {
-        entry.awaitingReset = false;
-        try {
-          entry.handler.onIdentityChange?.();
-        } catch (thrown) {
-          reportListenerError(thrown);
-        }
-      }
-    }
+    this.#dropRowsOfOtherIdentity(identity);
     this.#presentedIdentity = identity;
     this.#presentedToken = token;
     this.#tokenPresented = true;
@@ -281,6 +300,7 @@ export class RoomConnection {
 
   #onOpen = (): void => {
     if (this.#closed) return;
+    this.#stale = false;
     this.#unacked = 0;
     this.#pokes.clear();
     this.#keepalive.start();
@@ -361,7 +381,7 @@ export class RoomConnection {
   // ---- inbound frames ------------------------------------------------------
 
   #onMessage = (event: MessageEvent): void => {
-    if (this.#closed) return;
+    if (this.#closed || this.#stale) return;
     this.#keepalive.noteFrame();
     const data: unknown = event.data;
     if (data === PONG) return;

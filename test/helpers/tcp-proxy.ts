@@ -62,6 +62,15 @@ export class TcpProxy {
     upstream.on("error", close);
   }
 
+  /** Cuts every open connection now (a dropped socket); new connections are accepted. */
+  drop(): void {
+    for (const socket of this.connections) socket.destroy();
+  }
+
+  get isOnline(): boolean {
+    return this.online;
+  }
+
   /** Cuts every open connection and refuses new ones until {@link setOnline}(true). */
   setOnline(online: boolean): void {
     this.online = online;

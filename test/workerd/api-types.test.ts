@@ -7,7 +7,7 @@
 import { expect, expectTypeOf, test } from "vitest";
 import type { InferLunoraApi } from "../../server-kit/index.js";
 import type { LunoraClient } from "../../src/client/lunora-client.js";
-import { lunoraCollectionOptions } from "../../src/collections/index.js";
+import { lunoraCollectionOptions } from "../../src/collections/lunora-collection-options.js";
 import type { lunora } from "../fixtures/room/worker.js";
 
 type Api = InferLunoraApi<typeof lunora>;
