@@ -131,11 +131,18 @@ export interface LunoraOptions<Auth = any, Env = any> {
 
 type RowOf<T> = T extends { row: infer S } ? (S extends StandardSchemaV1 ? StandardSchemaV1.InferOutput<S> : AnyRow) : AnyRow;
 
+type IsAny<T> = 0 extends 1 & T ? true : false;
+
+/** A shape's row: the table's row, projected to `columns` (plus the key) when they are listed. */
 type ShapeRow<O extends LunoraOptions, S> = S extends ShapeDefinition<infer Table, any, infer Columns>
   ? Table extends keyof O["tables"]
-    ? Columns extends readonly string[]
-      ? Pick<RowOf<O["tables"][Table]>, Extract<Columns[number] | O["tables"][Table]["key"], keyof RowOf<O["tables"][Table]>>>
-      : RowOf<O["tables"][Table]>
+    ? IsAny<Columns> extends true
+      ? RowOf<O["tables"][Table]>
+      : [Columns] extends [readonly string[]]
+        ? string extends Columns[number]
+          ? RowOf<O["tables"][Table]>
+          : Pick<RowOf<O["tables"][Table]>, Extract<Columns[number] | O["tables"][Table]["key"], keyof RowOf<O["tables"][Table]>>>
+        : RowOf<O["tables"][Table]>
     : AnyRow
   : AnyRow;
 

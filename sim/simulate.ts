@@ -23,12 +23,13 @@ export async function runScenario(worker: LocalWorker, scenario: Scenario, optio
  * Shrinks a failing schedule: drops chunks of steps (halves, then smaller)
  * while the same invariant still fails. Bounded by `attempts` re-runs.
  */
-async function shrink(worker: LocalWorker, scenario: Scenario, invariant: string, steps: number[], attempts = 12): Promise<number[]> {
+async function shrink(worker: LocalWorker, scenario: Scenario, invariant: string, steps: number[], attempts = 16, budgetMs = 120_000): Promise<number[]> {
   let current = steps;
   let chunk = Math.ceil(current.length / 2);
-  while (chunk >= 1 && attempts > 0) {
+  const deadline = Date.now() + budgetMs;
+  while (chunk >= 1 && attempts > 0 && Date.now() < deadline) {
     let removedAny = false;
-    for (let start = 0; start < current.length && attempts > 0; start += chunk) {
+    for (let start = 0; start < current.length && attempts > 0 && Date.now() < deadline; start += chunk) {
       const candidate = [...current.slice(0, start), ...current.slice(start + chunk)];
       if (candidate.length === 0) continue;
       attempts--;

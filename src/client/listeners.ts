@@ -6,9 +6,9 @@
  * `reportError`, and an uncaught throw there would end the process).
  */
 export class Listeners<Args extends unknown[]> {
-  readonly #listeners = new Set<(...args: Args) => void>();
+  readonly #listeners = new Set<(...args: Args) => unknown>();
 
-  add(listener: (...args: Args) => void): () => void {
+  add(listener: (...args: Args) => unknown): () => void {
     // Wrap so adding the same function twice yields two independent registrations.
     const entry = (...args: Args) => listener(...args);
     this.#listeners.add(entry);
@@ -25,6 +25,20 @@ export class Listeners<Args extends unknown[]> {
         reportListenerError(error);
       }
     }
+  }
+
+  /** Calls every listener and waits for the promises they return (failures are reported, not thrown). */
+  async emitAndWait(...args: Args): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    for (const listener of [...this.#listeners]) {
+      try {
+        const result = listener(...args);
+        if (result instanceof Promise) pending.push(result.catch(reportListenerError));
+      } catch (error) {
+        reportListenerError(error);
+      }
+    }
+    await Promise.all(pending);
   }
 
   get size(): number {

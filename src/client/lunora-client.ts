@@ -144,6 +144,10 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   readonly #roomStatusListeners = new Listeners<[room: string, status: ConnectionStatus, party: string]>();
   readonly #errorListeners = new Listeners<[error: LunoraError, context: ClientErrorContext]>();
   readonly #mutationListeners = new Listeners<[room: string, results: MutationResult[], party: string]>();
+  readonly #identityListeners = new Listeners<[]>();
+  #identityGeneration = 0;
+  /** The identity `refreshAuth()` saw last. */
+  #lastIdentity: string | undefined;
   readonly #pendingWritesListeners = new Listeners<[count: number]>();
   /** Holders that keep a room's socket open without a subscription (the write outbox). */
   readonly #roomHolds = new Map<string, number>();
@@ -167,6 +171,32 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     // Start resolving the identity and opening storage now: the first
     // collection's hydration waits for both, and must not wait long.
     this.queryCache?.attach(() => this.identity());
+    this.#watchBrowserConnectivity();
+  }
+
+  #forgetConnectivity: (() => void) | undefined;
+
+  /**
+   * Browsers know when the network comes back before a socket's backoff
+   * does: on `online` every room reconnects at once instead of waiting up to
+   * `maxDelayMs`; on `offline` the sockets (which Chromium may keep "open"
+   * with the network gone) are dropped so the status says `offline` now.
+   */
+  #watchBrowserConnectivity(): void {
+    const target = (globalThis as { window?: EventTarget }).window;
+    if (!target || typeof target.addEventListener !== "function") return;
+    const online = () => {
+      for (const connection of this.#connections.values()) if (connection.status !== "connected") connection.reconnect();
+    };
+    const offline = () => {
+      for (const connection of this.#connections.values()) connection.reconnect();
+    };
+    target.addEventListener("online", online);
+    target.addEventListener("offline", offline);
+    this.#forgetConnectivity = () => {
+      target.removeEventListener("online", online);
+      target.removeEventListener("offline", offline);
+    };
   }
 
   /** Aggregate status: `idle` (no rooms), else the worst room status. Read synchronously. */
@@ -201,6 +231,24 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    * const stop = client.onRoomStatusChange((room, status) => console.log(room, status));
    * ```
    */
+  /**
+   * Calls `listener` when the client notices that its token names another
+   * identity than the one its sockets were opened with (on `refreshAuth()` or
+   * on a reconnect). The outbox drops the old identity's queued writes then.
+   */
+  /**
+   * How many identity changes this client has noticed. Read synchronously:
+   * a write remembers it at creation, so a write made under one identity is
+   * never sent under the next even before the new identity is resolved.
+   */
+  get identityGeneration(): number {
+    return this.#identityGeneration;
+  }
+
+  onIdentityChange(listener: () => void | Promise<void>): () => void {
+    return this.#identityListeners.add(listener);
+  }
+
   onRoomStatusChange(listener: (room: string, status: ConnectionStatus, party: string) => void): () => void {
     return this.#roomStatusListeners.add(listener);
   }
@@ -333,7 +381,13 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    */
   async refreshAuth(): Promise<void> {
     const identity = await this.identity();
-    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
+    let changed = this.#lastIdentity !== undefined && this.#lastIdentity !== identity;
+    for (const connection of this.#connections.values()) changed = connection.switchIdentity(identity) || changed;
+    this.#lastIdentity = identity;
+    if (changed) {
+      this.#identityGeneration++;
+      await this.#identityListeners.emitAndWait();
+    }
   }
 
   /**
@@ -353,6 +407,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.#roomStatusListeners.clear();
     this.#errorListeners.clear();
     this.#mutationListeners.clear();
+    this.#identityListeners.clear();
+    this.#forgetConnectivity?.();
     this.#pendingWritesListeners.clear();
     this.#roomHolds.clear();
   }
@@ -483,6 +539,10 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       },
       readToken: () => readToken(options.auth),
       fingerprint: (token) => tokenFingerprint(token, options.identify),
+      onIdentityChange: () => {
+        this.#identityGeneration++;
+        this.#identityListeners.emit();
+      },
       onStatusChange: () => {
         const connection = this.#connections.get(connectionKey(party, room));
         if (connection) this.#roomStatusListeners.emit(room, connection.status, party);

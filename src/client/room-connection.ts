@@ -45,6 +45,8 @@ export interface RoomConnectionOptions {
   readToken(): Promise<string | undefined>;
   /** The identity fingerprint of a token (see `tokenFingerprint`). */
   fingerprint(token: string | undefined): Promise<string>;
+  /** This socket found its subscriptions' rows belong to another identity than the token's. */
+  onIdentityChange(): void;
   onStatusChange(): void;
   onError(error: LunoraError): void;
   onMutationResults(results: MutationResult[]): void;
@@ -183,15 +185,16 @@ export class RoomConnection {
    * someone else, its subscriptions drop their rows and cursors at once, its
    * frames are ignored from now on, and it reconnects with the new token.
    */
-  switchIdentity(identity: string): void {
-    if (this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return;
-    this.#dropRowsOfOtherIdentity(identity);
+  switchIdentity(identity: string): boolean {
+    if (this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return false;
+    this.#dropRowsOfOtherIdentity(identity, { notify: false });
     this.#stale = true;
     this.reconnect();
+    return true;
   }
 
   /** Rows and cursors read under one identity are never kept for another. */
-  #dropRowsOfOtherIdentity(identity: string): void {
+  #dropRowsOfOtherIdentity(identity: string, { notify = true }: { notify?: boolean } = {}): void {
     if (this.#rowsIdentity === undefined || identity === this.#rowsIdentity) return;
     this.#rowsIdentity = undefined;
     this.#pokes.clear();
@@ -203,6 +206,8 @@ export class RoomConnection {
         reportListenerError(thrown);
       }
     }
+    // refreshAuth() notifies once for all rooms itself.
+    if (notify) this.#options.onIdentityChange();
   }
 
   /** Fingerprint of the token of the current/last connection attempt. */

@@ -132,6 +132,10 @@ interface PendingWrite {
   transientFailures: number;
   /** Its rows were handed to a pending overlay after too many transient failures (see {@link LunoraOutbox}). */
   parked: boolean;
+  /** The client's identity generation when the write was made: it belongs to that identity even before being assigned a writer. */
+  identityGeneration: number;
+  /** Settles when the write's live TanStack transaction has completed or rolled back (this session's writes only). */
+  settled: Promise<void> | undefined;
 }
 
 type DeliveryOutcome = MutationResult;
@@ -141,6 +145,8 @@ const GAP_MUTATOR = "__lunora:gap";
 const DIRECT_RETRY_MIN_MS = 1_000;
 const DIRECT_RETRY_MAX_MS = 30_000;
 const IDENTITY_RETRY_MAX_MS = 10_000;
+/** How long an identity switch waits for the old identity's writes to roll back. */
+const ROLLBACK_WAIT_MS = 2_000;
 
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 const noop = () => undefined;
@@ -222,6 +228,8 @@ export class LunoraOutbox {
     this.#unsubscribe.push(
       client.onMutationResults((room, results, party) => this.#onResults(party, room, results)),
       client.onRoomStatusChange((room, status, party) => this.#onRoomStatus(party, room, status)),
+      // Roll back and report the old identity's writes as soon as the switch is noticed.
+      client.onIdentityChange(() => this.#checkIdentity()),
     );
     // Started after the current task so collections registered in the same
     // task (defineCollections, then bindMutators) are in the executor's registry.
@@ -448,13 +456,55 @@ export class LunoraOutbox {
 
   // ---- the write's own transaction ----------------------------------------
 
+  /** Writes accepted and not yet stored (or found unstorable). */
+  readonly #storing = new Set<Promise<void>>();
+
+  /**
+   * Resolves once every write made so far is in durable storage (or known
+   * not to be: a storage failure, reported through `onStorageFailure`).
+   * A write is stored a few milliseconds after the call that made it; a page
+   * closed inside that window loses it. Await this before a planned reload
+   * or sign-out (best effort on `pagehide`).
+   *
+   * @example
+   * ```ts
+   * await db.executor.whenStored();
+   * location.reload();
+   * ```
+   */
+  async whenStored(): Promise<void> {
+    while (this.#storing.size > 0) await Promise.all([...this.#storing]);
+  }
+
   /** mutationFn of a write's TanStack DB transaction. */
   async #commitWrite(transaction: Transaction<any>, write: PendingWrite): Promise<unknown> {
+    write.settled ??= transaction.isPersisted.promise.then(noop, noop);
+    let stored!: () => void;
+    const storing = new Promise<void>((resolve) => (stored = resolve));
+    this.#storing.add(storing);
+    const done = () => {
+      this.#storing.delete(storing);
+      stored();
+    };
+    try {
+      return await this.#storeAndRun(transaction, write, done);
+    } finally {
+      done();
+    }
+  }
+
+  async #storeAndRun(transaction: Transaction<any>, write: PendingWrite, stored: () => void): Promise<unknown> {
     await this.#ready;
-    if (this.#disposed) return never();
+    if (this.#disposed) {
+      stored();
+      return never();
+    }
     this.#assignThrough(write);
     const executor = this.#executor;
-    if (!write.durable || !executor) return this.#runDirect(write);
+    if (!write.durable || !executor) {
+      stored();
+      return this.#runDirect(write);
+    }
 
     const record: OfflineTransaction = {
       id: write.id,
@@ -475,9 +525,11 @@ export class LunoraOutbox {
     } catch (error) {
       // Not in the durable queue (storage failed; reported as it happened):
       // the write still goes out while online, it just won't survive a reload.
+      stored();
       executor.rejectTransaction(write.id, error instanceof Error ? error : new Error(String(error)));
       return this.#runDirect(write);
     }
+    stored();
     try {
       const result = await completion;
       // The executor skips the queue when this tab lost leadership meanwhile.
@@ -729,9 +781,16 @@ export class LunoraOutbox {
           if (this.#identity === identity) this.#durable = writer;
         });
         this.#ready = this.#ready.then(() => loading);
+        const generation = this.client.identityGeneration;
+        const rollbacks: Promise<void>[] = [];
         for (const write of [...this.#writes.values()]) {
-          if (write.assigned && write.meta.identity !== identity) this.#drop(write, identityChanged());
+          const ofOtherIdentity = write.assigned ? write.meta.identity !== identity : write.identityGeneration !== generation;
+          if (!ofOtherIdentity) continue;
+          this.#drop(write, identityChanged());
+          if (write.settled) rollbacks.push(write.settled);
         }
+        // refreshAuth() resolves only once the old identity's optimistic rows are gone.
+        await Promise.race([Promise.all(rollbacks), new Promise((resolve) => setTimeout(resolve, ROLLBACK_WAIT_MS))]);
         await loading;
       } finally {
         this.#identityCheck = undefined;
@@ -827,6 +886,8 @@ export class LunoraOutbox {
       reported: false,
       transientFailures: 0,
       parked: false,
+      identityGeneration: this.client.identityGeneration,
+      settled: undefined,
     };
     this.#writes.set(id, write);
     room.writes.add(write);

@@ -17,6 +17,8 @@ test("row and argument types of lists and shapes come from the room's definition
   // The shape projects four columns (the key is always included).
   expectTypeOf<Api["shapes"]["itemsByList"]["row"]>().toEqualTypeOf<{ id: string; listId: string; title: string; rank: number }>();
   expectTypeOf<Api["shapes"]["itemsByList"]["args"]>().toEqualTypeOf<{ listId: string }>();
+  // A shape without `columns` has the table's whole row.
+  expectTypeOf<Api["shapes"]["itemsRankAtLeast"]["row"]>().toEqualTypeOf<{ id: string; listId: string; title: string; rank: number; secret: number }>();
   // zod and arktype args infer too.
   expectTypeOf<Api["shapes"]["itemsRankAtLeast"]["args"]>().toEqualTypeOf<{ min: number }>();
   expectTypeOf<Api["shapes"]["itemsByTitle"]["args"]>().toEqualTypeOf<{ title: string }>();
