@@ -307,7 +307,11 @@ export class World {
         for (const row of session!.notes.state.values()) {
           const note = plain<Note>(row);
           if (note.ownerId !== device!.user) {
-            this.failures.push({ invariant: "nothing of identity A is shown under identity B", detail: `client ${device!.index} still shows ${note.ownerId}'s note after switching to ${device!.user}` });
+            const virtual = Object.fromEntries(Object.entries(row as object).filter(([key]) => key.startsWith("$")));
+            this.failures.push({
+              invariant: "nothing of identity A is shown under identity B",
+              detail: `client ${device!.index} still shows ${note.ownerId}'s note after switching to ${device!.user} (${JSON.stringify(virtual)})`,
+            });
           }
         }
         break;

@@ -521,7 +521,7 @@ export class LunoraOutbox {
     const completion = executor.waitForTransactionCompletion(write.id);
     completion.catch(noop);
     try {
-      await persistOfflineTransaction(executor, record);
+      await persistOfflineTransaction(executor, record, stored);
     } catch (error) {
       // Not in the durable queue (storage failed; reported as it happened):
       // the write still goes out while online, it just won't survive a reload.
@@ -1006,8 +1006,26 @@ export class LunoraOutbox {
  * non-durable) and stamps `createdAt` itself (ties of one millisecond would
  * then reorder writes of one room after a reload).
  */
-function persistOfflineTransaction(executor: OfflineExecutor, record: OfflineTransaction): Promise<void> {
-  return (executor as unknown as { persistTransaction(record: OfflineTransaction): Promise<void> }).persistTransaction(record);
+async function persistOfflineTransaction(executor: OfflineExecutor, record: OfflineTransaction, onStored: () => void): Promise<void> {
+  // The same steps as the private `persistTransaction` (wait for init, add to
+  // the outbox, run the queue), split so the caller learns when the record is
+  // in storage: running the queue can take as long as the network is away.
+  const inner = executor as unknown as {
+    initPromise: Promise<void>;
+    isOfflineEnabled: boolean;
+    outbox?: { add(record: OfflineTransaction): Promise<void> };
+    executor?: { execute(record: OfflineTransaction): Promise<void> };
+    resolveTransaction(id: string, result: unknown): void;
+  };
+  await inner.initPromise;
+  if (!inner.isOfflineEnabled || !inner.outbox || !inner.executor) {
+    inner.resolveTransaction(record.id, undefined);
+    onStored();
+    return;
+  }
+  await inner.outbox.add(record);
+  onStored();
+  await inner.executor.execute(record);
 }
 
 /**

@@ -1,0 +1,146 @@
+/** A workload that could not run says why, instead of inventing a number. */
+export interface NotMeasured {
+  notMeasured: string;
+  /** Numbers the workload did measure (a baseline), reported anyway. */
+  partial?: Array<{ name: string; value: number }>;
+}
+
+type Metrics = Record<string, number>;
+
+interface GoalRow {
+  /** Static, or computed from the run (e.g. how many writes a quick run used). */
+  label: string | ((m: Metrics) => string);
+  /** Metric shown as "ours". */
+  ours: string;
+  /** Metric shown as the peer or baseline (absent: none). */
+  peer?: string;
+  peerLabel?: string;
+  /** The ratio the goal is about, and how it is written. */
+  ratio?: { of: (m: Metrics) => number; label: string };
+  goal: string;
+  met: (m: Metrics) => boolean;
+}
+
+const has = (m: Metrics, ...names: string[]) => names.every((name) => typeof m[name] === "number" && Number.isFinite(m[name]));
+
+/** The goals of issue 6, one table row each. */
+export const GOALS: GoalRow[] = [
+  {
+    label: "W1 apply, rows/s — vs bare TanStack",
+    ours: "apply_rows_per_s",
+    peer: "apply_bare_tanstack_rows_per_s",
+    peerLabel: "bare TanStack",
+    ratio: { of: (m) => m.apply_rows_per_s / m.apply_bare_tanstack_rows_per_s, label: "ours/bare" },
+    goal: "≥ 0.8×",
+    met: (m) => m.apply_rows_per_s / m.apply_bare_tanstack_rows_per_s >= 0.8,
+  },
+  {
+    label: "W1 apply, rows/s — vs Replicache",
+    ours: "apply_rows_per_s",
+    peer: "apply_replicache_rows_per_s",
+    peerLabel: "Replicache",
+    ratio: { of: (m) => m.apply_rows_per_s / m.apply_replicache_rows_per_s, label: "ours/Replicache" },
+    goal: "≥ 2×",
+    met: (m) => m.apply_rows_per_s / m.apply_replicache_rows_per_s >= 2,
+  },
+  {
+    label: "W2 remote visible p50, ms",
+    ours: "remote_visible_p50_ms",
+    peer: "remote_visible_raw_p50_ms",
+    peerLabel: "raw sockets",
+    goal: "≤ 5 ms",
+    met: (m) => m.remote_visible_p50_ms <= 5,
+  },
+  {
+    label: "W2 remote visible p99, ms",
+    ours: "remote_visible_p99_ms",
+    peer: "remote_visible_raw_p99_ms",
+    peerLabel: "raw sockets",
+    goal: "≤ 20 ms",
+    met: (m) => m.remote_visible_p99_ms <= 20,
+  },
+  {
+    label: (m) => `W3 replay ${(m.replay_writes ?? 1_000).toLocaleString("en-US")} offline writes, ms (20 ms one-way)`,
+    ours: "replay_pipelined_ms",
+    peer: "replay_serial_ms",
+    peerLabel: "serial",
+    ratio: { of: (m) => m.replay_serial_ms / m.replay_pipelined_ms, label: "serial/pipelined" },
+    goal: "≥ 5×",
+    met: (m) => m.replay_serial_ms / m.replay_pipelined_ms >= 5,
+  },
+  {
+    label: "W4 resume vs full snapshot, bytes",
+    ours: "resume_bytes",
+    peer: "snapshot_bytes",
+    peerLabel: "snapshot",
+    ratio: { of: (m) => m.snapshot_bytes / m.resume_bytes, label: "snapshot/resume" },
+    goal: "≥ 5×",
+    met: (m) => m.snapshot_bytes / m.resume_bytes >= 5,
+  },
+  {
+    label: "W4 resume vs changed rows' final state, bytes",
+    ours: "resume_bytes",
+    peer: "changed_final_state_bytes",
+    peerLabel: "final state",
+    ratio: { of: (m) => m.resume_bytes / m.changed_final_state_bytes, label: "resume/state" },
+    goal: "≤ 1.1×",
+    met: (m) => m.resume_bytes / m.changed_final_state_bytes <= 1.1,
+  },
+  {
+    label: "W5 first live-query result, ms — cache vs network",
+    ours: "boot_cache_ms",
+    peer: "boot_network_ms",
+    peerLabel: "network",
+    ratio: { of: (m) => m.boot_network_ms / m.boot_cache_ms, label: "network/cache" },
+    goal: "≥ 3×",
+    met: (m) => m.boot_network_ms / m.boot_cache_ms >= 3,
+  },
+  {
+    label: "W5 cached result before the socket opened",
+    ours: "boot_ready_before_socket",
+    goal: "= 1",
+    met: (m) => m.boot_ready_before_socket === 1,
+  },
+  {
+    label: (m) => `W6 idle wakes, 100 sockets pinging for ${m.idle_window_s ?? 30} s`,
+    ours: "idle_wakes",
+    goal: "= 0",
+    met: (m) => m.idle_wakes === 0,
+  },
+  {
+    label: "client bundle, bytes gzip -9",
+    ours: "bundle_gzip_bytes",
+    peer: "bundle_peers_gzip_bytes",
+    peerLabel: "peers",
+    goal: "≤ 12 KB",
+    met: (m) => m.bundle_gzip_bytes <= 12_000,
+  },
+];
+
+function formatNumber(value: number): string {
+  if (!Number.isFinite(value)) return String(value);
+  if (Math.abs(value) >= 100) return Math.round(value).toLocaleString("en-US");
+  if (Math.abs(value) >= 10) return value.toFixed(1);
+  return value.toFixed(2).replace(/\.?0+$/, "") || "0";
+}
+
+/** The table as Markdown (it reads fine in a terminal too). */
+export function renderTable(metrics: Metrics, notMeasured: Record<string, string>): string {
+  const rows: string[][] = [["workload", "ours", "peer / baseline", "ratio", "goal", "met"]];
+  for (const row of GOALS) {
+    const label = typeof row.label === "function" ? row.label(metrics) : row.label;
+    if (!has(metrics, row.ours)) {
+      const reason = notMeasured[row.ours] ?? "not run";
+      rows.push([label, "—", "—", "—", row.goal, `not measured: ${reason}`]);
+      continue;
+    }
+    const peer = row.peer && has(metrics, row.peer) ? `${formatNumber(metrics[row.peer])} (${row.peerLabel})` : "—";
+    const ratio = row.ratio && row.peer && has(metrics, row.peer) ? `${formatNumber(row.ratio.of(metrics))}× ${row.ratio.label}` : "—";
+    const complete = !row.ratio || (row.peer !== undefined && has(metrics, row.peer));
+    const met = complete ? (row.met(metrics) ? "yes" : "**no**") : "—";
+    rows.push([label, formatNumber(metrics[row.ours]), peer, ratio, row.goal, met]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const line = (cells: string[]) => `| ${cells.map((cell, c) => cell.padEnd(widths[c])).join(" | ")} |`;
+  return [line(rows[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.slice(1).map(line)].join("\n");
+}

@@ -1,0 +1,29 @@
+/**
+ * CI runs a small fixed set of simulator seeds (the full run is
+ * `npm run sim -- --seeds N`). A failure prints the invariant, the trace and
+ * the command that replays it.
+ */
+import "fake-indexeddb/auto";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { startLocalWorker, type LocalWorker } from "../../src/testing/index.js";
+import { runSeeds } from "../../sim/simulate.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+let worker: LocalWorker;
+beforeAll(async () => {
+  worker = await startLocalWorker({ config: path.join(here, "../fixtures/room/wrangler.jsonc") });
+});
+afterAll(() => worker?.stop());
+
+/** Seeds that between them cover every step kind, including restarts and identity changes. */
+const CI_SEEDS = { first: 1, count: 6 };
+
+test(`simulator seeds ${CI_SEEDS.first}–${CI_SEEDS.first + CI_SEEDS.count - 1} hold every invariant`, async () => {
+  const lines: string[] = [];
+  const summary = await runSeeds(worker, { ...CI_SEEDS, shrink: false, print: (line) => lines.push(line) });
+  console.log(lines.join("\n"));
+  expect(lines.filter((line) => line.includes("FAILED") || line.startsWith("  "))).toEqual([]);
+  expect(summary.failed).toBe(0);
+}, 300_000);
