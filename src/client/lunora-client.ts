@@ -146,8 +146,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   readonly #mutationListeners = new Listeners<[room: string, results: MutationResult[], party: string]>();
   readonly #identityListeners = new Listeners<[]>();
   #identityGeneration = 0;
-  /** The identity `refreshAuth()` saw last. */
+  /** The identity `refreshAuth()` saw last (initially: the one the client started as). */
   #lastIdentity: string | undefined;
+  #initialIdentity: Promise<string | undefined> | undefined;
   readonly #pendingWritesListeners = new Listeners<[count: number]>();
   /** Holders that keep a room's socket open without a subscription (the write outbox). */
   readonly #roomHolds = new Map<string, number>();
@@ -171,6 +172,12 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     // Start resolving the identity and opening storage now: the first
     // collection's hydration waits for both, and must not wait long.
     this.queryCache?.attach(() => this.identity());
+    // The identity this client starts as: `refreshAuth()` compares with it
+    // even before any socket has connected.
+    this.#initialIdentity = this.identity().catch(() => undefined);
+    void this.#initialIdentity.then((identity) => {
+      this.#lastIdentity ??= identity;
+    });
     this.#watchBrowserConnectivity();
   }
 
@@ -380,8 +387,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    * ```
    */
   async refreshAuth(): Promise<void> {
+    const previous = this.#lastIdentity ?? (await this.#initialIdentity);
     const identity = await this.identity();
-    let changed = this.#lastIdentity !== undefined && this.#lastIdentity !== identity;
+    let changed = previous !== undefined && previous !== identity;
     for (const connection of this.#connections.values()) changed = connection.switchIdentity(identity) || changed;
     this.#lastIdentity = identity;
     if (changed) {

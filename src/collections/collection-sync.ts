@@ -141,7 +141,12 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    */
   async #hydrateThenSubscribe(cache: QueryCache, target: SyncTarget, generation: object): Promise<void> {
     const key = this.#viewKey!;
-    const view = await withTimeout(cache.read(key), cache.settings.hydrateTimeoutMs);
+    const client = this.#options.client;
+    const identityGeneration = client.identityGeneration;
+    let view = await withTimeout(cache.read(key), cache.settings.hydrateTimeoutMs);
+    // The app may have switched accounts while the entry was read: only rows
+    // of the identity current now may be shown.
+    if (view && (client.identityGeneration !== identityGeneration || view.identity !== (await client.identity().catch(() => undefined)))) view = undefined;
     if (this.#generation !== generation) return; // re-pointed or stopped meanwhile
     if (view) this.#hydrate(view);
     try {
