@@ -32,8 +32,9 @@ function parseFrame<T>(
     return { ok: false, error: new LunoraError("PROTOCOL_ERROR", "binary frames are not part of the protocol") };
   }
   // A UTF-16 length above the bound is enough to refuse without encoding: every
-  // code unit is at least one UTF-8 byte.
-  if (data.length > maxBytes || utf8Length(data) > maxBytes) {
+  // code unit is at least one UTF-8 byte, and at most three — so a frame of at
+  // most maxBytes / 3 code units needs no scan at all (most frames).
+  if (data.length > maxBytes || (data.length * 3 > maxBytes && utf8Length(data) > maxBytes)) {
     return {
       ok: false,
       error: new LunoraError("MESSAGE_TOO_LARGE", `frame exceeds ${maxBytes} bytes`, { maxBytes }),
