@@ -13,7 +13,14 @@ import path from "node:path";
 import { useState } from "react";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { WebSocket } from "ws";
-import { LunoraClient, createInMemoryQueryCache, createInMemoryQueryCacheStore, lunoraCollectionOptions } from "../../src/index.js";
+import {
+  LunoraClient,
+  createInMemoryPersistence,
+  createInMemoryQueryCache,
+  createInMemoryQueryCacheStore,
+  defineCollections,
+  lunoraCollectionOptions,
+} from "../../src/index.js";
 import {
   LunoraProvider,
   useConnectionStatus,
@@ -237,11 +244,51 @@ describe("usePendingWrites", () => {
     expect(screen.getByTestId("pending-writes").textContent).toBe("0");
   });
 
-  // TODO(write path, for the reviewer): queue two writes offline through
-  // `defineCollections(...).actions` and assert the badge shows 2, then 0
-  // after reconnect — end to end through the outbox rather than through
-  // `reportPendingWrites`.
-  test.todo("follows real offline writes through the outbox");
+  test("follows real offline writes through the outbox: 2 while offline, 0 once the room confirmed them", async () => {
+    const room = freshRoom();
+    const proxy = await TcpProxy.start(worker.port);
+    cleanups.push(() => proxy.stop());
+    const client = newClient(proxy.host, {});
+    const db = defineCollections(
+      client,
+      {
+        items: {
+          list: "items",
+          shardKey: room,
+          load: "eager",
+          insert: {
+            mutation: "items:create",
+            optimistic: (input: { title: string }, id: string) => ({ id, listId: "L", title: input.title, rank: 0, secret: 0 }),
+            toArgs: (row: { id: string; title: string }) => ({ id: row.id, listId: "L", title: row.title }),
+          },
+        },
+      },
+      { persistence: createInMemoryPersistence() },
+    );
+    cleanups.push(() => {
+      db.executor.dispose();
+      db.collections.items.cleanup();
+    });
+    await db.collections.items.toArrayWhenReady();
+    function Badge() {
+      return <span data-testid="pending-writes">{usePendingWrites()}</span>;
+    }
+    render(
+      <LunoraProvider client={client}>
+        <Badge />
+      </LunoraProvider>,
+    );
+    proxy.setOnline(false);
+    await waitFor(() => client.status === "offline");
+    act(() => {
+      db.actions.items({ title: "one" });
+      db.actions.items({ title: "two" });
+    });
+    await waitForDom(() => expect(screen.getByTestId("pending-writes").textContent).toBe("2"));
+    proxy.setOnline(true);
+    await waitForDom(() => expect(screen.getByTestId("pending-writes").textContent).toBe("0"), { timeout: 15_000 });
+    expect([...db.collections.items.state.values()].map((row) => String(row.title)).sort()).toEqual(["one", "two"]);
+  });
 });
 
 describe("useSyncState", () => {
