@@ -47,12 +47,23 @@ async function shrink(worker: LocalWorker, scenario: Scenario, invariant: string
 
 export async function runSeeds(
   worker: LocalWorker,
-  options: { first: number; count: number; steps?: number; only?: ReadonlySet<number>; verbose?: boolean; shrink?: boolean; print: (line: string) => void },
+  options: {
+    first?: number;
+    count?: number;
+    /** Explicit seeds (instead of first/count). */
+    seeds?: number[];
+    steps?: number;
+    only?: ReadonlySet<number>;
+    verbose?: boolean;
+    shrink?: boolean;
+    print: (line: string) => void;
+  },
 ): Promise<{ passed: number; failed: number; results: SeedResult[] }> {
   const results: SeedResult[] = [];
   let passed = 0;
   let failed = 0;
-  for (let seed = options.first; seed < options.first + options.count; seed++) {
+  const seeds = options.seeds ?? Array.from({ length: options.count ?? 1 }, (_, i) => (options.first ?? 1) + i);
+  for (const seed of seeds) {
     const scenario = generateScenario(seed, options.steps === undefined ? {} : { steps: options.steps });
     const started = Date.now();
     const { failures, executed } = await runScenario(worker, scenario, options);

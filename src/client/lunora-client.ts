@@ -144,7 +144,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   readonly #roomStatusListeners = new Listeners<[room: string, status: ConnectionStatus, party: string]>();
   readonly #errorListeners = new Listeners<[error: LunoraError, context: ClientErrorContext]>();
   readonly #mutationListeners = new Listeners<[room: string, results: MutationResult[], party: string]>();
-  readonly #identityListeners = new Listeners<[]>();
+  readonly #identityListeners = new Listeners<[identity: string]>();
   #identityGeneration = 0;
   /** The identity `refreshAuth()` saw last (initially: the one the client started as). */
   #lastIdentity: string | undefined;
@@ -252,7 +252,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     return this.#identityGeneration;
   }
 
-  onIdentityChange(listener: () => void | Promise<void>): () => void {
+  onIdentityChange(listener: (identity: string) => void | Promise<void>): () => void {
     return this.#identityListeners.add(listener);
   }
 
@@ -387,15 +387,27 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    * ```
    */
   async refreshAuth(): Promise<void> {
-    const previous = this.#lastIdentity ?? (await this.#initialIdentity);
+    if (this.#lastIdentity === undefined) this.#lastIdentity = await this.#initialIdentity;
     const identity = await this.identity();
-    let changed = previous !== undefined && previous !== identity;
-    for (const connection of this.#connections.values()) changed = connection.switchIdentity(identity) || changed;
+    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
+    await this.#noteIdentity(identity);
+  }
+
+  /**
+   * Every identity the client acts under passes here (refreshAuth, and each
+   * connection attempt with the token it read). On a change, listeners —
+   * collections holding rows of the old identity, the outbox holding its
+   * writes — are told synchronously, before the new connection sends
+   * anything.
+   */
+  #noteIdentity(identity: string): Promise<void> {
+    const previous = this.#lastIdentity;
     this.#lastIdentity = identity;
-    if (changed) {
-      this.#identityGeneration++;
-      await this.#identityListeners.emitAndWait();
-    }
+    if (previous === undefined || previous === identity) return Promise.resolve();
+    this.#identityGeneration++;
+    // Sockets still open under the old identity would keep delivering its rows.
+    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
+    return this.#identityListeners.emitAndWait(identity);
   }
 
   /**
@@ -547,10 +559,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       },
       readToken: () => readToken(options.auth),
       fingerprint: (token) => tokenFingerprint(token, options.identify),
-      onIdentityChange: () => {
-        this.#identityGeneration++;
-        this.#identityListeners.emit();
-      },
+      onIdentity: (identity) => void this.#noteIdentity(identity),
       onStatusChange: () => {
         const connection = this.#connections.get(connectionKey(party, room));
         if (connection) this.#roomStatusListeners.emit(room, connection.status, party);

@@ -45,8 +45,8 @@ export interface RoomConnectionOptions {
   readToken(): Promise<string | undefined>;
   /** The identity fingerprint of a token (see `tokenFingerprint`). */
   fingerprint(token: string | undefined): Promise<string>;
-  /** This socket found its subscriptions' rows belong to another identity than the token's. */
-  onIdentityChange(): void;
+  /** The identity of the token this connection attempt presents (called before it connects). */
+  onIdentity(identity: string): void;
   onStatusChange(): void;
   onError(error: LunoraError): void;
   onMutationResults(results: MutationResult[]): void;
@@ -187,14 +187,14 @@ export class RoomConnection {
    */
   switchIdentity(identity: string): boolean {
     if (this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return false;
-    this.#dropRowsOfOtherIdentity(identity, { notify: false });
+    this.#dropRowsOfOtherIdentity(identity);
     this.#stale = true;
     this.reconnect();
     return true;
   }
 
   /** Rows and cursors read under one identity are never kept for another. */
-  #dropRowsOfOtherIdentity(identity: string, { notify = true }: { notify?: boolean } = {}): void {
+  #dropRowsOfOtherIdentity(identity: string): void {
     if (this.#rowsIdentity === undefined || identity === this.#rowsIdentity) return;
     this.#rowsIdentity = undefined;
     this.#pokes.clear();
@@ -206,8 +206,7 @@ export class RoomConnection {
         reportListenerError(thrown);
       }
     }
-    // refreshAuth() notifies once for all rooms itself.
-    if (notify) this.#options.onIdentityChange();
+
   }
 
   /** Fingerprint of the token of the current/last connection attempt. */
@@ -280,6 +279,7 @@ export class RoomConnection {
     // and cursor, so the room sends a fresh snapshot for the new identity.
     const identity = await this.#options.fingerprint(token);
     this.#dropRowsOfOtherIdentity(identity);
+    this.#options.onIdentity(identity);
     this.#presentedIdentity = identity;
     this.#presentedToken = token;
     this.#tokenPresented = true;
@@ -499,7 +499,7 @@ export class RoomConnection {
       if (entry.awaitingReset && !reset) continue;
       entry.awaitingReset = false;
       try {
-        entry.handler.applyPoke({ reset, ops: poke.opsBySub.get(id) ?? [], cursor: poke.cursor });
+        entry.handler.applyPoke({ reset, ops: poke.opsBySub.get(id) ?? [], cursor: poke.cursor, identity: this.#rowsIdentity });
       } catch (error) {
         failed.push({ entry, error });
       }

@@ -8,6 +8,8 @@ export interface PokeUpdate {
   ops: RowOp[];
   /** The position the subscription is at once `ops` are applied. */
   cursor: Cursor;
+  /** Fingerprint of the identity the room sent these rows to. */
+  identity?: string | undefined;
 }
 
 /**

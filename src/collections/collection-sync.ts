@@ -68,11 +68,21 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   #fromCache = false;
   #authoritative = false;
   #ready = false;
+  /** The identity the synced rows were read under (cache entry or room); rows of another are never kept. */
+  #rowsIdentity: string | undefined;
+  readonly #stopIdentityWatch: () => void;
   #lastSyncedAt: number | undefined;
 
   constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
     this.#options = options;
+    // Told synchronously, before a socket of the new identity subscribes, so
+    // the subscribe carries no cursor of the old identity.
+    this.#stopIdentityWatch = options.client.onIdentityChange((identity) => {
+      if (this.#rowsIdentity === undefined || this.#rowsIdentity === identity) return;
+      this.#dropCachedRows();
+      this.#notifySyncState();
+    });
   }
 
   get cursor(): Cursor | undefined {
@@ -127,6 +137,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
   /** Ends the run (TanStack cleanup). */
   stop(): void {
+    this.#stopIdentityWatch();
     this.#settleCachedView();
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
@@ -180,6 +191,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
       return;
     }
     this.#cursor = cursor;
+    this.#rowsIdentity = view.identity;
     this.#fromCache = true;
     this.#authoritative = false; // until the room's first poke confirms or corrects it
     this.#lastSyncedAt = view.ts;
@@ -231,7 +243,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     }
   }
 
-  #applyPoke({ reset, ops, cursor }: PokeUpdate): void {
+  #applyPoke({ reset, ops, cursor, identity }: PokeUpdate): void {
     const { begin, write, commit, truncate, metadata } = this.#params;
     const getKey = this.#options.getKey;
     begin();
@@ -265,6 +277,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
       }
       metadata?.collection.set(CURSOR_METADATA_KEY, cursor);
       commit();
+      if (identity !== undefined) this.#rowsIdentity = identity;
     } catch (error) {
       this.#abandonTransaction();
       // The client resets and resubscribes this subscription when applyPoke throws.
@@ -331,6 +344,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   }
 
   #forgetRows(): void {
+    this.#rowsIdentity = undefined;
     this.#keys.clear();
     this.#present.clear();
     this.#rows.clear();
