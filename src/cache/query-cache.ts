@@ -1,3 +1,4 @@
+import { utf8Length } from "../protocol/frames.js";
 import { unrefTimer } from "../client/keepalive.js";
 import { reportListenerError } from "../client/listeners.js";
 import { LunoraError } from "../protocol/index.js";
@@ -392,19 +393,6 @@ function parseView(json: string): CachedView | undefined {
   return ok ? (view as CachedView) : undefined;
 }
 
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) bytes += 1;
-    else if (code < 0x800) bytes += 2;
-    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
-      bytes += 4; // a surrogate pair is one 4-byte code point
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
-}
 
 function isQuotaError(error: unknown): boolean {
   return typeof error === "object" && error !== null && (error as { name?: unknown }).name === "QuotaExceededError";
