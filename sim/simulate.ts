@@ -16,7 +16,8 @@ export async function runScenario(worker: LocalWorker, scenario: Scenario, optio
   const room = `sim-${scenario.seed}-${runCounter++}-${Date.now().toString(36)}`;
   const world = new World(worker, room, options.verbose ? options.print : undefined);
   const failures = await world.run(scenario, options.only);
-  return { failures, executed: world.executed };
+  const rejected = world.writes.filter((write) => write.rejections.length > 0).length;
+  return { failures, executed: world.executed, stats: `${world.writes.length} writes, ${rejected} rejected or dropped` };
 }
 
 /**
@@ -66,11 +67,11 @@ export async function runSeeds(
   for (const seed of seeds) {
     const scenario = generateScenario(seed, options.steps === undefined ? {} : { steps: options.steps });
     const started = Date.now();
-    const { failures, executed } = await runScenario(worker, scenario, options);
+    const { failures, executed, stats } = await runScenario(worker, scenario, options);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     if (failures.length === 0) {
       passed++;
-      options.print(`seed ${seed}: ok (${scenario.clients} clients, ${executed.length} steps, ${seconds} s)`);
+      options.print(`seed ${seed}: ok (${scenario.clients} clients, ${executed.length} steps, ${stats}, ${seconds} s)`);
       results.push({ seed, failures });
       continue;
     }
