@@ -71,6 +71,12 @@ export interface OutboxOptions {
    * Default 5.
    */
   maxTransientFailures?: number;
+  /**
+   * Writes the outbox holds (queued and not yet settled). Past it, a new write
+   * throws `QUOTA_EXCEEDED` at once, before anything is applied, instead of
+   * growing the queue without bound. Default 10,000.
+   */
+  maxPendingWrites?: number;
   onWriteRejected?: (event: WriteRejectedEvent) => void;
   onStorageFailure?: (event: StorageFailureEvent) => void;
   onLeadershipChange?: (isLeader: boolean) => void;
@@ -147,6 +153,8 @@ const DIRECT_RETRY_MAX_MS = 30_000;
 const IDENTITY_RETRY_MAX_MS = 10_000;
 /** How long an identity switch waits for the old identity's writes to roll back. */
 const ROLLBACK_WAIT_MS = 2_000;
+/** Default bound of {@link OutboxOptions.maxPendingWrites}. */
+export const DEFAULT_MAX_PENDING_WRITES = 10_000;
 
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 const noop = () => undefined;
@@ -194,6 +202,7 @@ export class LunoraOutbox {
   readonly #leaderElection: LeaderElection | undefined;
   readonly #onlineDetector: OnlineDetector | undefined;
   readonly #maxTransientFailures: number;
+  readonly #maxPendingWrites: number;
   readonly #collections: Record<string, Collection<any, any, any, any, any>> = {};
   readonly #collectionNames = new Map<Collection<any, any, any, any, any>, string>();
   readonly #rooms = new Map<string, RoomState>();
@@ -224,6 +233,7 @@ export class LunoraOutbox {
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
     this.#onlineDetector = options.onlineDetector ?? defaultOnlineDetector();
     this.#maxTransientFailures = options.maxTransientFailures ?? 5;
+    this.#maxPendingWrites = options.maxPendingWrites ?? DEFAULT_MAX_PENDING_WRITES;
     this.addListeners(options);
     this.#unsubscribe.push(
       client.onMutationResults((room, results, party) => this.#onResults(party, room, results)),
@@ -301,6 +311,9 @@ export class LunoraOutbox {
     assertRoomName("room", request.room);
     assertRoomName("party", party);
     assertWriteFits(request.name, request.args);
+    if (this.#writes.size >= this.#maxPendingWrites) {
+      throw new LunoraError("QUOTA_EXCEEDED", `the outbox already holds ${this.#writes.size} unsettled writes`, { maxPendingWrites: this.#maxPendingWrites });
+    }
     const meta: WriteMetadata = {
       v: 1,
       kind: request.kind,

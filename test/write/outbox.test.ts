@@ -321,6 +321,27 @@ describe("transient failures", () => {
   });
 });
 
+describe("bounds", () => {
+  test("past maxPendingWrites a new write throws QUOTA_EXCEEDED before applying anything; the queued ones still drain", async () => {
+    const room = freshRoom("bound");
+    const proxy = await offlineProxy();
+    const session = openSession({ host: proxy.host, room, persistence: freshIndexedDb(), maxPendingWrites: 3 });
+    await session.db.executor.waitForInit();
+    for (let i = 0; i < 3; i++) session.db.actions.items({ listId: "L", title: `w${i}` });
+    let thrown: unknown;
+    try {
+      session.db.actions.items({ listId: "L", title: "one too many" });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toMatchObject({ code: "QUOTA_EXCEEDED", data: { maxPendingWrites: 3 } });
+    expect(session.items.size).toBe(3);
+    proxy.setOnline(true);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "queue drained" });
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["w0", "w1", "w2"]);
+  });
+});
+
 describe("storage and identity", () => {
   test("IndexedDB over quota fires onStorageFailure with a code, and the write still reaches the server while online", async () => {
     const room = freshRoom();
