@@ -13,6 +13,18 @@
  */
 export * from "./client/index.js";
 export * from "./collections/index.js";
+// defineCollections lives here, not in `@lunora/db/collections`: it brings the
+// durable outbox (@tanstack/offline-transactions), which a read-only app
+// using lunoraCollectionOptions alone does not need to load.
+export { defineCollections } from "./collections/define-collections.js";
+export type {
+  CollectionDef,
+  InsertBinding,
+  DefRow,
+  DefInput,
+  DefineCollectionsOptions,
+  DefinedCollections,
+} from "./collections/define-collections.js";
 export {
   LunoraOutbox,
   createIndexedDbPersistence,

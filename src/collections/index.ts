@@ -17,12 +17,3 @@ export type {
   LunoraCollectionConfig,
   LunoraCollectionOptionsResult,
 } from "./types.js";
-export { defineCollections } from "./define-collections.js";
-export type {
-  CollectionDef,
-  InsertBinding,
-  DefRow,
-  DefInput,
-  DefineCollectionsOptions,
-  DefinedCollections,
-} from "./define-collections.js";
