@@ -321,6 +321,76 @@ describe("transient failures", () => {
   });
 });
 
+/**
+ * Leader election between "tabs" of one process, standing in for the Web
+ * Locks election of a browser: the first tab to ask leads; when it releases,
+ * the next waiting tab is told it leads now.
+ */
+function tabElection() {
+  let leader: object | undefined;
+  const waiting: Array<{ tab: object; notify: (isLeader: boolean) => void }> = [];
+  return () => {
+    const tab = {};
+    const callbacks = new Set<(isLeader: boolean) => void>();
+    const notify = (isLeader: boolean) => callbacks.forEach((callback) => callback(isLeader));
+    return {
+      requestLeadership: async () => {
+        if (leader === undefined || leader === tab) {
+          leader = tab;
+          return true;
+        }
+        waiting.push({ tab, notify });
+        return false;
+      },
+      releaseLeadership: () => {
+        if (leader !== tab) return;
+        leader = undefined;
+        const next = waiting.shift();
+        if (next) {
+          leader = next.tab;
+          next.notify(true);
+        }
+      },
+      isLeader: () => leader === tab,
+      onLeadershipChange: (callback: (isLeader: boolean) => void) => {
+        callbacks.add(callback);
+        return () => callbacks.delete(callback);
+      },
+    };
+  };
+}
+
+describe("tabs", () => {
+  test("a leader tab closes with writes queued offline: the follower tab becomes leader and runs them exactly once", async () => {
+    const room = freshRoom("tabs");
+    const persistence = freshIndexedDb();
+    const newTab = tabElection();
+    const proxy = await offlineProxy();
+    const leaderships: boolean[] = [];
+    const a = openSession({ host: proxy.host, room, persistence, leaderElection: newTab() });
+    await a.db.executor.waitForInit();
+    expect(a.db.executor.isLeader).toBe(true);
+    const ids = [a.db.actions.items({ listId: "L", title: "from tab A 1" }).id, a.db.actions.items({ listId: "L", title: "from tab A 2" }).id];
+    await waitFor(async () => (await queued(a)) === 2, { message: "tab A's writes stored" });
+
+    // Tab B is open too, online, and follows.
+    const b = openSession({ host: worker.host, room, persistence, leaderElection: newTab(), onLeadershipChange: (isLeader) => leaderships.push(isLeader) });
+    await b.db.executor.waitForInit();
+    expect(b.db.executor.isLeader).toBe(false);
+
+    a.close(); // tab A goes away without ever reconnecting
+    await waitFor(() => b.db.executor.isLeader, { message: "tab B leads" });
+    await waitFor(async () => (await serverItems(worker, room)).length === 2, { message: "tab A's writes ran" });
+    await waitFor(async () => (await queued(b)) === 0, { message: "the shared queue is empty" });
+    expect((await serverItems(worker, room)).map((item) => item.id).sort()).toEqual([...ids].sort());
+    expect(leaderships).toContain(true);
+    // Each write went out under tab A's clientId and clientSeq, once.
+    const pushed = b.log.pushes().flatMap((push) => push.mutations.map((m) => `${push.clientId}:${m.clientSeq}`));
+    expect(new Set(pushed).size).toBe(pushed.length);
+    await waitFor(() => b.items.has(ids[0]) && b.items.has(ids[1]), { message: "tab B shows them" });
+  });
+});
+
 describe("bounds", () => {
   test("past maxPendingWrites a new write throws QUOTA_EXCEEDED before applying anything; the queued ones still drain", async () => {
     const room = freshRoom("bound");
