@@ -144,7 +144,9 @@ export class World {
     const onWriteRejected = (event: WriteRejectedEvent) => {
       this.rejectedEvents.push({ client: device.index, event });
       const id = (event.args as { id?: string } | undefined)?.id ?? (event.row as { id?: string } | undefined)?.id;
-      const record = [...this.writes].reverse().find((write) => write.client === device.index && write.mutator === event.mutator && write.id === id && matchesArgs(write, event.args));
+      // Several writes can share args (two bumps of one row): give the event to one not yet reported.
+      const candidates = this.writes.filter((write) => write.client === device.index && write.mutator === event.mutator && write.id === id && matchesArgs(write, event.args));
+      const record = candidates.find((write) => write.rejections.length === 0) ?? candidates.at(-1);
       if (record) record.rejections.push(event.code);
       else this.failures.push({ invariant: "every rejection belongs to a write", detail: `client ${device.index}: ${event.mutator} ${JSON.stringify(event.args)} (${event.code})` });
     };

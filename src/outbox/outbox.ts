@@ -507,7 +507,16 @@ export class LunoraOutbox {
   }
 
   async #storeAndRun(transaction: Transaction<any>, write: PendingWrite, stored: () => void): Promise<unknown> {
-    await this.#ready;
+    // Wait for the outbox to start — unless the write is dropped meanwhile
+    // (identity switch in a page's first moments): then roll back at once.
+    await new Promise<void>((resolve) => {
+      write.wake.add(resolve);
+      this.#ready.then(resolve, resolve);
+    });
+    if (write.dropped) {
+      stored();
+      throw write.dropped;
+    }
     if (this.#disposed) {
       stored();
       return never();
@@ -780,30 +789,39 @@ export class LunoraOutbox {
   #checkIdentity(): Promise<void> {
     this.#identityCheck ??= (async () => {
       try {
-        let identity: string;
+        // Writes made before the client's latest identity change belong to
+        // an earlier identity, whether or not the outbox had resolved it yet
+        // (a write made in the first milliseconds of a page, then a switch).
+        const generation = this.client.identityGeneration;
+        const rollbacks: Promise<void>[] = [];
+        const dropOf = (belongsElsewhere: (write: PendingWrite) => boolean) => {
+          for (const write of [...this.#writes.values()]) {
+            if (write.dropped || write.outcome || !belongsElsewhere(write)) continue;
+            this.#drop(write, identityChanged());
+            if (write.settled) rollbacks.push(write.settled);
+          }
+        };
+        dropOf((write) => !write.assigned && write.identityGeneration !== generation);
+        let identity: string | undefined;
         try {
           identity = await this.client.identity();
         } catch {
-          return; // token provider failing: nothing is sent on an unknown identity's behalf anyway
+          // token provider failing: nothing is sent on an unknown identity's behalf anyway
         }
-        if (identity === this.#identity || this.#identity === undefined) return;
-        this.#identity = identity;
-        this.#ephemeral = ephemeralWriter(identity);
-        this.#durable = undefined;
-        const loading = this.#loadWriter(identity).then((writer) => {
-          if (this.#identity === identity) this.#durable = writer;
-        });
-        this.#ready = this.#ready.then(() => loading);
-        const generation = this.client.identityGeneration;
-        const rollbacks: Promise<void>[] = [];
-        for (const write of [...this.#writes.values()]) {
-          const ofOtherIdentity = write.assigned ? write.meta.identity !== identity : write.identityGeneration !== generation;
-          if (!ofOtherIdentity) continue;
-          this.#drop(write, identityChanged());
-          if (write.settled) rollbacks.push(write.settled);
+        let loading: Promise<void> | undefined;
+        if (identity !== undefined && this.#identity !== undefined && identity !== this.#identity) {
+          const current = identity;
+          this.#identity = current;
+          this.#ephemeral = ephemeralWriter(current);
+          this.#durable = undefined;
+          loading = this.#loadWriter(current).then((writer) => {
+            if (this.#identity === current) this.#durable = writer;
+          });
+          this.#ready = this.#ready.then(() => loading);
+          dropOf((write) => (write.assigned ? write.meta.identity !== current : write.identityGeneration !== generation));
         }
         // refreshAuth() resolves only once the old identity's optimistic rows are gone.
-        await Promise.race([Promise.all(rollbacks), new Promise((resolve) => setTimeout(resolve, ROLLBACK_WAIT_MS))]);
+        if (rollbacks.length > 0) await Promise.race([Promise.all(rollbacks), new Promise((resolve) => setTimeout(resolve, ROLLBACK_WAIT_MS))]);
         await loading;
       } finally {
         this.#identityCheck = undefined;
@@ -811,6 +829,7 @@ export class LunoraOutbox {
     })();
     return this.#identityCheck;
   }
+
 
   #drop(write: PendingWrite, error: LunoraError): void {
     if (write.dropped || write.outcome) return;

@@ -22,9 +22,10 @@ afterAll(() => worker?.stop());
  * identity changes — and, as regressions, the seeds that found bugs:
  * 1 (a write made just before an identity switch was sent under the new
  * identity), 9 (cached rows of the old identity hydrated after a switch),
- * 10 (a write lost by a reload before it was stored).
+ * 10 (a write lost by a reload before it was stored), 59 (a write made in
+ * a page's first moments, before the outbox started, survived a switch).
  */
-const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10];
+const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59];
 
 test(`simulator seeds ${CI_SEEDS.join(", ")} hold every invariant`, async () => {
   const lines: string[] = [];
