@@ -299,8 +299,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [SYNC_SOCKET_TAG]);
     server.serializeAttachment(attachment);
-    server.send(JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, room, epoch: this.epochValue }));
+    server.send(this.helloFrame(room));
     return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  /** `hello`: sent on accept, and again when the epoch changes under open sockets. */
+  private helloFrame(room: string): string {
+    return JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, room, epoch: this.epochValue });
   }
 
   private identify(auth: Auth): string {
@@ -783,7 +788,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
       const state = this.socketState(ws);
       if (state === null) continue;
-      sendQuietly(ws, JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, room: state.attachment.room, epoch: this.epochValue }));
+      sendQuietly(ws, this.helloFrame(state.attachment.room));
       for (const sub of state.subs.values()) {
         try {
           this.sendInitialPoke(this.pokeSender(ws, state), sub, undefined);

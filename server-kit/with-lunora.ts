@@ -109,54 +109,26 @@ export function withLunora<Base extends DurableObjectClass, const O extends Luno
   } & Omit<Base, "prototype">;
 }
 
+/**
+ * Wraps one of the room's own handlers: sync traffic goes to the engine; for
+ * everything else the capture triggers are made to exist before the room's
+ * code writes, and whatever it wrote is flushed to subscribers afterwards.
+ */
 function wrapHandler(name: (typeof HANDLERS)[number], lunora: SyncRoom, own: (...args: any[]) => unknown) {
-  switch (name) {
-    case "fetch":
-      return async (request: Request) => {
-        if (lunora.isSyncRequest(request)) return lunora.acceptSocket(request);
-        lunora.ensureReady(); // capture triggers exist before the room's own code writes
-        try {
-          return await own(request);
-        } finally {
-          lunora.flush();
-        }
-      };
-    case "webSocketMessage":
-      return async (ws: WebSocket, message: string | ArrayBuffer) => {
-        if (lunora.ownsSocket(ws)) return lunora.onMessage(ws, message);
-        lunora.ensureReady();
-        try {
-          await own(ws, message);
-        } finally {
-          lunora.flush();
-        }
-      };
-    case "webSocketClose":
-      return async (ws: WebSocket, code: number, reason: string, wasClean: boolean) => {
-        if (lunora.ownsSocket(ws)) return lunora.onClose(ws, code);
-        try {
-          await own(ws, code, reason, wasClean);
-        } finally {
-          lunora.flush();
-        }
-      };
-    case "webSocketError":
-      return async (ws: WebSocket, error: unknown) => {
-        if (lunora.ownsSocket(ws)) return lunora.onClose(ws, 1011);
-        try {
-          await own(ws, error);
-        } finally {
-          lunora.flush();
-        }
-      };
-    case "alarm":
-      return async (...args: unknown[]) => {
-        lunora.ensureReady();
-        try {
-          await own(...args);
-        } finally {
-          lunora.flush();
-        }
-      };
-  }
+  const forLunora = (args: any[]): (() => unknown) | undefined => {
+    if (name === "fetch") return lunora.isSyncRequest(args[0]) ? () => lunora.acceptSocket(args[0]) : undefined;
+    if (name === "alarm" || !lunora.ownsSocket(args[0])) return undefined;
+    if (name === "webSocketMessage") return () => lunora.onMessage(args[0], args[1]);
+    return () => lunora.onClose(args[0], name === "webSocketClose" ? args[1] : 1011);
+  };
+  return async (...args: any[]) => {
+    const sync = forLunora(args);
+    if (sync) return sync();
+    lunora.ensureReady();
+    try {
+      return await own(...args);
+    } finally {
+      lunora.flush();
+    }
+  };
 }

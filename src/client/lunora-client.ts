@@ -389,7 +389,6 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   async refreshAuth(): Promise<void> {
     if (this.#lastIdentity === undefined) this.#lastIdentity = await this.#initialIdentity;
     const identity = await this.identity();
-    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
     await this.#noteIdentity(identity);
   }
 
@@ -403,10 +402,10 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   #noteIdentity(identity: string): Promise<void> {
     const previous = this.#lastIdentity;
     this.#lastIdentity = identity;
+    // Sockets still open under another identity would keep delivering its rows.
+    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
     if (previous === undefined || previous === identity) return Promise.resolve();
     this.#identityGeneration++;
-    // Sockets still open under the old identity would keep delivering its rows.
-    for (const connection of this.#connections.values()) connection.switchIdentity(identity);
     return this.#identityListeners.emitAndWait(identity);
   }
 

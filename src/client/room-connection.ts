@@ -185,12 +185,12 @@ export class RoomConnection {
    * someone else, its subscriptions drop their rows and cursors at once, its
    * frames are ignored from now on, and it reconnects with the new token.
    */
-  switchIdentity(identity: string): boolean {
-    if (this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return false;
+  switchIdentity(identity: string): void {
+    // Already switching (stale until it reopens): one reconnect is enough.
+    if (this.#stale || this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return;
     this.#dropRowsOfOtherIdentity(identity);
     this.#stale = true;
     this.reconnect();
-    return true;
   }
 
   /** Rows and cursors read under one identity are never kept for another. */
@@ -279,8 +279,9 @@ export class RoomConnection {
     // and cursor, so the room sends a fresh snapshot for the new identity.
     const identity = await this.#options.fingerprint(token);
     this.#dropRowsOfOtherIdentity(identity);
-    this.#options.onIdentity(identity);
+    // Set first: the client then switches every *other* socket of the old identity.
     this.#presentedIdentity = identity;
+    this.#options.onIdentity(identity);
     this.#presentedToken = token;
     this.#tokenPresented = true;
     if (!this.#closed) this.#setStatus("connecting");
