@@ -34,9 +34,19 @@ export interface TableDefinition<Auth = any, Env = any, RowSchema extends Standa
   read?: (ctx: LunoraContext<Auth, Env>) => Where;
   /** Optional schema of a row: gives clients the row type (only its type is used). */
   row?: RowSchema;
-  /** Columns clients may receive. Default: every column of the table. */
+  /**
+   * Columns clients may receive through the table's list, and through shapes
+   * of this table that do not list their own `columns`. Required when `list`
+   * is true. Omitted: shapes without `columns` send every column.
+   */
   columns?: readonly string[];
-  /** Whether clients may subscribe to the whole table (under `read`). Default true. */
+  /**
+   * Whether clients may subscribe to the whole table (`{ list: name }`,
+   * filtered by `read`, projected to `columns`). Default false: a table is
+   * reachable only through the room's shapes until the room opts in, and
+   * opting in requires `columns`, so a list never sends a column the room did
+   * not name for clients.
+   */
   list?: boolean;
 }
 

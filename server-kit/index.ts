@@ -4,7 +4,7 @@
  * @packageDocumentation
  */
 export { withLunora, type WithLunora } from "./with-lunora.js";
-export { routeLunoraRequest } from "./route.js";
+export { routeLunoraRequest, type RouteOptions } from "./route.js";
 export {
   defineShape,
   defineLunora,
@@ -16,7 +16,7 @@ export {
   type RetentionOptions,
   type LimitOptions,
 } from "./definitions.js";
-export { SyncRoom, SYNC_SOCKET_TAG, ROOM_HEADER } from "./sync-room.js";
+export { SyncRoom, SYNC_SOCKET_TAG } from "./sync-room.js";
 export { defineMutator, clientWatermark, OUTCOMES_KEPT_PER_CLIENT, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
 export { LunoraDb } from "./db.js";
 export type { Where, WhereCondition, WhereScalar } from "./where.js";

@@ -39,14 +39,13 @@ import {
   type SocketAttachment,
 } from "./socket-state.js";
 import { validateWithSchema } from "./validate.js";
+import { isSyncUpgrade, parsePartyPath } from "./route.js";
 import { LunoraDb } from "./db.js";
 import { applyPush, installWatermarkTables, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
 import { andWhere, compileWhere, matchesWhere, quoteIdent, whereToSql, type CompiledWhere } from "./where.js";
 
 /** Tag of every hibernatable socket Lunora accepts; other sockets belong to the room's own code. */
 export const SYNC_SOCKET_TAG = "lunora";
-/** Header set by `routeLunoraRequest` so the object knows the request is a sync upgrade and its room name. */
-export const ROOM_HEADER = "x-lunora-room";
 
 const DEFAULTS = {
   maxRows: 100_000,
@@ -241,10 +240,27 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
 
   // ---------------------------------------------------------------- sockets
 
-  /** Whether a request to the object is a Lunora sync upgrade. */
+  /**
+   * The room's name: the name the object was addressed by (`idFromName`, as
+   * `routeLunoraRequest` does), else its id. It comes from the runtime, never
+   * from the request, so `ctx.room` — which shapes use as a partition key —
+   * cannot be chosen by a client.
+   */
+  get roomName(): string {
+    return this.ctx.id.name ?? this.ctx.id.toString();
+  }
+
+  /**
+   * Whether a request to the object is a Lunora sync upgrade: a GET upgrade
+   * of `/parties/:party/:room` whose `:room` is this object's own name.
+   * Decided from the URL the object received and its own name — no header a
+   * client could also send — so an upgrade the room's own routes forward
+   * (with another path) stays the room's.
+   */
   isSyncRequest(request: Request): boolean {
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return false;
-    return request.headers.has(ROOM_HEADER) || /^\/parties\/[^/]+\/[^/]+\/?$/.test(new URL(request.url).pathname);
+    if (!isSyncUpgrade(request)) return false;
+    const parsed = parsePartyPath(new URL(request.url).pathname);
+    return parsed !== null && parsed !== "bad" && parsed.room === this.roomName;
   }
 
   /** Whether a socket is a Lunora sync socket (vs. one of the room's own). */
@@ -260,7 +276,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    */
   async acceptSocket(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    const room = request.headers.get(ROOM_HEADER) ?? decodeURIComponent(url.pathname.split("/")[3] ?? "");
+    const room = this.roomName;
     const version = Number(url.searchParams.get(QUERY.version));
     if (version !== PROTOCOL_VERSION) {
       return refuse(
@@ -562,7 +578,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     let shape: ShapeDefinition | undefined;
     if ("list" in source) {
       const def = Object.hasOwn(this.options.tables, source.list) ? this.tableDefs.get(source.list) : undefined;
-      if (def === undefined || def.list === false) throw new LunoraError("SHAPE_NOT_FOUND", `unknown list "${source.list}"`);
+      // Tables are not lists unless the room says so (`list: true`).
+      if (def === undefined || def.list !== true) throw new LunoraError("SHAPE_NOT_FOUND", `unknown list "${source.list}"`);
       tableName = source.list;
     } else {
       shape = Object.hasOwn(this.options.shapes ?? {}, source.shape) ? this.shapeDefs.get(source.shape) : undefined;

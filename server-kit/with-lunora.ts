@@ -33,6 +33,12 @@ function checkDefinitions(options: LunoraOptions): void {
   }
   for (const [name, table] of Object.entries(options.tables)) {
     if (typeof table.key !== "string" || table.key.length === 0) throw new LunoraError("INVALID_ARGS", `table "${name}" needs a key column`);
+    // A list sends whole rows of the table to any identity its read rule
+    // admits: the columns it sends must be named by the room, not "all of
+    // them, including the ones added next year".
+    if (table.list === true && (!Array.isArray(table.columns) || table.columns.length === 0)) {
+      throw new LunoraError("INVALID_ARGS", `table "${name}" is listable (list: true): declare the columns clients may receive with columns: [...]`);
+    }
   }
 }
 

@@ -33,6 +33,11 @@ export class RawSocket {
     });
   }
 
+  /** Wraps a socket opened by the test itself (e.g. with extra headers). */
+  static wrap(ws: WebSocket): RawSocket {
+    return new RawSocket(ws);
+  }
+
   static async connect(
     host: string,
     room: string,

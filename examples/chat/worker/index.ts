@@ -10,8 +10,9 @@ export { ChatRoom } from "./chat-room";
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
-    // `/parties/chat-room/:room` → the ChatRoom object named :room; null for anything else.
-    const synced = await routeLunoraRequest(request, env);
+    // A sync upgrade of `/parties/chat-room/:room` → the ChatRoom object named :room; null for anything else.
+    // Only the bindings listed in `parties` are reachable from the internet.
+    const synced = await routeLunoraRequest(request, env, { parties: ["CHAT_ROOM"] });
     if (synced) return synced;
 
     const match = /^\/rooms\/([^/]+)\//.exec(new URL(request.url).pathname);

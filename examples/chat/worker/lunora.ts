@@ -102,8 +102,10 @@ const mutators = {
 
 export const lunora = defineLunora({
   tables: {
-    channels: { key: "id", row: Channel },
-    users: { key: "id", row: User },
+    // The lobby's small tables are read whole ("lists"): the room opts in and
+    // names the columns a list may send.
+    channels: { key: "id", row: Channel, list: true, columns: ["id", "name", "createdBy", "createdAt"] },
+    users: { key: "id", row: User, list: true, columns: ["id", "name", "joinedAt"] },
     messages: { key: "id", row: Message },
   },
   shapes: {
