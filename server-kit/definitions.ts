@@ -133,7 +133,11 @@ export interface LunoraOptions<Auth = any, Env = any> {
    * Omitted: every socket is the anonymous identity `{}`.
    */
   authenticate?: (request: Request, env: Env) => Auth | null | undefined | Promise<Auth | null | undefined>;
-  /** The stable string naming an identity (watermarks are kept per identity). Default: `auth.userId ?? auth.sub ?? JSON`. */
+  /**
+   * The stable string naming an identity (watermarks are kept per identity).
+   * Default: `user:<userId>` for a string `auth.userId`, `user#<userId>` for a
+   * number (5 and "5" are different users), else `sub:<auth.sub>`, else the JSON of `auth`.
+   */
   identify?: (auth: Auth) => string;
   retention?: RetentionOptions;
   limits?: LimitOptions;

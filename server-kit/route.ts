@@ -89,9 +89,9 @@ export async function routeLunoraRequest<Env extends object>(request: Request, e
   if (binding === undefined || !isSyncUpgrade(request)) return null;
   const namespace = bindings[binding] as DurableObjectNamespace;
   const headers = new Headers();
-  for (const [name, value] of request.headers) {
+  request.headers.forEach((value, name) => {
     if (!name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX)) headers.append(name, value);
-  }
+  });
   const stub = namespace.get(namespace.idFromName(parsed.room));
   return stub.fetch(new Request(request.url, { method: "GET", headers }));
 }

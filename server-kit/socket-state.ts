@@ -1,20 +1,42 @@
 import { utf8Length, type Source } from "../src/protocol/index.js";
 
+/** A subscription as the socket remembers it: the name it reads and its VALIDATED args (never the client's raw ones). */
+export interface StoredSubscription {
+  id: string;
+  source: { list: string } | { shape: string };
+  args?: unknown;
+}
+
 /**
  * What a sync socket must remember across hibernation. It is stored with
  * `serializeAttachment`, which the runtime caps at 16 KiB, so it holds only
- * the identity and each subscription's source and validated args — the
+ * the identity and each subscription's name and validated args — the
  * resolved predicates are recomputed on wake.
+ *
+ * Subscriptions are a list, not an object keyed by id: ids are chosen by the
+ * client, and `subs["__proto__"] = …` on a plain object sets its prototype
+ * instead of storing the subscription (it then vanished on hibernation).
  */
 export interface SocketAttachment {
-  v: 1;
+  v: 2;
   room: string;
   auth: unknown;
   identity: string;
   clientId: string | null;
   /** Token expiry (ms since epoch), if `authenticate` returned one. */
   exp?: number;
+  subs: StoredSubscription[];
+}
+
+/** The attachment of protocol 1 deployments (subs keyed by id), read once after an upgrade of the room's code. */
+interface SocketAttachmentV1 extends Omit<SocketAttachment, "v" | "subs"> {
+  v: 1;
   subs: Record<string, { source: Source; args?: unknown }>;
+}
+
+/** Only the name of a source: a shape's raw args stay out of storage. */
+export function sourceName(source: Source): StoredSubscription["source"] {
+  return "list" in source ? { list: source.list } : { shape: source.shape };
 }
 
 /** The runtime's cap on `serializeAttachment`, minus headroom for the structured-clone envelope. */
@@ -27,8 +49,13 @@ export function attachmentSize(attachment: SocketAttachment): number {
 /** The attachment of a sync socket, or null for sockets that are not ours. */
 export function readAttachment(ws: WebSocket): SocketAttachment | null {
   try {
-    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
-    return attachment && attachment.v === 1 ? attachment : null;
+    const attachment = ws.deserializeAttachment() as SocketAttachment | SocketAttachmentV1 | null;
+    if (attachment?.v === 2) return attachment;
+    if (attachment?.v === 1) {
+      const subs = Object.entries(attachment.subs).map(([id, sub]) => ({ id, source: sourceName(sub.source), args: sub.args }));
+      return { ...attachment, v: 2, subs };
+    }
+    return null;
   } catch {
     return null;
   }

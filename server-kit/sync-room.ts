@@ -1,4 +1,5 @@
 import {
+  ACK_EVERY_CHARS,
   CLOSE_CODES,
   LunoraError,
   MAX_INBOUND_FRAME_BYTES,
@@ -36,7 +37,9 @@ import {
   closeQuietly,
   readAttachment,
   sendQuietly,
+  sourceName,
   type SocketAttachment,
+  type StoredSubscription,
 } from "./socket-state.js";
 import { validateWithSchema } from "./validate.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
@@ -71,10 +74,20 @@ interface ResolvedSubscription {
 
 interface SocketState {
   attachment: SocketAttachment;
+  /** What the attachment stores, by subscription id (a Map: ids are client-chosen strings). */
+  stored: Map<string, StoredSubscription>;
   subs: Map<string, ResolvedSubscription>;
   protocolErrors: number;
-  /** Characters of poke frames sent and not yet acknowledged (in memory: zero after a wake, when nothing is in flight). */
+  /** Characters of frames sent and not yet acknowledged (in memory: zero after a wake, when nothing is in flight). */
   unacked: number;
+  /**
+   * Characters an `ack` may claim beyond `unacked`. An honest client may
+   * still count up to one ack interval of text it received before the object
+   * was evicted, which a rebuilt state no longer knows about; a fresh socket
+   * has none. Beyond that, an ack claims text the room never sent: it is a
+   * protocol error and does not loosen flow control.
+   */
+  ackCredit: number;
 }
 
 type Send = (frame: string) => void;
@@ -153,6 +166,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.tableDefs = new Map(Object.entries(options.tables));
     this.shapeDefs = new Map(Object.entries(options.shapes ?? {}));
     this.db = new LunoraDb(this.sql, (table) => this.syncedTableInfo(table), () => this.scheduleFlush());
+    this.trackTransactions(ctx.storage);
     // Keepalive pings are answered by the runtime without waking the object.
     // Kept if the room's own code already set an auto-response.
     if (ctx.getWebSocketAutoResponse() === null) {
@@ -214,6 +228,37 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       throw new LunoraError("INVALID_ARGS", `"${String(name).slice(0, 64)}" is not a synced table; use ctx.sql for other tables`);
     }
     return this.tableInfo(name);
+  }
+
+  /** Async storage transactions of the room's code that have not committed or rolled back yet. */
+  private openTransactions = 0;
+
+  /**
+   * A write inside `ctx.storage.transaction(async …)` is visible to this
+   * connection before it commits, and any await inside the closure lets a
+   * scheduled flush run: it would publish rows that may still roll back (and
+   * the log's seq would then be reused under rows never sent). So the room
+   * counts open async transactions and flushes when the outermost one ends.
+   * (`transactionSync` needs nothing: nothing interleaves with it.)
+   */
+  private trackTransactions(storage: DurableObjectStorage): void {
+    const original = storage.transaction;
+    if (typeof original !== "function") return;
+    const wrapped = async <T>(closure: (txn: DurableObjectTransaction) => Promise<T>): Promise<T> => {
+      this.openTransactions++;
+      try {
+        return (await original.call(storage, closure)) as T;
+      } finally {
+        this.openTransactions--;
+        if (this.openTransactions === 0) this.scheduleFlush();
+      }
+    };
+    try {
+      storage.transaction = wrapped as DurableObjectStorage["transaction"];
+    } catch {
+      // A runtime that forbids it still has the check in flush(): history that
+      // went backwards is reset, never served with a gap.
+    }
   }
 
   /** Flushes once at the end of the current task (after a burst of `db` writes). */
@@ -299,12 +344,12 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const expiresAt = (auth as { expiresAt?: unknown }).expiresAt;
     const clientId = url.searchParams.get(QUERY.clientId);
     const attachment: SocketAttachment = {
-      v: 1,
+      v: 2,
       room,
       auth,
       identity: this.identify(auth),
       clientId: clientId && clientId.length <= 128 ? clientId : null,
-      subs: {},
+      subs: [],
     };
     if (typeof expiresAt === "number") attachment.exp = expiresAt;
     if (attachmentSize(attachment) > MAX_ATTACHMENT_BYTES) {
@@ -315,7 +360,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [SYNC_SOCKET_TAG]);
     server.serializeAttachment(attachment);
-    server.send(this.helloFrame(room));
+    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: 0 };
+    this.sockets.set(server, state);
+    this.sendFrame(server, state, this.helloFrame(room));
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -327,7 +374,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private identify(auth: Auth): string {
     if (this.options.identify) return this.options.identify(auth);
     const record = auth as { userId?: unknown; sub?: unknown };
-    if (typeof record.userId === "string" || typeof record.userId === "number") return `user:${record.userId}`;
+    // A number and the string of its digits are different users: `5` and "5"
+    // must not share watermarks (nor anything else keyed by identity).
+    if (typeof record.userId === "string") return `user:${record.userId}`;
+    if (typeof record.userId === "number") return `user#${record.userId}`;
     if (typeof record.sub === "string") return `sub:${record.sub}`;
     return `auth:${JSON.stringify(auth)}`;
   }
@@ -341,19 +391,63 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.stats.socketStatesRebuilt++;
     const attachment = readAttachment(ws);
     if (attachment === null) return null;
-    const state: SocketState = { attachment, subs: new Map(), protocolErrors: 0, unacked: 0 };
-    for (const [id, sub] of Object.entries(attachment.subs)) {
+    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: ACK_EVERY_CHARS };
+    this.sockets.set(ws, state);
+    for (const sub of attachment.subs) {
       try {
-        state.subs.set(id, this.resolve(id, sub.source, sub.args, attachment));
+        state.subs.set(sub.id, this.resolve(sub.id, sub.source, sub.args, attachment));
+        state.stored.set(sub.id, sub);
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
         // client instead of silently dropping the subscription.
-        delete attachment.subs[id];
-        sendQuietly(ws, errorFrame(toLunoraError(error).toBody(), id));
+        this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), sub.id));
       }
     }
-    this.sockets.set(ws, state);
+    if (state.stored.size !== attachment.subs.length) this.saveAttachment(ws, state);
     return state;
+  }
+
+  /** Writes the socket's subscriptions to its attachment (which survives hibernation). */
+  private saveAttachment(ws: WebSocket, state: SocketState): void {
+    state.attachment.subs = [...state.stored.values()];
+    try {
+      ws.serializeAttachment(state.attachment);
+    } catch {
+      // closed
+    }
+  }
+
+  /**
+   * Every frame to a sync socket goes through here, so flow control counts
+   * what the client counts: all text but the runtime's pong.
+   */
+  private sendFrame(ws: WebSocket, state: SocketState, frame: string): boolean {
+    state.unacked += frame.length;
+    return sendQuietly(ws, frame);
+  }
+
+  /**
+   * An `ack` lowers the socket's unacknowledged count, but never by more than
+   * the room sent (plus the wake credit): a client that claims to have read
+   * text it was never sent is trying to switch flow control off.
+   */
+  private onAck(ws: WebSocket, state: SocketState, received: number): void {
+    if (received > state.unacked + state.ackCredit) {
+      this.protocolError(ws, state, new LunoraError("PROTOCOL_ERROR", "ack claims more text than the room sent"));
+      return;
+    }
+    const fromUnacked = Math.min(received, state.unacked);
+    state.unacked -= fromUnacked;
+    state.ackCredit -= received - fromUnacked;
+  }
+
+  /** A bad frame: a coded error; past the bound the socket is closed (4008). */
+  private protocolError(ws: WebSocket, state: SocketState, error: LunoraError): void {
+    this.sendFrame(ws, state, errorFrame(error.toBody()));
+    state.protocolErrors++;
+    if (state.protocolErrors >= (this.options.limits?.maxProtocolErrors ?? DEFAULTS.maxProtocolErrors)) {
+      closeQuietly(ws, CLOSE_CODES.POLICY, "too many protocol errors");
+    }
   }
 
   /**
@@ -399,14 +493,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     if (state === null) return;
     if (!this.checkExpiry(ws, state)) return;
     const parsed = parseClientFrame(message, MAX_INBOUND_FRAME_BYTES);
-    if (!parsed.ok) {
-      sendQuietly(ws, errorFrame(parsed.error.toBody()));
-      state.protocolErrors++;
-      if (state.protocolErrors >= (this.options.limits?.maxProtocolErrors ?? DEFAULTS.maxProtocolErrors)) {
-        closeQuietly(ws, CLOSE_CODES.POLICY, "too many protocol errors");
-      }
-      return;
-    }
+    if (!parsed.ok) return this.protocolError(ws, state, parsed.error);
     await this.onFrame(ws, state, parsed.frame);
   }
 
@@ -415,17 +502,15 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       case "subscribe":
         return this.subscribe(ws, state, frame);
       case "unsubscribe":
-        if (state.attachment.subs[frame.id] !== undefined) {
-          delete state.attachment.subs[frame.id];
+        if (state.stored.delete(frame.id)) {
           state.subs.delete(frame.id);
-          ws.serializeAttachment(state.attachment);
+          this.saveAttachment(ws, state);
         }
         return;
       case "push":
         return this.onPush(ws, state, frame);
       case "ack":
-        state.unacked = Math.max(0, state.unacked - frame.received);
-        return;
+        return this.onAck(ws, state, frame.received);
     }
   }
 
@@ -502,11 +587,11 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private async subscribe(ws: WebSocket, state: SocketState, frame: Subscribe): Promise<void> {
     const { id, source } = frame;
     const fail = (error: unknown) => {
-      sendQuietly(ws, errorFrame(toLunoraError(error).toBody(), id));
+      this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), id));
     };
-    const isNew = state.attachment.subs[id] === undefined;
+    const isNew = !state.stored.has(id);
     const max = this.options.limits?.maxSubscriptionsPerSocket ?? DEFAULTS.maxSubscriptionsPerSocket;
-    if (isNew && Object.keys(state.attachment.subs).length >= max) {
+    if (isNew && state.stored.size >= max) {
       return fail(new LunoraError("QUOTA_EXCEEDED", `at most ${max} subscriptions per socket`, { max }));
     }
     let args: unknown;
@@ -516,6 +601,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         if (shape === undefined || !Object.hasOwn(this.options.shapes ?? {}, source.shape)) {
           throw new LunoraError("SHAPE_NOT_FOUND", `unknown shape "${source.shape}"`);
         }
+        checkArgsBounds(source.args, source.shape);
         args = await validateWithSchema(shape.args, source.args, `args of shape "${source.shape}"`);
       }
     } catch (error) {
@@ -525,22 +611,26 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     if (ws.readyState !== 1 /* OPEN */) return;
     let resolved: ResolvedSubscription;
     try {
-      resolved = this.resolve(id, source, args, state.attachment);
+      resolved = this.resolve(id, sourceName(source), args, state.attachment);
     } catch (error) {
       return fail(error);
     }
-    const previous = state.attachment.subs[id];
-    state.attachment.subs[id] = { source, args };
+    // The validated args (the schema's output) are stored, never the raw ones.
+    const stored: StoredSubscription = args === undefined ? { id, source: sourceName(source) } : { id, source: sourceName(source), args };
+    const previous = state.stored.get(id);
+    state.stored.set(id, stored);
+    state.attachment.subs = [...state.stored.values()];
     if (attachmentSize(state.attachment) > MAX_ATTACHMENT_BYTES) {
-      if (previous) state.attachment.subs[id] = previous;
-      else delete state.attachment.subs[id];
+      if (previous) state.stored.set(id, previous);
+      else state.stored.delete(id);
+      state.attachment.subs = [...state.stored.values()];
       return fail(new LunoraError("QUOTA_EXCEEDED", "subscriptions of this socket no longer fit in its 16 KiB attachment"));
     }
     // Bring every subscriber up to the log's end first, so the new
     // subscription starts from the same seq as everyone else.
     state.subs.delete(id);
     this.flush();
-    ws.serializeAttachment(state.attachment);
+    this.saveAttachment(ws, state);
     state.subs.set(id, resolved);
     try {
       this.sendInitialPoke(this.pokeSender(ws, state), resolved, frame.cursor);
@@ -556,14 +646,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * is still open.
    */
   private endSubscription(ws: WebSocket, state: SocketState, id: string, error: unknown): void {
-    delete state.attachment.subs[id];
+    state.stored.delete(id);
     state.subs.delete(id);
-    try {
-      ws.serializeAttachment(state.attachment);
-    } catch {
-      // closed
-    }
-    sendQuietly(ws, errorFrame(toLunoraError(error).toBody(), id));
+    this.saveAttachment(ws, state);
+    this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), id));
   }
 
   /**
@@ -572,7 +658,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * `SHAPE_NOT_FOUND`, `FORBIDDEN` (read rule returned false or `where` threw
    * FORBIDDEN), `INVALID_ARGS` (predicate names unknown columns).
    */
-  private resolve(id: string, source: SocketAttachment["subs"][string]["source"], args: unknown, attachment: SocketAttachment): ResolvedSubscription {
+  private resolve(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment): ResolvedSubscription {
     const ctx: LunoraContext<Auth, Env> = { auth: attachment.auth as Auth, room: attachment.room, env: this.env };
     let tableName: string;
     let shape: ShapeDefinition | undefined;
@@ -597,7 +683,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     for (const column of columns) {
       if (!info.columns.has(column)) throw new LunoraError("INTERNAL", `column "${column}" of "${tableName}" does not exist`);
     }
-    return { id, table: tableName, key: info.key, columns, where, group: `${tableName}\u0000${JSON.stringify(where)}\u0000${columns.join(",")}` };
+    // JSON of the column list, not a join: a column name may contain a comma.
+    return { id, table: tableName, key: info.key, columns, where, group: JSON.stringify([tableName, where, columns]) };
   }
 
   /**
@@ -687,7 +774,21 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       outcomes = this.pendingOutcomes;
       this.pendingOutcomes = new Map();
     }
-    const through = Math.max(maxLogSeq(this.sql), this.flushedSeq);
+    if (this.openTransactions > 0) {
+      // Not committed yet: the transaction's end flushes (outcomes wait with it).
+      if (outcomes) for (const [ws, results] of outcomes) this.pendingOutcomes.set(ws, [...(this.pendingOutcomes.get(ws) ?? []), ...results]);
+      return;
+    }
+    const logEnd = maxLogSeq(this.sql);
+    if (logEnd < this.flushedSeq) {
+      // Rows already sent were rolled back (a flush ran inside a transaction
+      // the room could not see): clients hold state that never committed, and
+      // the next seqs would be reused. Only a new epoch is honest now.
+      console.error(`lunora: the change log went back from seq ${this.flushedSeq} to ${logEnd} (a published write rolled back); starting a new epoch`);
+      this.startNewEpoch();
+      return;
+    }
+    const through = logEnd;
     if (through === this.flushedSeq && (outcomes === undefined || outcomes.size === 0)) return;
     this.stats.flushes++;
     const from = this.flushedSeq;
@@ -794,6 +895,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   resetEpoch(): void {
     this.ensureReady();
     this.flush();
+    this.startNewEpoch();
+  }
+
+  private startNewEpoch(): void {
     this.epochValue = crypto.randomUUID();
     writeMeta(this.sql, "epoch", this.epochValue);
     const through = maxLogSeq(this.sql);
@@ -805,7 +910,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
       const state = this.socketState(ws);
       if (state === null) continue;
-      sendQuietly(ws, this.helloFrame(state.attachment.room));
+      // An expired token gets nothing more, not even a reset.
+      if (!this.checkExpiry(ws, state)) continue;
+      this.sendFrame(ws, state, this.helloFrame(state.attachment.room));
       for (const sub of state.subs.values()) {
         try {
           this.sendInitialPoke(this.pokeSender(ws, state), sub, undefined);
@@ -839,4 +946,31 @@ function refuse(error: LunoraError, closeCode: number): Response {
   server.send(errorFrame(error.toBody()));
   server.close(closeCode, error.code);
   return new Response(null, { status: 101, webSocket: pair[0] });
+}
+
+/** Bounds on a shape's raw args, checked before any schema sees them. */
+const MAX_ARGS_DEPTH = 32;
+const MAX_ARGS_CHARS = 8 * 1024;
+
+/**
+ * Rejects args too deep or too large to be anything but junk with
+ * `INVALID_ARGS` — iteratively, so a 100,000-deep value cannot overflow the
+ * stack of the schema that would walk it next.
+ */
+function checkArgsBounds(args: unknown, shape: string): void {
+  const invalid = (why: string) => new LunoraError("INVALID_ARGS", `args of shape "${shape}" ${why}`);
+  const stack: Array<[unknown, number]> = [[args, 0]];
+  let seen = 0;
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (depth > MAX_ARGS_DEPTH) throw invalid(`are nested deeper than ${MAX_ARGS_DEPTH}`);
+    if (typeof value === "string") seen += value.length;
+    else if (typeof value === "object" && value !== null) {
+      for (const [key, child] of Object.entries(value)) {
+        seen += key.length + 1;
+        stack.push([child, depth + 1]);
+      }
+    } else seen += 8;
+    if (seen > MAX_ARGS_CHARS) throw invalid(`are larger than ${MAX_ARGS_CHARS} characters`);
+  }
 }

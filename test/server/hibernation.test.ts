@@ -21,7 +21,11 @@ test("idle past eviction: sockets stay open, pings are answered without waking, 
   const room = "hibernating";
   const sockets = await Promise.all([0, 1, 2].map(() => RawSocket.connect(worker.host, room)));
   sockets.forEach((socket, i) => socket.subscribe("s", i === 0 ? { list: "items" } : { shape: "itemsByList", args: { listId: "h" } }));
+  // Client-chosen ids that are Object.prototype names must survive the attachment round trip too.
+  const odd = ["__proto__", "constructor", "toString"];
+  for (const id of odd) sockets[2].subscribe(id, { shape: "itemsByList", args: { listId: "h" } });
   await Promise.all(sockets.map((socket) => socket.nextPoke("s")));
+  await Promise.all(odd.map((id) => sockets[2].nextPoke(id)));
   const before = await roomCall<Wakes>(worker, room, "/wakes");
 
   await idle(12_000); // past the ~10 s eviction window
@@ -41,5 +45,7 @@ test("idle past eviction: sockets stay open, pings are answered without waking, 
     expect(socket.closed).toBeNull();
     expect(socket.rows("s").get("woke")).toMatchObject({ id: "woke", title: "after hibernation" });
   }
+  await waitFor(() => odd.every((id) => sockets[2].rows(id).has("woke")), { message: "odd ids after hibernation" });
+  expect(sockets[2].errors).toEqual([]);
   await Promise.all(sockets.map((socket) => socket.close()));
 }, 60_000);
