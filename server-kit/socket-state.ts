@@ -26,6 +26,8 @@ export interface SocketAttachment {
   /** Token expiry (ms since epoch), if `authenticate` returned one. */
   exp?: number;
   subs: StoredSubscription[];
+  /** Set while a snapshot streams to the socket (its open poke lives in memory only). */
+  streaming?: true;
 }
 
 /** The attachment of protocol 1 deployments (subs keyed by id), read once after an upgrade of the room's code. */

@@ -44,6 +44,7 @@ import {
 import { validateWithSchema } from "./validate.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
 import { LunoraDb } from "./db.js";
+import { SNAPSHOT_WINDOW_CHARS, coveredByPoke, readSnapshotPage, type OpenPoke } from "./snapshots.js";
 import { applyPush, installWatermarkTables, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
 import { andWhere, compileWhere, matchesWhere, quoteIdent, whereToSql, type CompiledWhere } from "./where.js";
 
@@ -88,9 +89,16 @@ interface SocketState {
    * protocol error and does not loosen flow control.
    */
   ackCredit: number;
+  /** The poke open while a snapshot streams (see snapshots.ts); flushes append to it. */
+  open?: OpenPoke;
+  /** Work that must wait for the open poke to end (subscribes, in arrival order). Bounded by the subscription limit. */
+  waiting: Array<() => unknown>;
 }
 
 type Send = (frame: string) => void;
+
+/** One subscription group's op for one changed key, serialized once per flush. */
+type GroupOp = [op: "put" | "del", tail: string, key: string | number];
 
 function errorFrame(error: ErrorBody, sub?: string): string {
   return JSON.stringify(sub === undefined ? { type: "error", error } : { type: "error", sub, error });
@@ -360,7 +368,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [SYNC_SOCKET_TAG]);
     server.serializeAttachment(attachment);
-    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: 0 };
+    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: 0, waiting: [] };
     this.sockets.set(server, state);
     this.sendFrame(server, state, this.helloFrame(room));
     return new Response(null, { status: 101, webSocket: pair[0] });
@@ -391,7 +399,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.stats.socketStatesRebuilt++;
     const attachment = readAttachment(ws);
     if (attachment === null) return null;
-    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: ACK_EVERY_CHARS };
+    if (attachment.streaming) {
+      // The object was evicted while a snapshot streamed to this socket: the
+      // open poke was in memory only. The client resumes from its cursors.
+      closeQuietly(ws, CLOSE_CODES.INTERRUPTED, "snapshot interrupted");
+      return null;
+    }
+    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: ACK_EVERY_CHARS, waiting: [] };
     this.sockets.set(ws, state);
     for (const sub of attachment.subs) {
       try {
@@ -439,6 +453,11 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const fromUnacked = Math.min(received, state.unacked);
     state.unacked -= fromUnacked;
     state.ackCredit -= received - fromUnacked;
+    if (state.open) {
+      // The client made room: append what changed, then read more pages.
+      this.flush();
+      this.pumpSnapshot(ws, state);
+    }
   }
 
   /** A bad frame: a coded error; past the bound the socket is closed (4008). */
@@ -609,6 +628,12 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     // The socket may have gone while the args were validated (async schemas).
     if (ws.readyState !== 1 /* OPEN */) return;
+    if (state.open) {
+      // One poke at a time per socket: start after the snapshot streaming now.
+      if (state.waiting.length >= max) return fail(new LunoraError("QUOTA_EXCEEDED", `at most ${max} subscriptions waiting per socket`, { max }));
+      state.waiting.push(() => this.subscribe(ws, state, frame));
+      return;
+    }
     let resolved: ResolvedSubscription;
     try {
       resolved = this.resolve(id, sourceName(source), args, state.attachment);
@@ -632,12 +657,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.flush();
     this.saveAttachment(ws, state);
     state.subs.set(id, resolved);
-    try {
-      this.sendInitialPoke(this.pokeSender(ws, state), resolved, frame.cursor);
-    } catch (error) {
-      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
-      this.endSubscription(ws, state, id, error);
-    }
+    this.sendInitialPoke(ws, state, resolved, frame.cursor);
   }
 
   /**
@@ -689,11 +709,11 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
 
   /**
    * The first poke of a subscription: the delta since its cursor when the log
-   * still covers it in this epoch, else a reset with a snapshot.
+   * still covers it in this epoch (one poke, bounded by `maxResumeLogRows`),
+   * else a reset with a streamed snapshot.
    */
-  private sendInitialPoke(send: Send, sub: ResolvedSubscription, cursor: Cursor | undefined): void {
+  private sendInitialPoke(ws: WebSocket, state: SocketState, sub: ResolvedSubscription, cursor: Cursor | undefined): void {
     const through = this.flushedSeq;
-    const end: Cursor = { seq: through, epoch: this.epochValue };
     const maxResume = this.options.limits?.maxResumeLogRows ?? DEFAULTS.maxResumeLogRows;
     const canResume =
       cursor !== undefined &&
@@ -701,28 +721,80 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       cursor.seq >= this.trimmedThrough &&
       cursor.seq <= through &&
       countLogRows(this.sql, cursor.seq, through) <= maxResume;
-    if (canResume) {
+    if (!canResume) return this.openSnapshotPoke(ws, state, [sub]);
+    try {
       const changes = coalesceLog(readLog(this.sql, cursor.seq, through), this.keys)!;
-      const writer = new PokeWriter(send, this.nextPokeId(through)).start([sub.id]);
+      const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(through)).start([sub.id]);
       for (const change of changes.values()) {
         const op = this.diffOp(sub, change);
         if (op) this.addOp(writer, sub, op[0], op[1]);
       }
-      writer.end(end);
+      writer.end({ seq: through, epoch: this.epochValue });
+    } catch (error) {
+      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
+      this.endSubscription(ws, state, sub.id, error);
+    }
+  }
+
+  /**
+   * Opens a poke that resets `targets` and streams their snapshots (see
+   * snapshots.ts). It lists every subscription of the socket, so flushes can
+   * append their changes while it is open.
+   */
+  private openSnapshotPoke(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[]): void {
+    const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(this.flushedSeq));
+    writer.start([...state.subs.keys()], targets.map((target) => target.id));
+    state.open = { writer, scans: targets.map((target) => ({ target, after: undefined, done: false })), seq: this.flushedSeq, mutations: [] };
+    state.attachment.streaming = true;
+    this.saveAttachment(ws, state);
+    this.pumpSnapshot(ws, state);
+  }
+
+  /** Reads snapshot pages into the open poke while the socket has window; ends the poke when every scan is done. */
+  private pumpSnapshot(ws: WebSocket, state: SocketState): void {
+    const open = state.open;
+    if (open === undefined) return;
+    let scan = open.scans.find((candidate) => !candidate.done);
+    try {
+      while (scan !== undefined && state.unacked < SNAPSHOT_WINDOW_CHARS) {
+        const sub = state.subs.get(scan.target.id);
+        if (sub === undefined) {
+          scan.done = true; // unsubscribed meanwhile
+        } else {
+          for (const raw of readSnapshotPage(this.sql, scan)) {
+            const row: Record<string, unknown> = {};
+            for (const column of sub.columns) {
+              const value = raw[column];
+              row[column] = value instanceof ArrayBuffer ? hex(value) : value;
+            }
+            this.addOp(open.writer, sub, "put", encodePutTail(row[sub.key] as string | number, row));
+          }
+        }
+        if (scan.done) scan = open.scans.find((candidate) => !candidate.done);
+      }
+      if (scan !== undefined) return; // the next ack reads on
+      state.open = undefined;
+      delete state.attachment.streaming;
+      this.saveAttachment(ws, state);
+      open.writer.end({ seq: open.seq, epoch: this.epochValue }, open.mutations);
+    } catch (error) {
+      state.open = undefined;
+      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
+      // A row larger than a frame: the error frame also tells the client to
+      // drop the open poke, and the client subscribes the other subscriptions
+      // it covered again. Outcomes it carried still reach the writer.
+      delete state.attachment.streaming;
+      if (scan !== undefined) this.endSubscription(ws, state, scan.target.id, error);
+      this.sendOutcomesOnly(ws, state, open.mutations, open.seq);
       return;
     }
-    const writer = new PokeWriter(send, this.nextPokeId(through)).start([sub.id], [sub.id]);
-    const { sql, params } = whereToSql(sub.where);
-    const cursorRows = this.sql.exec(`SELECT ${sub.columns.map(quoteIdent).join(", ")} FROM ${quoteIdent(sub.table)} WHERE ${sql}`, ...params);
-    for (const raw of cursorRows) {
-      const row: Record<string, unknown> = {};
-      for (const column of sub.columns) {
-        const value = raw[column];
-        row[column] = value instanceof ArrayBuffer ? hex(value) : value;
+    for (const next of state.waiting.splice(0)) {
+      if (state.open) {
+        state.waiting.push(next);
+        continue;
       }
-      this.addOp(writer, sub, "put", encodePutTail(row[sub.key] as string | number, row));
+      void next();
     }
-    writer.end(end);
   }
 
   private addOp(writer: PokeWriter, sub: ResolvedSubscription, op: "put" | "del", tail: string): void {
@@ -798,14 +870,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       changes = coalesceLog(readLog(this.sql, from, through), this.keys)!;
       for (const change of changes.values()) changedTables.add(change.table);
     }
-    const groups = new Map<string, Array<["put" | "del", string]>>();
+    const groups = new Map<string, GroupOp[]>();
     const end: Cursor = { seq: through, epoch: this.epochValue };
     for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
       const state = this.socketState(ws);
       if (state === null) continue;
       if (!this.checkExpiry(ws, state)) continue;
       const mutations = outcomes?.get(ws);
-      const perSub: Array<[ResolvedSubscription, Array<["put" | "del", string]>]> = [];
+      const perSub: Array<[ResolvedSubscription, GroupOp[]]> = [];
       for (const sub of state.subs.values()) {
         if (!changedTables.has(sub.table)) continue;
         let ops = groups.get(sub.group);
@@ -813,11 +885,15 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
           ops = [];
           for (const change of changes.values()) {
             const op = this.diffOp(sub, change);
-            if (op) ops.push(op);
+            if (op) ops.push([op[0], op[1], change.key]);
           }
           groups.set(sub.group, ops);
         }
         if (ops.length > 0) perSub.push([sub, ops]);
+      }
+      if (state.open) {
+        this.appendToOpenPoke(ws, state, perSub, through, mutations);
+        continue;
       }
       if (perSub.length === 0 && mutations === undefined) continue;
       this.sendPoke(ws, state, perSub, end, mutations);
@@ -833,7 +909,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private sendPoke(
     ws: WebSocket,
     state: SocketState,
-    perSub: Array<[ResolvedSubscription, Array<["put" | "del", string]>]>,
+    perSub: Array<[ResolvedSubscription, GroupOp[]]>,
     end: Cursor,
     mutations: MutationResult[] | undefined,
   ): void {
@@ -858,6 +934,43 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     } catch (error) {
       if (error instanceof SlowConsumer) this.closeSlowConsumer(ws);
       // Otherwise the socket closed mid-poke; the client resumes from its last complete poke.
+    }
+  }
+
+  /**
+   * A flush while a snapshot streams on the socket: the changes go into the
+   * open poke (for a subscription being scanned, only keys the scan has
+   * passed), the outcomes into its end, and the poke's cursor moves on.
+   */
+  private appendToOpenPoke(ws: WebSocket, state: SocketState, perSub: Array<[ResolvedSubscription, GroupOp[]]>, through: number, mutations: MutationResult[] | undefined): void {
+    const open = state.open!;
+    try {
+      for (const [sub, ops] of perSub) {
+        for (const [op, tail, key] of ops) {
+          if (coveredByPoke(open, sub.id, key)) this.addOp(open.writer, sub, op, tail);
+        }
+      }
+    } catch (error) {
+      state.open = undefined;
+      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
+      delete state.attachment.streaming;
+      const failed = perSub.find(([sub, ops]) => ops.some(([op, tail]) => !open.writer.fits(encodeRowOp(op, sub.id, tail))));
+      if (failed) this.endSubscription(ws, state, failed[0].id, error);
+      open.mutations.push(...(mutations ?? []));
+      this.sendOutcomesOnly(ws, state, open.mutations, through);
+      return;
+    }
+    if (mutations) open.mutations.push(...mutations);
+    open.seq = through;
+  }
+
+  /** Outcomes whose poke had to be dropped still reach the writer, in a poke without rows. */
+  private sendOutcomesOnly(ws: WebSocket, state: SocketState, mutations: MutationResult[], seq: number): void {
+    if (mutations.length === 0) return;
+    try {
+      new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(seq)).start([]).end({ seq, epoch: this.epochValue }, mutations);
+    } catch {
+      this.closeSlowConsumer(ws);
     }
   }
 
@@ -912,18 +1025,15 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       if (state === null) continue;
       // An expired token gets nothing more, not even a reset.
       if (!this.checkExpiry(ws, state)) continue;
-      this.sendFrame(ws, state, this.helloFrame(state.attachment.room));
-      for (const sub of state.subs.values()) {
-        try {
-          this.sendInitialPoke(this.pokeSender(ws, state), sub, undefined);
-        } catch (error) {
-          if (error instanceof SlowConsumer) {
-            this.closeSlowConsumer(ws);
-            break;
-          }
-          this.endSubscription(ws, state, sub.id, error);
-        }
+      if (state.open) {
+        // A poke of the old history is half sent: it cannot be completed honestly.
+        closeQuietly(ws, CLOSE_CODES.INTERRUPTED, "new epoch");
+        this.sockets.delete(ws);
+        continue;
       }
+      this.sendFrame(ws, state, this.helloFrame(state.attachment.room));
+      // One poke resets every subscription of the socket, streamed.
+      if (state.subs.size > 0) this.openSnapshotPoke(ws, state, [...state.subs.values()]);
     }
   }
 

@@ -20,8 +20,13 @@ export interface PokeBufferLimits {
   maxOps: number;
 }
 
-/** 64 MB of part text or 2,000,000 ops, whichever comes first. */
-export const DEFAULT_POKE_BUFFER_LIMITS: PokeBufferLimits = { maxChars: 64 * 1024 * 1024, maxOps: 2_000_000 };
+/**
+ * 512 Mi characters of part text or 8,000,000 ops, whichever comes first: a
+ * snapshot is one poke, so this is also the largest shape a client accepts
+ * (a 1,000,000-row, ~100 MB shape fits). Lower it on small devices
+ * (`limits.maxPokeChars` / `maxPokeOps` of `LunoraClient`).
+ */
+export const DEFAULT_POKE_BUFFER_LIMITS: PokeBufferLimits = { maxChars: 512 * 1024 * 1024, maxOps: 8_000_000 };
 
 /**
  * How many dropped poke ids are remembered so their remaining frames are
@@ -52,7 +57,7 @@ export type PokeStep =
    * The open poke was dropped (protocol violation or bound hit). Nothing of it
    * may be applied; `subs` must be reset and subscribed again without cursor.
    */
-  | { kind: "dropped"; subs: string[]; error: LunoraError };
+  | { kind: "dropped"; subs: string[]; error: LunoraError; resets?: string[] };
 
 interface OpenPoke {
   pokeId: string;
@@ -128,13 +133,15 @@ export class PokeBuffer {
     poke.ops += frame.ops.length;
     if (poke.chars > this.#limits.maxChars || poke.ops > this.#limits.maxOps) {
       this.#drop(poke.pokeId);
-      return dropped(
+      const step = dropped(
         [...poke.subs],
         new LunoraError("QUOTA_EXCEEDED", `poke "${poke.pokeId}" exceeds the client's poke buffer bound`, {
           maxChars: this.#limits.maxChars,
           maxOps: this.#limits.maxOps,
         }),
       );
+      // The subscriptions it resets are the ones whose snapshot is too big.
+      return { ...step, resets: [...poke.resets] } as PokeStep;
     }
 
     for (const op of frame.ops) {

@@ -476,6 +476,15 @@ export class RoomConnection {
         for (const id of step.subs) {
           const entry = this.#subs.get(id);
           if (!entry) continue;
+          if (step.error.code === "QUOTA_EXCEEDED" && step.resets?.includes(id)) {
+            // Its snapshot does not fit this client's bound: asking again would
+            // fetch it again, forever. It stays failed (told to the collection)
+            // and ignores pokes until a later connection subscribes it anew.
+            this.#notify(entry, step.error);
+            entry.awaitingReset = true;
+            this.#sendIfOpen({ type: "unsubscribe", id });
+            continue;
+          }
           // A bound hit will likely repeat on the snapshot: tell the collection so
           // it stops waiting. A protocol violation is the room's bug; the reset
           // heals it without bothering the app.

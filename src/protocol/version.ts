@@ -26,6 +26,12 @@ export const CLOSE_CODES = {
    * unacknowledged poke text). It reconnects and resumes from its cursors.
    */
   SLOW_CONSUMER: 4009,
+  /**
+   * The room lost the state of a poke it was streaming (the object was
+   * evicted mid-snapshot, or a new epoch began under it). The client
+   * reconnects and resumes from its cursors.
+   */
+  INTERRUPTED: 4010,
 } as const;
 
 /**

@@ -117,6 +117,18 @@ export class RawSocket {
     }
   }
 
+  /** Acknowledges everything received so far (after a pause with `acknowledge = false`). */
+  ackNow(): void {
+    if (this.unacked === 0) return;
+    this.send({ type: "ack", received: this.unacked });
+    this.unacked = 0;
+  }
+
+  /** Characters received and not yet acknowledged. */
+  get unacknowledged(): number {
+    return this.unacked;
+  }
+
   send(frame: ClientFrame | string): void {
     this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
   }
