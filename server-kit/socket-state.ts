@@ -1,4 +1,6 @@
-import { utf8Length, type Source } from "../src/protocol/index.js";
+import { LunoraError, utf8Length, type ErrorBody, type Source } from "../src/protocol/index.js";
+import type { OpenPoke } from "./snapshots.js";
+import type { ResolvedSubscription } from "./subscriptions.js";
 
 /** A subscription as the socket remembers it: the name it reads and its VALIDATED args (never the client's raw ones). */
 export interface StoredSubscription {
@@ -82,4 +84,52 @@ export function sendQuietly(ws: WebSocket, frame: string): boolean {
   } catch {
     return false; // the peer went away mid-flush; its close handler cleans up
   }
+}
+
+/** What the room keeps in memory for one sync socket while the object is awake (rebuilt from the attachment on wake). */
+export interface SocketState {
+  attachment: SocketAttachment;
+  /** What the attachment stores, by subscription id (a Map: ids are client-chosen strings). */
+  stored: Map<string, StoredSubscription>;
+  subs: Map<string, ResolvedSubscription>;
+  protocolErrors: number;
+  /** Characters of frames sent and not yet acknowledged (in memory: zero after a wake, when nothing is in flight). */
+  unacked: number;
+  /**
+   * Characters an `ack` may claim beyond `unacked`. An honest client may
+   * still count up to one ack interval of text it received before the object
+   * was evicted, which a rebuilt state no longer knows about; a fresh socket
+   * has none. Beyond that, an ack claims text the room never sent: it is a
+   * protocol error and does not loosen flow control.
+   */
+  ackCredit: number;
+  /** The poke open while a snapshot streams (see snapshots.ts); flushes append to it. */
+  open?: OpenPoke;
+  /** Work that must wait for the open poke to end (subscribes, in arrival order). Bounded by the subscription limit. */
+  waiting: Array<() => unknown>;
+}
+
+export function errorFrame(error: ErrorBody, sub?: string): string {
+  return JSON.stringify(sub === undefined ? { type: "error", error } : { type: "error", sub, error });
+}
+
+export function toLunoraError(error: unknown): LunoraError {
+  if (error instanceof LunoraError) return error;
+  // Uncoded exceptions are the room's bug, not the client's: report them
+  // without their message, which may contain internals.
+  console.error("lunora: unexpected error", error);
+  return new LunoraError("INTERNAL", "internal error");
+}
+
+/** Thrown by a poke sender when the socket's unacknowledged text exceeds the bound. */
+export class SlowConsumer extends Error {}
+
+/** Answers an upgrade with a coded error frame and a close, on a socket that is never hibernated. */
+export function refuse(error: LunoraError, closeCode: number): Response {
+  const pair = new WebSocketPair();
+  const server = pair[1];
+  server.accept();
+  server.send(errorFrame(error.toBody()));
+  server.close(closeCode, error.code);
+  return new Response(null, { status: 101, webSocket: pair[0] });
 }

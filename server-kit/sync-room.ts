@@ -10,7 +10,6 @@ import {
   parseClientFrame,
   type ClientFrame,
   type Cursor,
-  type ErrorBody,
   type MutationResult,
   type Subscribe,
 } from "../src/protocol/index.js";
@@ -29,24 +28,30 @@ import {
   type KeyChange,
   type TableInfo,
 } from "./change-log.js";
-import type { LunoraContext, LunoraOptions, ShapeDefinition, TableDefinition } from "./definitions.js";
-import { PokeWriter, encodeDelTail, encodePutTail, encodeRowOp } from "./poke-writer.js";
+import type { LunoraOptions, ShapeDefinition, TableDefinition } from "./definitions.js";
+import { PokeWriter, encodePutTail, encodeRowOp } from "./poke-writer.js";
 import {
   MAX_ATTACHMENT_BYTES,
+  SlowConsumer,
   attachmentSize,
   closeQuietly,
+  errorFrame,
   readAttachment,
+  refuse,
   sendQuietly,
   sourceName,
+  toLunoraError,
   type SocketAttachment,
+  type SocketState,
   type StoredSubscription,
 } from "./socket-state.js";
 import { validateWithSchema } from "./validate.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
 import { LunoraDb } from "./db.js";
-import { SNAPSHOT_WINDOW_CHARS, coveredByPoke, readSnapshotPage, type OpenPoke } from "./snapshots.js";
-import { applyPush, installWatermarkTables, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
-import { andWhere, compileWhere, matchesWhere, quoteIdent, whereToSql, type CompiledWhere } from "./where.js";
+import { checkArgsBounds, membershipOp, resolveSubscription, type GroupOp, type ResolvedSubscription } from "./subscriptions.js";
+import { SNAPSHOT_WINDOW_CHARS, coveredByPoke, readSnapshotPage } from "./snapshots.js";
+import { installWatermarkTables, type ServerMutatorDefinition } from "./mutators.js";
+import { PushQueue } from "./pushes.js";
 
 /** Tag of every hibernatable socket Lunora accepts; other sockets belong to the room's own code. */
 export const SYNC_SOCKET_TAG = "lunora";
@@ -62,73 +67,10 @@ const DEFAULTS = {
   maxUnackedChars: 8 * 1024 * 1024,
 };
 
-/** A subscription with its predicate resolved against the socket's identity. */
-interface ResolvedSubscription {
-  id: string;
-  table: string;
-  key: string;
-  columns: string[];
-  where: CompiledWhere;
-  /** Subscriptions with equal groups receive identical ops, computed once per flush. */
-  group: string;
-}
-
-interface SocketState {
-  attachment: SocketAttachment;
-  /** What the attachment stores, by subscription id (a Map: ids are client-chosen strings). */
-  stored: Map<string, StoredSubscription>;
-  subs: Map<string, ResolvedSubscription>;
-  protocolErrors: number;
-  /** Characters of frames sent and not yet acknowledged (in memory: zero after a wake, when nothing is in flight). */
-  unacked: number;
-  /**
-   * Characters an `ack` may claim beyond `unacked`. An honest client may
-   * still count up to one ack interval of text it received before the object
-   * was evicted, which a rebuilt state no longer knows about; a fresh socket
-   * has none. Beyond that, an ack claims text the room never sent: it is a
-   * protocol error and does not loosen flow control.
-   */
-  ackCredit: number;
-  /** The poke open while a snapshot streams (see snapshots.ts); flushes append to it. */
-  open?: OpenPoke;
-  /** Work that must wait for the open poke to end (subscribes, in arrival order). Bounded by the subscription limit. */
-  waiting: Array<() => unknown>;
-}
-
 type Send = (frame: string) => void;
-
-/** One subscription group's op for one changed key, serialized once per flush. */
-type GroupOp = [op: "put" | "del", tail: string, key: string | number];
-
-function errorFrame(error: ErrorBody, sub?: string): string {
-  return JSON.stringify(sub === undefined ? { type: "error", error } : { type: "error", sub, error });
-}
-
-function toLunoraError(error: unknown): LunoraError {
-  if (error instanceof LunoraError) return error;
-  // Uncoded exceptions are the room's bug, not the client's: report them
-  // without their message, which may contain internals.
-  console.error("lunora: unexpected error", error);
-  return new LunoraError("INTERNAL", "internal error");
-}
 
 function hex(buffer: ArrayBuffer): string {
   return [...new Uint8Array(buffer)].map((byte) => byte.toString(16).padStart(2, "0")).join("").toUpperCase();
-}
-
-function sameProjection(a: Record<string, unknown>, b: Record<string, unknown>, columns: string[]): boolean {
-  for (const column of columns) {
-    const x = a[column];
-    const y = b[column];
-    if (x !== y && JSON.stringify(x) !== JSON.stringify(y)) return false;
-  }
-  return true;
-}
-
-function project(row: Record<string, unknown>, columns: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const column of columns) out[column] = row[column] ?? null;
-  return out;
 }
 
 /**
@@ -152,11 +94,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private pokeCounter = 0;
   private flushScheduled = false;
   /** Pushes are applied one batch at a time, in arrival order, across all sockets. */
-  private pushQueue: Promise<void> = Promise.resolve();
-  private queuedPushes = 0;
-  private applyingPush = false;
-  private pendingOutcomes = new Map<WebSocket, MutationResult[]>();
-  private outcomeFlushTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly pushes: PushQueue<Env>;
 
   /**
    * Row helpers over the synced tables for the room's own code. Writes made
@@ -175,6 +113,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.shapeDefs = new Map(Object.entries(options.shapes ?? {}));
     this.db = new LunoraDb(this.sql, (table) => this.syncedTableInfo(table), () => this.scheduleFlush());
     this.trackTransactions(ctx.storage);
+    this.pushes = new PushQueue({
+      sql: this.sql,
+      storage: ctx.storage,
+      mutators: (options.mutators ?? {}) as Record<string, ServerMutatorDefinition>,
+      env,
+      db: this.db,
+      flush: (outcomes) => this.flush(outcomes),
+    });
     // Keepalive pings are answered by the runtime without waking the object.
     // Kept if the room's own code already set an auto-response.
     if (ctx.getWebSocketAutoResponse() === null) {
@@ -273,7 +219,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private scheduleFlush(): void {
     // While a push is applied its own flush carries the rows together with
     // the outcomes; an earlier flush would split them.
-    if (this.flushScheduled || this.applyingPush) return;
+    if (this.flushScheduled || this.pushes.applying) return;
     this.flushScheduled = true;
     queueMicrotask(() => {
       this.flushScheduled = false;
@@ -409,7 +355,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.sockets.set(ws, state);
     for (const sub of attachment.subs) {
       try {
-        state.subs.set(sub.id, this.resolve(sub.id, sub.source, sub.args, attachment));
+        state.subs.set(sub.id, this.resolveSubscription(sub.id, sub.source, sub.args, attachment));
         state.stored.set(sub.id, sub);
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
@@ -527,80 +473,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         }
         return;
       case "push":
-        return this.onPush(ws, state, frame);
+        return this.pushes.enqueue(ws, state.attachment, frame);
       case "ack":
         return this.onAck(ws, state, frame.received);
     }
-  }
-
-  /**
-   * Applies a batch of writes in order, exactly once per (identity, clientId,
-   * clientSeq), then flushes: the outcomes ride in the same poke as the rows
-   * they produced (a poke with no rows when no subscription sees them).
-   */
-  private onPush(ws: WebSocket, state: SocketState, frame: Extract<ClientFrame, { type: "push" }>): Promise<void> {
-    const MAX_QUEUED_PUSHES = 256;
-    if (this.queuedPushes >= MAX_QUEUED_PUSHES) {
-      // Bounded: the writer retries these later (transient), nothing is lost.
-      const results: MutationResult[] = frame.mutations.map((mutation) => ({
-        clientSeq: mutation.clientSeq,
-        status: "error",
-        error: { code: "QUOTA_EXCEEDED", message: "the room is busy; retry" },
-      }));
-      this.flush(new Map([[ws, results]]));
-      return Promise.resolve();
-    }
-    this.queuedPushes++;
-    const run = async () => {
-      this.applyingPush = true;
-      try {
-        const mutators = (this.options.mutators ?? {}) as Record<string, ServerMutatorDefinition>;
-        const { auth, room, identity } = state.attachment;
-        const results = await applyPush(
-          {
-            sql: this.sql,
-            transactionSync: (fn) => this.ctx.storage.transactionSync(fn),
-            mutators,
-            identity,
-            clientId: frame.clientId,
-            makeContext: (clientId, clientSeq): MutationContext => ({ auth, room, env: this.env, db: this.db, sql: this.sql, clientId, clientSeq }),
-          },
-          frame.mutations,
-        );
-        const pending = this.pendingOutcomes.get(ws);
-        if (pending) pending.push(...results);
-        else this.pendingOutcomes.set(ws, results);
-      } catch (error) {
-        console.error("lunora: push failed", error);
-      } finally {
-        this.queuedPushes--;
-        // Group commit: while more pushes wait, keep going; the last one
-        // flushes once for all of them (outcomes still ride with their rows).
-        if (this.queuedPushes === 0) {
-          this.applyingPush = false;
-          this.scheduleOutcomeFlush();
-        }
-      }
-    };
-    const next = this.pushQueue.then(run);
-    this.pushQueue = next;
-    return next;
-  }
-
-  /**
-   * Group commit. The runtime delivers one socket message at a time, so
-   * pushes never queue up inside the object; under load they queue in the
-   * runtime instead. Flushing on the next macrotask rather than at once lets
-   * the pushes already waiting run first, so one flush (one poke per socket)
-   * carries all of them. Idle, the timer fires at once and nothing stays
-   * pending.
-   */
-  private scheduleOutcomeFlush(): void {
-    if (this.outcomeFlushTimer !== undefined) return;
-    this.outcomeFlushTimer = setTimeout(() => {
-      this.outcomeFlushTimer = undefined;
-      this.flush();
-    }, 0);
   }
 
   private async subscribe(ws: WebSocket, state: SocketState, frame: Subscribe): Promise<void> {
@@ -636,7 +512,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     let resolved: ResolvedSubscription;
     try {
-      resolved = this.resolve(id, sourceName(source), args, state.attachment);
+      resolved = this.resolveSubscription(id, sourceName(source), args, state.attachment);
     } catch (error) {
       return fail(error);
     }
@@ -672,39 +548,15 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), id));
   }
 
-  /**
-   * Turns a subscription's source and validated args into a checked
-   * predicate and projection for this identity. Throws coded errors:
-   * `SHAPE_NOT_FOUND`, `FORBIDDEN` (read rule returned false or `where` threw
-   * FORBIDDEN), `INVALID_ARGS` (predicate names unknown columns).
-   */
-  private resolve(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment): ResolvedSubscription {
-    const ctx: LunoraContext<Auth, Env> = { auth: attachment.auth as Auth, room: attachment.room, env: this.env };
-    let tableName: string;
-    let shape: ShapeDefinition | undefined;
-    if ("list" in source) {
-      const def = Object.hasOwn(this.options.tables, source.list) ? this.tableDefs.get(source.list) : undefined;
-      // Tables are not lists unless the room says so (`list: true`).
-      if (def === undefined || def.list !== true) throw new LunoraError("SHAPE_NOT_FOUND", `unknown list "${source.list}"`);
-      tableName = source.list;
-    } else {
-      shape = Object.hasOwn(this.options.shapes ?? {}, source.shape) ? this.shapeDefs.get(source.shape) : undefined;
-      if (shape === undefined) throw new LunoraError("SHAPE_NOT_FOUND", `unknown shape "${source.shape}"`);
-      tableName = shape.table;
-    }
-    const def = this.tableDefs.get(tableName)!;
-    const info = this.tableInfo(tableName);
-    const read = def.read ? def.read(ctx) : true;
-    if (read === false) throw new LunoraError("FORBIDDEN", `not allowed to read "${tableName}"`);
-    let where = compileWhere(read, info.columns);
-    if (shape?.where) where = andWhere(where, compileWhere(shape.where(ctx, args as never), info.columns));
-    const wanted = shape?.columns ?? def.columns ?? [...info.columns.keys()];
-    const columns = [...new Set([info.key, ...wanted])];
-    for (const column of columns) {
-      if (!info.columns.has(column)) throw new LunoraError("INTERNAL", `column "${column}" of "${tableName}" does not exist`);
-    }
-    // JSON of the column list, not a join: a column name may contain a comma.
-    return { id, table: tableName, key: info.key, columns, where, group: JSON.stringify([tableName, where, columns]) };
+  /** See {@link resolveSubscription}. */
+  private resolveSubscription(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment): ResolvedSubscription {
+    return resolveSubscription<Auth, Env>(
+      { options: this.options, tables: this.tableDefs, shapes: this.shapeDefs, env: this.env, tableInfo: (name) => this.tableInfo(name) },
+      id,
+      source,
+      args,
+      attachment,
+    );
   }
 
   /**
@@ -726,7 +578,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       const changes = coalesceLog(readLog(this.sql, cursor.seq, through), this.keys)!;
       const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(through)).start([sub.id]);
       for (const change of changes.values()) {
-        const op = this.diffOp(sub, change);
+        const op = membershipOp(sub, change);
         if (op) this.addOp(writer, sub, op[0], op[1]);
       }
       writer.end({ seq: through, epoch: this.epochValue });
@@ -803,18 +655,6 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
   }
 
-  /** One key's change as seen by one subscription: enter/change → put, leave → del, else nothing. */
-  private diffOp(sub: ResolvedSubscription, change: KeyChange): ["put" | "del", string] | null {
-    if (change.table !== sub.table) return null;
-    const before = change.before !== null && matchesWhere(sub.where, change.before);
-    const after = change.after !== null && matchesWhere(sub.where, change.after);
-    if (after) {
-      if (before && sameProjection(change.before!, change.after!, sub.columns)) return null;
-      return ["put", encodePutTail(change.key, project(change.after!, sub.columns))];
-    }
-    return before ? ["del", encodeDelTail(change.key)] : null;
-  }
-
   private nextPokeId(seq: number): string {
     this.pokeCounter = (this.pokeCounter + 1) % 1_000_000;
     return `${seq.toString(36)}.${this.pokeCounter.toString(36)}`;
@@ -835,22 +675,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   flush(outcomes?: Map<WebSocket, MutationResult[]>): void {
     this.ensureReady();
     this.flushScheduled = false;
-    // Outcomes waiting for the group-commit flush go out with any flush, so
-    // they always ride with the rows they produced.
-    if (this.pendingOutcomes.size > 0) {
-      for (const [ws, results] of outcomes ?? []) {
-        const pending = this.pendingOutcomes.get(ws);
-        if (pending) pending.push(...results);
-        else this.pendingOutcomes.set(ws, results);
-      }
-      outcomes = this.pendingOutcomes;
-      this.pendingOutcomes = new Map();
-    }
     if (this.openTransactions > 0) {
       // Not committed yet: the transaction's end flushes (outcomes wait with it).
-      if (outcomes) for (const [ws, results] of outcomes) this.pendingOutcomes.set(ws, [...(this.pendingOutcomes.get(ws) ?? []), ...results]);
+      for (const [ws, results] of outcomes ?? []) this.pushes.hold(ws, results);
       return;
     }
+    // Outcomes waiting for the group-commit flush go out with any flush, so
+    // they always ride with the rows they produced.
+    outcomes = this.pushes.take(outcomes);
     const logEnd = maxLogSeq(this.sql);
     if (logEnd < this.flushedSeq) {
       // Rows already sent were rolled back (a flush ran inside a transaction
@@ -884,7 +716,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         if (ops === undefined) {
           ops = [];
           for (const change of changes.values()) {
-            const op = this.diffOp(sub, change);
+            const op = membershipOp(sub, change);
             if (op) ops.push([op[0], op[1], change.key]);
           }
           groups.set(sub.group, ops);
@@ -1045,42 +877,4 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   }
 }
 
-/** Thrown by a poke sender when the socket's unacknowledged text exceeds the bound. */
-class SlowConsumer extends Error {}
 
-/** Answers an upgrade with a coded error frame and a close, on a socket that is never hibernated. */
-function refuse(error: LunoraError, closeCode: number): Response {
-  const pair = new WebSocketPair();
-  const server = pair[1];
-  server.accept();
-  server.send(errorFrame(error.toBody()));
-  server.close(closeCode, error.code);
-  return new Response(null, { status: 101, webSocket: pair[0] });
-}
-
-/** Bounds on a shape's raw args, checked before any schema sees them. */
-const MAX_ARGS_DEPTH = 32;
-const MAX_ARGS_CHARS = 8 * 1024;
-
-/**
- * Rejects args too deep or too large to be anything but junk with
- * `INVALID_ARGS` — iteratively, so a 100,000-deep value cannot overflow the
- * stack of the schema that would walk it next.
- */
-function checkArgsBounds(args: unknown, shape: string): void {
-  const invalid = (why: string) => new LunoraError("INVALID_ARGS", `args of shape "${shape}" ${why}`);
-  const stack: Array<[unknown, number]> = [[args, 0]];
-  let seen = 0;
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
-    if (depth > MAX_ARGS_DEPTH) throw invalid(`are nested deeper than ${MAX_ARGS_DEPTH}`);
-    if (typeof value === "string") seen += value.length;
-    else if (typeof value === "object" && value !== null) {
-      for (const [key, child] of Object.entries(value)) {
-        seen += key.length + 1;
-        stack.push([child, depth + 1]);
-      }
-    } else seen += 8;
-    if (seen > MAX_ARGS_CHARS) throw invalid(`are larger than ${MAX_ARGS_CHARS} characters`);
-  }
-}
