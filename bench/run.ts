@@ -32,6 +32,7 @@ import { runBundleSize } from "./bundle-size.js";
 import { runRemoteVisible } from "./w2-remote-visible.js";
 import { runReplay } from "./w3-replay.js";
 import { runBoot } from "./w5-boot.js";
+import { runBigShapes } from "./w7-big-shapes.js";
 
 configureIndexDevMode({ enabled: false });
 
@@ -52,6 +53,12 @@ const WORKLOADS: Workload[] = [
   { id: "w4", title: "W4 resume bytes", metrics: ["resume_bytes", "snapshot_bytes", "changed_final_state_bytes"], run: runResumeBytes },
   { id: "w5", title: "W5 boot from cache", metrics: ["boot_cache_ms", "boot_network_ms", "boot_ready_before_socket"], run: runBoot },
   { id: "w6", title: "W6 idle wakes", metrics: ["idle_wakes"], run: runIdleWakes },
+  {
+    id: "w7",
+    title: "W7 shapes of any size",
+    metrics: ["big_rows", "big_eager_first_result_ms", "big_eager_bytes", "big_eager_heap_mb", "big_1m_rows", "big_1m_snapshot_ms", "big_1m_bytes", "big_1m_room_rss_before_mb", "big_1m_room_rss_peak_mb"],
+    run: runBigShapes,
+  },
   { id: "bundle", title: "bundle size", metrics: ["bundle_gzip_bytes"], run: runBundleSize },
 ];
 
@@ -139,7 +146,8 @@ async function main(): Promise<void> {
           console.log(`  ${result.map((m) => `${m.name}=${m.value}`).join("  ")}  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
         }
       } catch (error) {
-        const reason = `failed: ${error instanceof Error ? error.message : String(error)}`;
+        const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : "";
+        const reason = `failed: ${error instanceof Error ? error.message : String(error)}${cause}`;
         for (const name of workload.metrics) notMeasured[name] = reason;
         console.log(`  ${reason}`);
         if (process.env.BENCH_DEBUG) console.error(error);

@@ -108,6 +108,26 @@ export const GOALS: GoalRow[] = [
     met: (m) => m.idle_wakes === 0,
   },
   {
+    label: (m) => `W7 eager ${m.big_rows ?? "?"}-row shape: first top-50 result, ms`,
+    ours: "big_eager_first_result_ms",
+    goal: "completes",
+    met: (m) => has(m, "big_eager_first_result_ms"),
+  },
+  {
+    label: (m) => `W7 ${m.big_1m_rows ?? "?"}-row snapshot (raw client), ms`,
+    ours: "big_1m_snapshot_ms",
+    goal: "completes",
+    met: (m) => has(m, "big_1m_snapshot_ms"),
+  },
+  {
+    label: "W7 workerd RSS during the 1M snapshot, MiB — peak vs before",
+    ours: "big_1m_room_rss_peak_mb",
+    peer: "big_1m_room_rss_before_mb",
+    peerLabel: "before",
+    goal: "peak − before < 64 MiB (shape ≈ 100 MB)",
+    met: (m) => m.big_1m_room_rss_peak_mb - m.big_1m_room_rss_before_mb < 64,
+  },
+  {
     label: "client bundle, bytes gzip -9",
     ours: "bundle_gzip_bytes",
     peer: "bundle_peers_gzip_bytes",

@@ -267,7 +267,7 @@ export async function startLocalWorker(options: StartLocalWorkerOptions): Promis
       fetch: (input, init) => {
         if (stopped) return Promise.reject(new Error("startLocalWorker: fetch() called after stop()"));
         if (input instanceof Request) return fetch(input, init);
-        return fetch(new URL(String(input), url), init);
+        return fetchOnLiveConnection(new URL(String(input), url), init);
       },
       miniflare: () => {
         if (!current) {
@@ -287,4 +287,24 @@ export async function startLocalWorker(options: StartLocalWorkerOptions): Promis
 async function isFile(file: string): Promise<boolean> {
   if (!existsSync(file)) return false;
   return (await stat(file)).isFile();
+}
+
+/**
+ * `fetch` that survives a stale keep-alive connection. Node's fetch pools
+ * connections and drops idle ones on a timer; when the event loop was busy
+ * (a test applying a big snapshot) that timer runs late, the pooled
+ * connection was already closed by the local server, and the request fails
+ * with "other side closed" before any byte of a response — the request never
+ * reached the Worker. Like a browser, send it again once on a new connection.
+ * Only for bodies that can be sent twice (no streams).
+ */
+async function fetchOnLiveConnection(url: URL, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    const code = (error as { cause?: { code?: string } }).cause?.code;
+    const replayable = init?.body === undefined || init.body === null || typeof init.body === "string" || init.body instanceof ArrayBuffer || ArrayBuffer.isView(init.body);
+    if (code !== "UND_ERR_SOCKET" || !replayable) throw error;
+    return fetch(url, init);
+  }
 }
