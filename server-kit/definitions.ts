@@ -160,6 +160,15 @@ type ShapeRow<O extends LunoraOptions, S> = S extends ShapeDefinition<infer Tabl
     : AnyRow
   : AnyRow;
 
+/** A list's row: the table's row, projected to its declared `columns` (plus the key). */
+type ListRow<T> = T extends { columns: infer Columns; key: infer Key }
+  ? [Columns] extends [readonly string[]]
+    ? string extends Columns[number]
+      ? RowOf<T>
+      : Pick<RowOf<T>, Extract<Columns[number] | Key, keyof RowOf<T>>>
+    : RowOf<T>
+  : RowOf<T>;
+
 type ShapeArgs<S> = S extends ShapeDefinition<any, infer Args> ? (Args extends StandardSchemaV1 ? StandardSchemaV1.InferInput<Args> : undefined) : never;
 
 /**
@@ -172,7 +181,8 @@ type ShapeArgs<S> = S extends ShapeDefinition<any, infer Args> ? (Args extends S
  * ```
  */
 export type InferLunoraApi<O extends LunoraOptions> = {
-  tables: { [T in keyof O["tables"] & string]: RowOf<O["tables"][T]> };
+  /** The tables clients may list (`list: true`), each row projected to the table's declared `columns`. */
+  tables: { [T in keyof O["tables"] & string as O["tables"][T] extends { list: true } ? T : never]: ListRow<O["tables"][T]> };
   shapes: {
     [S in keyof NonNullable<O["shapes"]> & string]: { args: ShapeArgs<NonNullable<O["shapes"]>[S]>; row: ShapeRow<O, NonNullable<O["shapes"]>[S]> };
   };

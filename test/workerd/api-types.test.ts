@@ -9,6 +9,7 @@ import type { InferLunoraApi } from "../../server-kit/index.js";
 import type { LunoraClient } from "../../src/client/lunora-client.js";
 import { lunoraCollectionOptions } from "../../src/collections/lunora-collection-options.js";
 import type { lunora } from "../fixtures/room/worker.js";
+import { lunora as guarded } from "../fixtures/guarded/worker.js";
 
 type Api = InferLunoraApi<typeof lunora>;
 
@@ -34,6 +35,15 @@ test("row and argument types of lists and shapes come from the room's definition
     lunoraCollectionOptions({ client, shape: { name: "itemsByList", args: { listId: 1 } } });
     // @ts-expect-error — not a table of this room
     lunoraCollectionOptions({ client, list: "nope" });
+    // @ts-expect-error — a synced table that is not listable (reachable through its shapes only)
+    lunoraCollectionOptions({ client, list: "commas" });
   };
   expect(typeof check).toBe("function");
+});
+
+test("only listable tables are lists, with the columns they declare", () => {
+  type GuardedApi = InferLunoraApi<typeof guarded>;
+  expectTypeOf<keyof GuardedApi["tables"]>().toEqualTypeOf<"posts">();
+  expectTypeOf<keyof GuardedApi["shapes"]>().toEqualTypeOf<"postsOfThisRoom" | "notesBody">();
+  expect(Object.keys(guarded.tables)).toEqual(["posts", "notes"]);
 });
