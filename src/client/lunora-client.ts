@@ -221,7 +221,12 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     };
   }
 
-  /** Aggregate status: `idle` (no rooms), else the worst room status. Read synchronously. */
+  /**
+   * Aggregate status: `idle` (no rooms), else the worst room status, not
+   * counting rooms that refuse this client (token, protocol) while another
+   * room works — those are reported through {@link onError} and
+   * {@link roomStatus}. Read synchronously.
+   */
   get status(): ConnectionStatus {
     return this.#status;
   }
@@ -611,7 +616,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
 
   #updateStatus(): void {
     const previous = this.#status;
-    const next = aggregateStatus([...this.#connections.values()].map((connection) => connection.status));
+    const next = aggregateStatus(this.#connections.values());
     if (next === previous) return;
     this.#status = next;
     this.#statusListeners.emit(next, previous);

@@ -156,6 +156,16 @@ export class RoomConnection {
     return this.#status;
   }
 
+  /**
+   * Offline for a reason of its own, not the network's: the room refused the
+   * token, the auth provider is throwing, or the room speaks another protocol
+   * version. Reported through `onError`; it does not drag the aggregate
+   * status of a client whose other rooms work (see `aggregateStatus`).
+   */
+  get refusing(): boolean {
+    return this.#failed || this.#refused !== undefined || this.#authFailure !== undefined;
+  }
+
   /** The room's epoch from its last `hello`. */
   get epoch(): string | undefined {
     return this.#epoch;

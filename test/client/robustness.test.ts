@@ -230,3 +230,28 @@ describe("checkpoints", () => {
     expect(checkpoints.result("default", 1)).toBeUndefined();
   });
 });
+
+describe("aggregate status", () => {
+  it("one room that refuses the token does not show a client whose other room works as offline", async () => {
+    const h = await startHarness({ auth: "revoked-in-b" });
+    void messagesCollection(h.client, { room: "a" }).collection.preload();
+    const b = messagesCollection(h.client, { room: "b" });
+    void b.collection.preload();
+    await eventually(() => expect(h.room.openSockets()).toHaveLength(2));
+    for (const socket of h.room.openSockets()) socket.hello();
+    await eventually(() => expect(h.client.status).toBe("connected"));
+
+    const refuse = () => {
+      for (const socket of h.room.openSockets("b")) socket.close(4001, "revoked");
+    };
+    refuse();
+    // The provider returns the same token: the room refuses it again and the client reports it.
+    await eventually(() => {
+      refuse();
+      expect(h.clientErrors.map((e) => e.error.code)).toContain("UNAUTHENTICATED");
+    });
+    expect(h.client.roomStatus("b")).toBe("offline");
+    expect(h.client.roomStatus("a")).toBe("connected");
+    expect(h.client.status).toBe("connected");
+  });
+});
