@@ -223,8 +223,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
 
   /**
    * Aggregate status: `idle` (no rooms), else the worst room status, not
-   * counting rooms that refuse this client (token, protocol) while another
-   * room works — those are reported through {@link onError} and
+   * counting rooms that refuse this client's token (or whose `auth()`
+   * throws) while another room works — those are reported through {@link onError} and
    * {@link roomStatus}. Read synchronously.
    */
   get status(): ConnectionStatus {

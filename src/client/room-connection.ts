@@ -157,13 +157,14 @@ export class RoomConnection {
   }
 
   /**
-   * Offline for a reason of its own, not the network's: the room refused the
-   * token, the auth provider is throwing, or the room speaks another protocol
-   * version. Reported through `onError`; it does not drag the aggregate
-   * status of a client whose other rooms work (see `aggregateStatus`).
+   * Offline for a reason of this room's own, not the network's: the room
+   * refused the token, or the auth provider is throwing. Reported through
+   * `onError`; it does not drag the aggregate status of a client whose other
+   * rooms work (see `aggregateStatus`). A protocol version mismatch is not
+   * such a reason: the app itself needs an update, and the aggregate says so.
    */
   get refusing(): boolean {
-    return this.#failed || this.#refused !== undefined || this.#authFailure !== undefined;
+    return this.#refused !== undefined || this.#authFailure !== undefined;
   }
 
   /** The room's epoch from its last `hello`. */

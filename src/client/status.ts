@@ -13,8 +13,8 @@ export type RoomStatus = "connecting" | "connected" | "offline";
  * Aggregate status of a {@link LunoraClient}: `idle` while it holds no room,
  * else the worst status among its rooms (`offline` > `connecting` >
  * `connected`) — leaving out rooms that are offline for a reason of their own
- * (a refused token, a throwing auth provider, another protocol version) as
- * long as some other room is not: those are reported through `onError`, and
+ * (a refused token, a throwing auth provider) as long as some other room is
+ * not: those are reported through `onError`, and
  * one such room must not show a working client as `offline`.
  */
 export type ConnectionStatus = "idle" | RoomStatus;
@@ -22,7 +22,7 @@ export type ConnectionStatus = "idle" | RoomStatus;
 /** One room as the aggregate sees it. */
 export interface RoomStatusEntry {
   status: RoomStatus;
-  /** Offline because the room refuses this client, not because of the network. */
+  /** Offline because the room refuses this client's token (or there is none to send), not because of the network. */
   refusing: boolean;
 }
 
