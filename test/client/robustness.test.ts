@@ -255,3 +255,27 @@ describe("aggregate status", () => {
     expect(h.client.status).toBe("connected");
   });
 });
+
+describe("client.close()", () => {
+  it("disposes the write outbox built on the client and closes the query cache", async () => {
+    const { defineCollections, createInMemoryPersistence, alwaysLeader, manualOnlineDetector } = await import("../../src/index.js");
+    const h = await startHarness({ queryCache: createInMemoryQueryCache(), persistence: createInMemoryPersistence() });
+    const db = defineCollections(
+      h.client,
+      {
+        messages: {
+          list: "messages",
+          insert: { mutation: "messages:send", optimistic: (input: { text: string }, id) => ({ id, ...input }), toArgs: (row) => row },
+        },
+      },
+      { leaderElection: alwaysLeader(), onlineDetector: manualOnlineDetector() },
+    );
+    onCleanup(() => db.collections.messages.cleanup());
+    const cache = h.client.queryCache!;
+    await eventually(() => expect(cache.status).toBe("ready"));
+    h.client.close();
+    await eventually(() => expect(cache.status).toBe("closed"));
+    // A disposed outbox refuses new writes instead of queueing them for a client that is gone.
+    expect(() => db.actions.messages({ text: "after close" })).toThrow(expect.objectContaining({ code: "INVALID_ARGS" }));
+  });
+});
