@@ -23,6 +23,19 @@ import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, startFixtureRoom } from "../helpers/fixture-room.js";
 
 const run = promisify(execFile);
+
+/**
+ * The environment for npm in the scratch directories: without the `npm_*`
+ * variables of the `npm test` that runs this file (`npm_config_local_prefix`
+ * names this repository, and must not steer the scratch install into it).
+ */
+function scratchNpmEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!/^npm_/i.test(key) && key !== "INIT_CWD") env[key] = value;
+  }
+  return { ...env, npm_config_loglevel: "error", npm_config_update_notifier: "false" };
+}
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 
@@ -50,15 +63,15 @@ beforeAll(async () => {
   await Promise.all(packageBuilds({ outDir: packageDist, dts: false }).map((options) => build({ ...options, silent: true })));
   await copyFile(path.join(root, "package.json"), path.join(pkg, "package.json"));
   await copyFile(path.join(root, "README.md"), path.join(pkg, "README.md"));
-  const packed = await run(npm, ["pack", "--ignore-scripts", "--json", "--pack-destination", scratch], { cwd: pkg });
+  const packed = await run(npm, ["pack", "--ignore-scripts", "--json", "--pack-destination", scratch], { cwd: pkg, env: scratchNpmEnv() });
   const [{ filename }] = JSON.parse(packed.stdout) as Array<{ filename: string }>;
 
   await writeFile(path.join(app, "package.json"), JSON.stringify({ name: "read-only-app", private: true, type: "module" }));
   const peers = REQUIRED_PEERS.map((name) => `${name}@${manifest.devDependencies[name]}`);
   await run(
     npm,
-    ["install", path.join(scratch, filename), ...peers, "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts", "--no-package-lock"],
-    { cwd: app, env: { ...process.env, npm_config_loglevel: "error" } },
+    ["install", path.join(scratch, filename), ...peers, "--prefix", app, "--no-audit", "--no-fund", "--prefer-offline", "--ignore-scripts", "--no-package-lock"],
+    { cwd: app, env: scratchNpmEnv() },
   );
   worker = await startFixtureRoom();
 }, 180_000);
