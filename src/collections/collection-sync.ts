@@ -73,7 +73,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   readonly #stopIdentityWatch: () => void;
   #lastSyncedAt: number | undefined;
   /** Keeps the room's socket open while the run moves between two views of one room. */
-  #roomHold: (() => void) | undefined;
+  #roomHold: { party: string; room: string; release: () => void } | undefined;
 
   constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
@@ -111,15 +111,19 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    */
   point(target: SyncTarget | undefined): void {
     this.#settleCachedView();
-    this.#releaseRoomHold();
-    const old = this.#subscription;
-    if (old && target && old.party === target.party && old.room === target.room) {
-      // Same room, other view: keep its socket open across the switch (the
-      // old subscription is the last one there, and dropping it would close
-      // the socket only for the next subscribe to open a new one — a new
-      // handshake, a new authentication, and an `idle` flicker in the status).
-      this.#roomHold = this.#options.client.retainRoom(target.room, target.party);
+    // Same room, other view: keep its socket open across the switch. The old
+    // subscription may be the last one there, and dropping it would close the
+    // socket only for the next subscribe to open a new one — a new handshake,
+    // a new authentication, and an `idle` flicker in the status. The room is
+    // also kept when the previous switch is still hydrating from the cache.
+    const previousHold = this.#roomHold;
+    this.#roomHold = undefined;
+    const current = this.#subscription ?? previousHold;
+    if (current && target && current.party === target.party && current.room === target.room) {
+      const release = this.#options.client.retainRoom(target.room, target.party);
+      this.#roomHold = { party: target.party, room: target.room, release };
     }
+    previousHold?.release();
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     this.#generation = undefined;
@@ -212,9 +216,9 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   }
 
   #releaseRoomHold(): void {
-    const release = this.#roomHold;
+    const hold = this.#roomHold;
     this.#roomHold = undefined;
-    release?.();
+    hold?.release();
   }
 
   #subscribe(target: SyncTarget, generation: object): void {

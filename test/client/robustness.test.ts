@@ -4,7 +4,7 @@ import { createCollection } from "@tanstack/db";
 import { describe, expect, it } from "vitest";
 import { reconnectDelayMs } from "../../src/client/backoff.js";
 import type { ConnectionStatus } from "../../src/client/index.js";
-import { createInMemoryQueryCache, createInMemoryQueryCacheStore } from "../../src/cache/index.js";
+import { createInMemoryQueryCache, createInMemoryQueryCacheStore, viewCacheKey } from "../../src/cache/index.js";
 import { checkpointsFor, lunoraCollectionOptions } from "../../src/collections/index.js";
 import type { Cursor } from "../../src/protocol/index.js";
 import { eventually } from "./helpers/eventually.js";
@@ -152,6 +152,29 @@ describe("re-scoping within one room", () => {
     expect(socket.frames.filter((frame) => frame.type === "unsubscribe")).toHaveLength(4);
   });
 
+  it("keeps the socket also when re-scoped again while the previous view is still being read from the query cache", async () => {
+    const h = await startHarness({ queryCache: createInMemoryQueryCache() });
+    const options = lunoraCollectionOptions({ client: h.client, shape: { name: "messagesByFolder" }, shardKey: "mailbox", scopeBy: "folder" });
+    const collection = createCollection(options.config);
+    onCleanup(() => collection.cleanup());
+    void collection.preload();
+    options.scope({ folder: "inbox" });
+    const socket = await h.room.socket(0);
+    socket.hello();
+    await socket.subscribeFrame(0);
+    await eventually(() => expect(h.client.status).toBe("connected"));
+    const statuses: ConnectionStatus[] = [];
+    h.client.onStatusChange((status) => statuses.push(status));
+    // Both in one task: the first switch's cache read has not finished when the second comes.
+    options.scope({ folder: "archive" });
+    options.scope({ folder: "sent" });
+    const next = await socket.subscribeFrame(1);
+    expect(next.source).toEqual({ shape: "messagesByFolder", args: { folder: "sent" } });
+    expect(h.room.sockets).toHaveLength(1);
+    expect(socket.closed).toBe(false);
+    expect(statuses).toEqual([]);
+  });
+
   it("the same args in another key order are the same view: no new subscription", async () => {
     const h = await startHarness();
     const options = lunoraCollectionOptions({
@@ -172,6 +195,17 @@ describe("re-scoping within one room", () => {
     // The first subscribe after the reordered scope is the one for "other".
     expect(second.source).toEqual({ shape: "messagesByFolder", args: { limit: 20, folder: "other" } });
     expect(socket.subscribes).toHaveLength(2);
+  });
+});
+
+describe("view keys", () => {
+  it("args named __proto__ or constructor are part of the key, not dropped", () => {
+    const key = (args: unknown) => viewCacheKey("p", "r", { shape: "s", args });
+    const withProto = JSON.parse('{"folder":"a","__proto__":{"folder":"b"}}') as unknown;
+    expect(key(withProto)).not.toBe(key({ folder: "a" }));
+    expect(key(withProto)).toContain("__proto__");
+    expect(key({ constructor: "x" })).not.toBe(key({}));
+    expect(key({ b: 1, a: 2 })).toBe(key({ a: 2, b: 1 }));
   });
 });
 
