@@ -1,4 +1,3 @@
-import { openDB, wrap, type DBSchema, type IDBPDatabase } from "idb";
 import { LunoraError } from "../protocol/index.js";
 import { QueryCache, type QueryCacheErrorOptions } from "./query-cache.js";
 import type { CachedViewRecord, QueryCacheOptions, QueryCacheStorage } from "./types.js";
@@ -16,17 +15,13 @@ const RECORDS = "viewRecords";
 /** Entry bodies (one JSON string per view: one structured-clone value instead of thousands of rows). */
 const VIEWS = "views";
 
-interface QueryCacheSchema extends DBSchema {
-  [RECORDS]: { key: string; value: CachedViewRecord };
-  [VIEWS]: { key: string; value: { key: string; json: string } };
-}
-
 /** Options of {@link createIndexedDbQueryCache}. */
 export interface IndexedDbQueryCacheOptions extends QueryCacheOptions, QueryCacheErrorOptions {
   /** IndexedDB database name. Default {@link DEFAULT_QUERY_CACHE_DATABASE}. */
   databaseName?: string;
   /**
-   * The IndexedDB factory. Default: the global `indexedDB`. Tests give each
+   * The IndexedDB factory. Default: the global `indexedDB`. A factory alone
+   * is enough — no IndexedDB globals are needed — so tests can give each
    * simulated device its own (`new IDBFactory()` from fake-indexeddb).
    */
   indexedDB?: IDBFactory;
@@ -56,37 +51,29 @@ export function createIndexedDbQueryCache(options: IndexedDbQueryCacheOptions = 
   return new QueryCache(() => openIndexedDbStorage(name, options.indexedDB), options);
 }
 
-type OpenCallbacks = { upgrade(db: IDBPDatabase<QueryCacheSchema>): void; blocking(): void; terminated(): void };
-
-/** `openDB` of idb, on a given factory instead of the global one. */
-function openOn(factory: IDBFactory, name: string, callbacks: OpenCallbacks): Promise<IDBPDatabase<QueryCacheSchema>> {
-  const request = factory.open(name, DATABASE_VERSION);
-  request.addEventListener("upgradeneeded", () => callbacks.upgrade(wrap(request.result) as unknown as IDBPDatabase<QueryCacheSchema>));
-  return (wrap(request) as unknown as Promise<IDBPDatabase<QueryCacheSchema>>).then((db) => {
-    db.addEventListener("versionchange", () => callbacks.blocking());
-    db.addEventListener("close", () => callbacks.terminated());
-    return db;
-  });
-}
-
+/**
+ * Storage over the raw IndexedDB API of one factory. It deliberately does not
+ * use `idb`: its `wrap` recognises requests with `instanceof IDBRequest` (and
+ * `IDBTransaction`, `IDBCursor`…) against the *global* classes, so with a
+ * factory passed in and no IndexedDB globals (Node tests giving each
+ * simulated device its own `new IDBFactory()`) every open failed with
+ * `IDBRequest is not defined`. The few calls the cache makes need no wrapper.
+ */
 async function openIndexedDbStorage(name: string, factory?: IDBFactory): Promise<QueryCacheStorage> {
-  if (factory === undefined && typeof indexedDB === "undefined") {
-    throw new LunoraError("STORAGE_FAILURE", "IndexedDB is not available here; use createInMemoryQueryCache()");
+  const indexedDb = factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  if (indexedDb === undefined) {
+    throw new LunoraError("STORAGE_FAILURE", "IndexedDB is not available here; pass `indexedDB` or use createInMemoryQueryCache()");
   }
-  let current: Promise<IDBPDatabase<QueryCacheSchema>> | undefined;
-  const database = (): Promise<IDBPDatabase<QueryCacheSchema>> =>
-    (current ??= (factory ? (callbacks: OpenCallbacks) => openOn(factory, name, callbacks) : (callbacks: OpenCallbacks) => openDB<QueryCacheSchema>(name, DATABASE_VERSION, callbacks))({
-      upgrade(db) {
-        if (!db.objectStoreNames.contains(RECORDS)) db.createObjectStore(RECORDS, { keyPath: "key" });
-        if (!db.objectStoreNames.contains(VIEWS)) db.createObjectStore(VIEWS, { keyPath: "key" });
-      },
+  let current: Promise<IDBDatabase> | undefined;
+  const database = (): Promise<IDBDatabase> =>
+    (current ??= openDatabase(indexedDb, name, {
       // A newer version in another tab wants to upgrade: step aside, reopen on next use.
-      blocking() {
-        void current?.then((db) => db.close());
+      versionChange(db) {
+        db.close();
         current = undefined;
       },
       // The browser closed it (storage cleared, disk error): reopen on next use.
-      terminated() {
+      closed() {
         current = undefined;
       },
     }).catch((error: unknown) => {
@@ -96,24 +83,73 @@ async function openIndexedDbStorage(name: string, factory?: IDBFactory): Promise
   await database();
 
   return {
-    records: async () => (await database()).getAll(RECORDS),
-    read: async (key) => (await (await database()).get(VIEWS, key))?.json,
+    records: async () => requestResult<CachedViewRecord[]>((await database()).transaction(RECORDS, "readonly").objectStore(RECORDS).getAll()),
+    read: async (key) => (await requestResult<{ key: string; json: string } | undefined>((await database()).transaction(VIEWS, "readonly").objectStore(VIEWS).get(key)))?.json,
     write: async (put, remove) => {
       const tx = (await database()).transaction([RECORDS, VIEWS], "readwrite");
+      const done = transactionDone(tx);
       const records = tx.objectStore(RECORDS);
       const views = tx.objectStore(VIEWS);
-      const requests: Array<Promise<unknown>> = [];
-      for (const key of remove) requests.push(records.delete(key), views.delete(key));
-      for (const { record, json } of put) requests.push(records.put(record), views.put({ key: record.key, json }));
-      await Promise.all([...requests, tx.done]);
+      for (const key of remove) {
+        records.delete(key);
+        views.delete(key);
+      }
+      for (const { record, json } of put) {
+        records.put(record);
+        views.put({ key: record.key, json });
+      }
+      // A failing request aborts the transaction: its error arrives here.
+      await done;
     },
     clear: async () => {
       const tx = (await database()).transaction([RECORDS, VIEWS], "readwrite");
-      await Promise.all([tx.objectStore(RECORDS).clear(), tx.objectStore(VIEWS).clear(), tx.done]);
+      const done = transactionDone(tx);
+      tx.objectStore(RECORDS).clear();
+      tx.objectStore(VIEWS).clear();
+      await done;
     },
     close: () => {
-      void current?.then((db) => db.close());
+      void current?.then((db) => db.close(), () => undefined);
       current = undefined;
     },
   };
+}
+
+function openDatabase(factory: IDBFactory, name: string, handlers: { versionChange(db: IDBDatabase): void; closed(): void }): Promise<IDBDatabase> {
+  return new Promise((resolve, reject) => {
+    let request: IDBOpenDBRequest;
+    try {
+      request = factory.open(name, DATABASE_VERSION);
+    } catch (error) {
+      reject(error); // e.g. SecurityError in a sandboxed frame
+      return;
+    }
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      if (!db.objectStoreNames.contains(RECORDS)) db.createObjectStore(RECORDS, { keyPath: "key" });
+      if (!db.objectStoreNames.contains(VIEWS)) db.createObjectStore(VIEWS, { keyPath: "key" });
+    };
+    request.onsuccess = () => {
+      const db = request.result;
+      db.onversionchange = () => handlers.versionChange(db);
+      db.onclose = () => handlers.closed();
+      resolve(db);
+    };
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function requestResult<T>(request: IDBRequest): Promise<T> {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result as T);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function transactionDone(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new DOMException("IndexedDB transaction aborted", "AbortError"));
+  });
 }

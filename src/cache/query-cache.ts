@@ -23,6 +23,18 @@ export interface QueryCacheErrorOptions {
   onError?: (error: LunoraError) => void;
 }
 
+/**
+ * Where a query cache stands:
+ * - `idle`: not attached to a client yet, or waiting for an identity (the
+ *   client's `auth()` failed so far; the cache opens as soon as a token is read);
+ * - `opening`: resolving the identity and opening storage;
+ * - `ready`: reads hydrate and writes are stored;
+ * - `failed`: storage cannot be opened (`error` says why); the app works
+ *   online without offline reads;
+ * - `closed`: after `close()`.
+ */
+export type QueryCacheStatus = "idle" | "opening" | "ready" | "failed" | "closed";
+
 /** A pending write: a live view (read at flush time), a fixed snapshot, or a removal. */
 type Pending = { kind: "live"; snapshot: () => ViewSnapshot | undefined } | { kind: "fixed"; snapshot: ViewSnapshot } | { kind: "remove" };
 
@@ -58,7 +70,14 @@ export class QueryCache {
   readonly #openStorage: () => Promise<QueryCacheStorage>;
   readonly #onError: (error: LunoraError) => void;
   #resolveIdentity: (() => Promise<string>) | undefined;
+  /** The identity the client last noticed; used when resolving it anew fails (offline token fetch). */
+  #knownIdentity: string | undefined;
   #ready: Promise<OpenState | undefined> | undefined;
+  /** Storage is opened once; an attempt that failed for want of an identity keeps it for the next. */
+  #storage: Promise<QueryCacheStorage> | undefined;
+  #status: QueryCacheStatus = "idle";
+  #error: LunoraError | undefined;
+  readonly #statusListeners = new Set<(status: QueryCacheStatus, error: LunoraError | undefined) => void>();
   #pending = new Map<string, Pending>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #firstPendingAt: number | undefined;
@@ -78,19 +97,67 @@ export class QueryCache {
       });
   }
 
+  /** Where the cache stands (see {@link QueryCacheStatus}). Read synchronously. */
+  get status(): QueryCacheStatus {
+    return this.#status;
+  }
+
+  /** Why the cache is `failed`; `undefined` otherwise. */
+  get error(): LunoraError | undefined {
+    return this.#error;
+  }
+
+  /**
+   * Calls `listener` when {@link status} changes, so an app can say "offline
+   * reads unavailable" instead of failing silently. Returns a function that
+   * removes it.
+   *
+   * @example
+   * ```ts
+   * client.queryCache?.onStatusChange((status, error) => {
+   *   if (status === "failed") showBanner(`Offline reading is off: ${error?.code}`);
+   * });
+   * ```
+   */
+  onStatusChange(listener: (status: QueryCacheStatus, error: LunoraError | undefined) => void): () => void {
+    const entry = (status: QueryCacheStatus, error: LunoraError | undefined) => listener(status, error);
+    this.#statusListeners.add(entry);
+    return () => {
+      this.#statusListeners.delete(entry);
+    };
+  }
+
   /**
    * Binds the cache to a client's identity and starts opening storage. Called
    * by `LunoraClient`'s constructor, so the identity (an async SHA-256) and
-   * the storage open overlap with the app's own start-up.
+   * the storage open overlap with the app's own start-up — and again each
+   * time the client learns its identity (`identity`): if the identity could
+   * not be resolved before (an `auth()` that failed while offline), the cache
+   * opens then instead of staying off for the session.
    */
-  attach(resolveIdentity: () => Promise<string>): void {
+  attach(resolveIdentity: () => Promise<string>, identity?: string): void {
     this.#resolveIdentity = resolveIdentity;
-    if (this.#ready || this.#closed) return;
-    this.#ready = this.#open(resolveIdentity).catch((error: unknown) => {
-      this.#report(error, "opening the query cache failed");
-      return undefined;
-    });
-    this.#ready.catch(() => undefined);
+    if (identity !== undefined) this.#knownIdentity = identity;
+    if (this.#ready || this.#closed || this.#status === "failed") return;
+    this.#setStatus("opening");
+    const ready: Promise<OpenState | undefined> = this.#open(resolveIdentity).then(
+      (state) => {
+        if (state) this.#setStatus(this.#closed ? "closed" : "ready");
+        else if (this.#ready === ready) {
+          // No identity yet: the next identity the client learns attaches again.
+          this.#ready = undefined;
+          this.#setStatus("idle");
+        }
+        return state;
+      },
+      (error: unknown) => {
+        const coded = this.#report(error, "opening the query cache failed");
+        this.#error = coded;
+        this.#setStatus("failed");
+        return undefined;
+      },
+    );
+    this.#ready = ready;
     this.#listenForPageHide();
   }
 
@@ -195,18 +262,40 @@ export class QueryCache {
   /** Flushes, then releases storage. The cache cannot be used afterwards. */
   async close(): Promise<void> {
     if (this.#closed) return this.#queue;
-    await this.flush();
+    const flushed = this.flush();
     this.#closed = true;
     this.#removePageHide?.();
+    this.#removePageHide = undefined;
+    await flushed;
     const state = await this.#ready;
     await this.#queue;
-    state?.storage.close();
+    (state?.storage ?? (await this.#storage?.catch(() => undefined)))?.close();
+    this.#setStatus("closed");
+    this.#statusListeners.clear();
   }
 
   // ---------------------------------------------------------------------------
 
-  async #open(resolveIdentity: () => Promise<string>): Promise<OpenState> {
-    const [identity, storage] = await Promise.all([resolveIdentity(), this.#openStorage()]);
+  #setStatus(status: QueryCacheStatus): void {
+    if (this.#status === status || this.#status === "closed") return;
+    this.#status = status;
+    if (status !== "failed") this.#error = undefined;
+    for (const listener of [...this.#statusListeners]) {
+      try {
+        listener(status, this.#error);
+      } catch (thrown) {
+        reportListenerError(thrown);
+      }
+    }
+  }
+
+  /** Opens storage and reads its index; `undefined` when no identity is known yet (storage stays open for the next try). */
+  async #open(resolveIdentity: () => Promise<string>): Promise<OpenState | undefined> {
+    this.#storage ??= this.#openStorage();
+    const storagePromise = this.#storage;
+    const identityPromise = resolveIdentity().catch(() => this.#knownIdentity);
+    const [identity, storage] = await Promise.all([identityPromise, storagePromise]);
+    if (identity === undefined) return undefined;
     let records = await storage.records();
     if (records.some((record) => record.identity !== identity)) {
       // Another identity's rows are on this device: none of them may show,
@@ -317,13 +406,16 @@ export class QueryCache {
   }
 
   #enqueue(task: () => Promise<void>): Promise<void> {
-    const run = this.#queue.then(task).catch((error: unknown) => this.#report(error, "query cache operation failed"));
+    const run = this.#queue.then(task).catch((error: unknown) => {
+      this.#report(error, "query cache operation failed");
+    });
     this.#queue = run;
     return run;
   }
 
   /** Browsers may end a page without running timers again: write what is pending when it hides. */
   #listenForPageHide(): void {
+    if (this.#removePageHide) return; // attach() runs again after a failed identity lookup
     const target = globalThis as { addEventListener?: EventTarget["addEventListener"]; removeEventListener?: EventTarget["removeEventListener"]; document?: { visibilityState?: string } };
     if (typeof target.addEventListener !== "function" || target.document === undefined) return;
     const onHide = () => {
@@ -337,7 +429,7 @@ export class QueryCache {
     };
   }
 
-  #report(error: unknown, context: string): void {
+  #report(error: unknown, context: string): LunoraError {
     const coded =
       error instanceof LunoraError
         ? error
@@ -347,6 +439,7 @@ export class QueryCache {
     } catch (thrown) {
       reportListenerError(thrown);
     }
+    return coded;
   }
 }
 

@@ -54,8 +54,20 @@ export interface LunoraClientOptions {
   WebSocket?: unknown;
   /** Overrides the scheme partysocket derives from `host`. */
   protocol?: "ws" | "wss";
-  /** Reconnect backoff bounds (defaults 250 ms and 10 s). */
-  reconnect?: { minDelayMs?: number; maxDelayMs?: number };
+  /**
+   * Reconnect backoff. The wait before retry `n` after a drop is drawn
+   * uniformly below `min(maxDelayMs, minDelayMs · 1.3^(n-1))` ("full
+   * jitter"), so the clients a restarted room dropped do not come back in
+   * lockstep. Defaults: 250 ms and 10 s. `random` (values in `[0, 1)`,
+   * default `Math.random`) is there for deterministic tests.
+   */
+  reconnect?: { minDelayMs?: number; maxDelayMs?: number; random?: () => number };
+  /**
+   * How long a connection attempt may take to open before it is abandoned
+   * and retried with backoff (default 4 s). Raise it for slow mobile
+   * networks; lower it to fail over faster.
+   */
+  connectTimeoutMs?: number;
   /** Keepalive interval (default 25 s); `0` turns keepalive off. */
   pingIntervalMs?: number;
   /**
@@ -100,6 +112,8 @@ export const MAX_SUBSCRIPTIONS_PER_CLIENT = 1_000;
 export const MAX_ENQUEUED_MESSAGES = 1_000;
 
 const DEFAULT_MIN_DELAY_MS = 250;
+/** partysocket's own default, kept: long enough for a TLS handshake on a slow mobile network. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 4_000;
 const DEFAULT_MAX_DELAY_MS = 10_000;
 const DEFAULT_PING_INTERVAL_MS = 25_000;
 
@@ -150,6 +164,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   #lastIdentity: string | undefined;
   #initialIdentity: Promise<string | undefined> | undefined;
   readonly #pendingWritesListeners = new Listeners<[count: number]>();
+  readonly #closeListeners = new Listeners<[]>();
   /** Holders that keep a room's socket open without a subscription (the write outbox). */
   readonly #roomHolds = new Map<string, number>();
   #pendingWrites = 0;
@@ -206,7 +221,12 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     };
   }
 
-  /** Aggregate status: `idle` (no rooms), else the worst room status. Read synchronously. */
+  /**
+   * Aggregate status: `idle` (no rooms), else the worst room status, not
+   * counting rooms that refuse this client's token (or whose `auth()`
+   * throws) while another room works — those are reported through {@link onError} and
+   * {@link roomStatus}. Read synchronously.
+   */
   get status(): ConnectionStatus {
     return this.#status;
   }
@@ -402,6 +422,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   #noteIdentity(identity: string): Promise<void> {
     const previous = this.#lastIdentity;
     this.#lastIdentity = identity;
+    // A cache whose start-up identity lookup failed (auth() rejected while
+    // offline) opens now instead of staying off for the session; no-op once open.
+    this.queryCache?.attach(() => this.identity(), identity);
     // Sockets still open under another identity would keep delivering its rows.
     for (const connection of this.#connections.values()) connection.switchIdentity(identity);
     if (previous === undefined || previous === identity) return Promise.resolve();
@@ -410,14 +433,20 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   }
 
   /**
-   * Closes every socket and forgets every subscription. The client cannot be
-   * used afterwards.
+   * Closes every socket and forgets every subscription, disposes the write
+   * outbox built on this client (queued writes stay in storage for the next
+   * session) and closes the query cache after writing what is pending. The
+   * client cannot be used afterwards.
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    // Best effort: what the collections synced last is written, not lost with the timer.
-    void this.queryCache?.flush();
+    // Writers built on this client (the outbox) stop with it.
+    this.#closeListeners.emit();
+    this.#closeListeners.clear();
+    // Best effort: what the collections synced last is written, not lost with
+    // the timer; then storage and the page-hide listeners are released.
+    void this.queryCache?.close();
     for (const connection of this.#connections.values()) connection.close();
     this.#connections.clear();
     this.#subscriptionCount = 0;
@@ -433,9 +462,23 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   }
 
   /**
-   * Sends a batch of writes on `room`'s socket, opening the socket if needed.
-   * Returns `false` when the socket is not connected: nothing is queued in
-   * partysocket, the caller (the outbox) sends again when
+   * @internal Calls `listener` once when {@link close} runs: the write
+   * outbox disposes its executor then. Returns a function that removes it.
+   */
+  onClose(listener: () => void): () => void {
+    if (this.#closed) {
+      listener();
+      return () => undefined;
+    }
+    return this.#closeListeners.add(listener);
+  }
+
+  /**
+   * Sends a batch of writes on `room`'s socket. Returns `false` when the
+   * socket is not connected — including when the client holds no socket in
+   * that room: `push` never opens one (nothing would ever close it); hold
+   * the room with {@link retainRoom} first. Nothing is queued in
+   * partysocket: the caller (the outbox) sends again when
    * {@link onRoomStatusChange} reports the room `connected`.
    *
    * @example
@@ -447,8 +490,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     if (this.#closed) return false;
     assertRoomName("room", room);
     assertRoomName("party", party);
-    const connection = this.#connectionFor(party, room);
-    if (connection.status !== "connected") return false;
+    const connection = this.#connections.get(connectionKey(party, room));
+    if (connection?.status !== "connected") return false;
     return connection.sendFrame(encodeFrame({ type: "push", clientId: push.clientId, mutations: push.mutations }));
   }
 
@@ -550,6 +593,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       clientId: this.clientId,
       minDelayMs: options.reconnect?.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
       maxDelayMs: options.reconnect?.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
+      random: options.reconnect?.random ?? Math.random,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
       maxEnqueuedMessages: MAX_ENQUEUED_MESSAGES,
       pokeLimits: {
@@ -571,7 +616,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
 
   #updateStatus(): void {
     const previous = this.#status;
-    const next = aggregateStatus([...this.#connections.values()].map((connection) => connection.status));
+    const next = aggregateStatus(this.#connections.values());
     if (next === previous) return;
     this.#status = next;
     this.#statusListeners.emit(next, previous);

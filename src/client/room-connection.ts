@@ -13,6 +13,7 @@ import {
   type RoomFrame,
   type Source,
 } from "../protocol/index.js";
+import { STABLE_CONNECTION_MS, reconnectDelayMs } from "./backoff.js";
 import { Keepalive, unrefTimer } from "./keepalive.js";
 import { reportListenerError } from "./listeners.js";
 import { PokeBuffer, type CompletePoke, type PokeBufferLimits, type PokeStep } from "./poke-buffer.js";
@@ -39,6 +40,10 @@ export interface RoomConnectionOptions {
   clientId: string;
   minDelayMs: number;
   maxDelayMs: number;
+  /** Jitter source in `[0, 1)` for the reconnect backoff. */
+  random: () => number;
+  /** How long an attempt may take to open before it is abandoned and retried. */
+  connectTimeoutMs: number;
   pingIntervalMs: number;
   maxEnqueuedMessages: number;
   pokeLimits: PokeBufferLimits;
@@ -100,6 +105,14 @@ export class RoomConnection {
   /** Set when the app switched identity: this socket's frames belong to the old one and are ignored until it reopens. */
   #stale = false;
   #authDelay: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
+  /** The next attempt connects at once (first connection, or a reconnect the app asked for). */
+  #connectNow = true;
+  /** Consecutive retries since the last stable connection: the backoff's exponent. */
+  #retries = 0;
+  /** When the room last said `hello` on the current socket. */
+  #connectedAt: number | undefined;
+  /** The auth provider is throwing: reported once, and every subscription told, per streak. */
+  #authFailure: LunoraError | undefined;
 
   constructor(options: RoomConnectionOptions) {
     this.#options = options;
@@ -120,8 +133,11 @@ export class RoomConnection {
       // A function, not an object: partysocket calls it before every attempt,
       // which is how a refreshed token reaches the reconnect.
       query: () => this.#connectionQuery(),
-      minReconnectionDelay: options.minDelayMs,
-      maxReconnectionDelay: options.maxDelayMs,
+      // The backoff is ours (jittered, see backoff.ts), awaited inside the
+      // query function: partysocket's own delay is switched off.
+      minReconnectionDelay: 0,
+      maxReconnectionDelay: 0,
+      connectionTimeout: options.connectTimeoutMs,
       maxEnqueuedMessages: options.maxEnqueuedMessages,
       // A room that speaks another protocol version will refuse every retry.
       shouldReconnectOnClose: (event) => event.code !== CLOSE_CODES.PROTOCOL_VERSION,
@@ -140,6 +156,17 @@ export class RoomConnection {
     return this.#status;
   }
 
+  /**
+   * Offline for a reason of this room's own, not the network's: the room
+   * refused the token, or the auth provider is throwing. Reported through
+   * `onError`; it does not drag the aggregate status of a client whose other
+   * rooms work (see `aggregateStatus`). A protocol version mismatch is not
+   * such a reason: the app itself needs an update, and the aggregate says so.
+   */
+  get refusing(): boolean {
+    return this.#refused !== undefined || this.#authFailure !== undefined;
+  }
+
   /** The room's epoch from its last `hello`. */
   get epoch(): string | undefined {
     return this.#epoch;
@@ -156,6 +183,9 @@ export class RoomConnection {
       this.#notifyVersionMismatch(entry);
       return;
     }
+    // Joining a streak of auth failures: this collection would otherwise wait
+    // in `loading` until the provider recovers.
+    if (this.#authFailure) this.#notify(entry, this.#authFailure);
     this.#sendSubscribe(entry);
   }
 
@@ -231,7 +261,13 @@ export class RoomConnection {
 
   /** Drops the socket and connects again (the token is read again). */
   reconnect(): void {
-    if (!this.#closed && !this.#failed) this.#socket.reconnect();
+    if (this.#closed || this.#failed) return;
+    // Asked for (identity switch, network back): no backoff wait, and an
+    // attempt already waiting out its backoff goes now.
+    this.#connectNow = true;
+    this.#retries = 0;
+    this.#cancelAuthDelay();
+    this.#socket.reconnect();
   }
 
   /** Closes the socket for good. */
@@ -251,17 +287,37 @@ export class RoomConnection {
 
   // ---- connection lifecycle ------------------------------------------------
 
+  /** Waits out the jittered backoff before a retry; the first attempt and asked-for reconnects go at once. */
+  async #backoff(): Promise<void> {
+    if (this.#connectNow) {
+      this.#connectNow = false;
+      return;
+    }
+    this.#retries++;
+    const { minDelayMs, maxDelayMs, random } = this.#options;
+    const delay = reconnectDelayMs(this.#retries, { minDelayMs, maxDelayMs }, random);
+    if (delay > 0) await this.#waitBeforeRetry(delay);
+  }
+
   async #connectionQuery(): Promise<Record<string, string | undefined>> {
+    await this.#backoff();
     let token: string | undefined;
     try {
       token = await this.#options.readToken();
     } catch (error) {
       const coded = error instanceof LunoraError ? error : new LunoraError("UNAUTHENTICATED", String(error));
-      this.#options.onError(coded);
+      if (!this.#closed && !this.#authFailure) {
+        // Like a refused token: the app hears of it once per streak, and every
+        // collection is told (it marks itself ready instead of loading forever).
+        this.#authFailure = coded;
+        this.#options.onError(coded);
+        for (const entry of this.#subs.values()) this.#notify(entry, coded);
+      }
       this.#setStatus("offline");
-      // partysocket turns a rejected query into an error event and retries with backoff.
+      // partysocket turns a rejected query into an error event and calls the query again (after our backoff).
       throw coded;
     }
+    this.#authFailure = undefined;
     if (this.#refused && this.#refused.token === token) {
       // The provider returned the token the room just refused: retrying at once
       // would loop. Tell the app (once per streak) and wait, doubling each time.
@@ -315,6 +371,9 @@ export class RoomConnection {
 
   #onClose = (event: CloseEvent): void => {
     this.#keepalive.stop();
+    // A connection that lived long enough was healthy: the backoff starts over.
+    if (this.#connectedAt !== undefined && Date.now() - this.#connectedAt >= STABLE_CONNECTION_MS) this.#retries = 0;
+    this.#connectedAt = undefined;
     // A poke cut off by the disconnect is never applied; the cursor did not move,
     // so the resume sends it again.
     this.#pokes.clear();
@@ -414,6 +473,7 @@ export class RoomConnection {
         this.#rowsIdentity = this.#presentedIdentity;
         this.#refused = undefined;
         this.#refusedRepeats = 0;
+        this.#connectedAt = Date.now();
         this.#setStatus("connected");
         return;
       case "poke": {

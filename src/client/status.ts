@@ -11,12 +11,29 @@ export type RoomStatus = "connecting" | "connected" | "offline";
 
 /**
  * Aggregate status of a {@link LunoraClient}: `idle` while it holds no room,
- * else the worst status among its rooms (`offline` > `connecting` > `connected`).
+ * else the worst status among its rooms (`offline` > `connecting` >
+ * `connected`) — leaving out rooms that are offline for a reason of their own
+ * (a refused token, a throwing auth provider) as long as some other room is
+ * not: those are reported through `onError`, and
+ * one such room must not show a working client as `offline`.
  */
 export type ConnectionStatus = "idle" | RoomStatus;
 
+/** One room as the aggregate sees it. */
+export interface RoomStatusEntry {
+  status: RoomStatus;
+  /** Offline because the room refuses this client's token (or there is none to send), not because of the network. */
+  refusing: boolean;
+}
+
 /** Folds room statuses into the client's aggregate status. */
-export function aggregateStatus(rooms: Iterable<RoomStatus>): ConnectionStatus {
+export function aggregateStatus(rooms: Iterable<RoomStatusEntry>): ConnectionStatus {
+  const all = [...rooms];
+  const counted = all.filter((room) => !room.refusing);
+  return worstStatus((counted.length > 0 ? counted : all).map((room) => room.status));
+}
+
+function worstStatus(rooms: RoomStatus[]): ConnectionStatus {
   let result: ConnectionStatus = "idle";
   for (const status of rooms) {
     if (status === "offline") return "offline";

@@ -42,7 +42,9 @@ export interface Checkpoints {
   /**
    * Resolves with the outcome of `clientSeq` once the poke carrying it has
    * been committed. Rejects with `NOT_FOUND` if the outcome was seen but is no
-   * longer retained, and with `signal.reason` when `signal` aborts.
+   * longer retained, with `IDENTITY_CHANGED` when the client switches
+   * identity first (outcomes are per writer, and the writer changes with the
+   * identity), and with `signal.reason` when `signal` aborts.
    */
   waitFor(room: string, clientSeq: number, options?: { party?: string; signal?: AbortSignal }): Promise<MutationResult>;
 }
@@ -50,7 +52,8 @@ export interface Checkpoints {
 interface RoomCheckpoints {
   watermark: number;
   results: Map<number, MutationResult>;
-  waiters: Map<number, Set<(result: MutationResult) => void>>;
+  /** Settled with the outcome, or with an error when it can no longer come. */
+  waiters: Map<number, Set<(result: MutationResult | LunoraError) => void>>;
 }
 
 const byClient = new WeakMap<LunoraClient<any>, Checkpoints>();
@@ -67,12 +70,30 @@ export function checkpointsFor(client: LunoraClient<any>): Checkpoints {
 
 function createCheckpoints(client: LunoraClient<any>): Checkpoints {
   const rooms = new Map<string, RoomCheckpoints>();
+  const keyOf = (room: string, party: string | undefined) => JSON.stringify([party ?? client.party, room]);
+  /** Entries are made by outcomes and waiters only: reading a room never grows the map. */
   const roomOf = (room: string, party: string | undefined): RoomCheckpoints => {
-    const key = JSON.stringify([party ?? client.party, room]);
+    const key = keyOf(room, party);
     let state = rooms.get(key);
     if (!state) rooms.set(key, (state = { watermark: 0, results: new Map(), waiters: new Map() }));
     return state;
   };
+  const peek = (room: string, party: string | undefined): RoomCheckpoints | undefined => rooms.get(keyOf(room, party));
+
+  // Outcomes carry no writer id: after an identity switch the room answers
+  // another writer (another clientId, its own clientSeq numbering), so the old
+  // identity's outcomes and watermarks would be read as the new one's.
+  // Forget them; a waiter of the old identity's write will get no answer.
+  client.onIdentityChange(() => {
+    const waiting = [...rooms.values()];
+    rooms.clear();
+    for (const state of waiting) {
+      for (const [clientSeq, waiters] of state.waiters) {
+        const error = new LunoraError("IDENTITY_CHANGED", `clientSeq ${clientSeq} was written under another identity`);
+        for (const settle of waiters) settle(error);
+      }
+    }
+  });
 
   client.onMutationResults((room, results, party) => {
     const state = roomOf(room, party);
@@ -92,27 +113,29 @@ function createCheckpoints(client: LunoraClient<any>): Checkpoints {
   });
 
   return {
-    watermark: (room, party) => roomOf(room, party).watermark,
-    result: (room, clientSeq, party) => roomOf(room, party).results.get(clientSeq),
+    watermark: (room, party) => peek(room, party)?.watermark ?? 0,
+    result: (room, clientSeq, party) => peek(room, party)?.results.get(clientSeq),
     waitFor: (room, clientSeq, options = {}) => {
-      const state = roomOf(room, options.party);
-      const known = state.results.get(clientSeq);
+      const seen = peek(room, options.party);
+      const known = seen?.results.get(clientSeq);
       if (known) return Promise.resolve(known);
-      if (clientSeq <= state.watermark) {
+      if (seen && clientSeq <= seen.watermark) {
         return Promise.reject(
           new LunoraError("NOT_FOUND", `outcome of clientSeq ${clientSeq} in room "${room}" is no longer retained`, {
-            watermark: state.watermark,
+            watermark: seen.watermark,
           }),
         );
       }
       return new Promise<MutationResult>((resolve, reject) => {
         const signal = options.signal;
         if (signal?.aborted) return reject(signal.reason);
+        const state = roomOf(room, options.party);
         let waiters = state.waiters.get(clientSeq);
         if (!waiters) state.waiters.set(clientSeq, (waiters = new Set()));
-        const settle = (result: MutationResult) => {
+        const settle = (result: MutationResult | LunoraError) => {
           signal?.removeEventListener("abort", abort);
-          resolve(result);
+          if (result instanceof LunoraError) reject(result);
+          else resolve(result);
         };
         const abort = () => {
           waiters!.delete(settle);

@@ -72,6 +72,8 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   #rowsIdentity: string | undefined;
   readonly #stopIdentityWatch: () => void;
   #lastSyncedAt: number | undefined;
+  /** Keeps the room's socket open while the run moves between two views of one room. */
+  #roomHold: { party: string; room: string; release: () => void } | undefined;
 
   constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
@@ -109,6 +111,19 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    */
   point(target: SyncTarget | undefined): void {
     this.#settleCachedView();
+    // Same room, other view: keep its socket open across the switch. The old
+    // subscription may be the last one there, and dropping it would close the
+    // socket only for the next subscribe to open a new one — a new handshake,
+    // a new authentication, and an `idle` flicker in the status. The room is
+    // also kept when the previous switch is still hydrating from the cache.
+    const previousHold = this.#roomHold;
+    this.#roomHold = undefined;
+    const current = this.#subscription ?? previousHold;
+    if (current && target && current.party === target.party && current.room === target.room) {
+      const release = this.#options.client.retainRoom(target.room, target.party);
+      this.#roomHold = { party: target.party, room: target.room, release };
+    }
+    previousHold?.release();
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     this.#generation = undefined;
@@ -138,6 +153,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   /** Ends the run (TanStack cleanup). */
   stop(): void {
     this.#stopIdentityWatch();
+    this.#releaseRoomHold();
     this.#settleCachedView();
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
@@ -199,7 +215,22 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#notifySyncState();
   }
 
+  #releaseRoomHold(): void {
+    const hold = this.#roomHold;
+    this.#roomHold = undefined;
+    hold?.release();
+  }
+
   #subscribe(target: SyncTarget, generation: object): void {
+    try {
+      this.#subscribeNow(target, generation);
+    } finally {
+      // The new subscription holds the socket now (or failed: then nothing should).
+      this.#releaseRoomHold();
+    }
+  }
+
+  #subscribeNow(target: SyncTarget, generation: object): void {
     this.#subscription = this.#options.client.subscribe({
       party: target.party,
       room: target.room,

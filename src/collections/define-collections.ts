@@ -127,6 +127,8 @@ export function defineCollections<Api extends LunoraApi, const Defs extends Reco
 
   const outbox = outboxFor(client, options);
   outbox.registerCollections(collections);
+  // The executor's timers and listeners must not outlive the client.
+  client.onClose(() => outbox.dispose());
 
   for (const [name, def] of Object.entries(defs) as Array<[string, CollectionDef<Api>]>) {
     const insert = def.insert;

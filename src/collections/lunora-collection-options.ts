@@ -1,6 +1,7 @@
 import { Listeners } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
+import { viewCacheKey } from "../cache/view-key.js";
 import { checkpointsFor } from "./checkpoints.js";
 import { CollectionSyncRun, type SyncTarget } from "./collection-sync.js";
 import type {
@@ -166,9 +167,10 @@ function defaultGetKey(row: Record<string, unknown>): string | number {
   throw new LunoraError("INVALID_ARGS", "row has no string or number `id`; pass getKey to lunoraCollectionOptions");
 }
 
+/** Same view: compared canonically (args in any key order), as the query cache keys views. */
 function sameTarget(a: SyncTarget | undefined, b: SyncTarget | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return a.party === b.party && a.room === b.room && JSON.stringify(a.source) === JSON.stringify(b.source);
+  return viewCacheKey(a.party, a.room, a.source) === viewCacheKey(b.party, b.room, b.source);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,11 +1,10 @@
 import { createTransaction, type Collection, type Transaction } from "@tanstack/db";
-import {
-  NonRetriableError,
+import type {
+  LeaderElection,
   OfflineExecutor,
-  type LeaderElection,
-  type OfflineTransaction,
-  type OnlineDetector,
-  type StorageAdapter,
+  OfflineTransaction,
+  OnlineDetector,
+  StorageAdapter,
 } from "@tanstack/offline-transactions";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { Listeners, reportListenerError } from "../client/listeners.js";
@@ -158,6 +157,20 @@ export const DEFAULT_MAX_PENDING_WRITES = 10_000;
 
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 const noop = () => undefined;
+
+type OfflineTransactionsModule = typeof import("@tanstack/offline-transactions");
+/** Set once the first outbox started; its executor only calls back after that. */
+let offlineTransactions: OfflineTransactionsModule | undefined;
+
+/**
+ * The optional peer is imported when an outbox starts, not when this module
+ * loads: `@lunora/db` re-exports the outbox, and a read-only app that never
+ * writes must load without the peer installed (a static import would fail
+ * the whole entry with ERR_MODULE_NOT_FOUND).
+ */
+async function loadOfflineTransactions(): Promise<OfflineTransactionsModule> {
+  return (offlineTransactions ??= await import("@tanstack/offline-transactions"));
+}
 
 /**
  * The durable write outbox of one {@link LunoraClient}, built on
@@ -375,7 +388,17 @@ export class LunoraOutbox {
     this.#ephemeral = ephemeralWriter(identity);
     this.#durable = await this.#loadWriter(identity);
     if (this.#disposed) return;
-    this.#executor = new OfflineExecutor({
+    let peer: OfflineTransactionsModule;
+    try {
+      peer = await loadOfflineTransactions();
+    } catch (error) {
+      this.#reportStorageFailure(
+        new LunoraError("STORAGE_FAILURE", `writes need the optional peer @tanstack/offline-transactions (npm install @tanstack/offline-transactions): ${String(error)}`),
+      );
+      throw error;
+    }
+    if (this.#disposed) return;
+    this.#executor = new peer.OfflineExecutor({
       collections: this.#collections,
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
       storage: this.#storage,
@@ -599,7 +622,7 @@ export class LunoraOutbox {
   async #executeWrite(params: { transaction: unknown }): Promise<unknown> {
     const transaction = params.transaction as { id: string; metadata?: Record<string, unknown> };
     const meta = writeMetadataOf(transaction.metadata);
-    if (!meta || !isAssigned(meta)) throw new NonRetriableError("not a Lunora write");
+    if (!meta || !isAssigned(meta)) throw new offlineTransactions!.NonRetriableError("not a Lunora write");
     await this.#ready;
     if (this.#disposed) return never();
     let write = this.#writes.get(transaction.id);
@@ -617,7 +640,7 @@ export class LunoraOutbox {
     if (outcome.status === "rejected") {
       this.#rejectionOf(write, outcome.error);
       this.#unregister(write);
-      throw new NonRetriableError(`${outcome.error.code}: write rejected`);
+      throw new offlineTransactions!.NonRetriableError(`${outcome.error.code}: write rejected`);
     }
     write.transientFailures++;
     if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
