@@ -41,6 +41,7 @@ import {
 import { validateWithSchema } from "./validate.js";
 import { LunoraDb } from "./db.js";
 import { applyPush, installWatermarkTables, type MutationContext, type ServerMutatorDefinition } from "./mutators.js";
+import { syncedValue } from "./values.js";
 import { andWhere, compileWhere, matchesWhere, quoteIdent, whereToSql, type CompiledWhere } from "./where.js";
 
 /** Tag of every hibernatable socket Lunora accepts; other sockets belong to the room's own code. */
@@ -90,10 +91,6 @@ function toLunoraError(error: unknown): LunoraError {
   // without their message, which may contain internals.
   console.error("lunora: unexpected error", error);
   return new LunoraError("INTERNAL", "internal error");
-}
-
-function hex(buffer: ArrayBuffer): string {
-  return [...new Uint8Array(buffer)].map((byte) => byte.toString(16).padStart(2, "0")).join("").toUpperCase();
 }
 
 function sameProjection(a: Record<string, unknown>, b: Record<string, unknown>, columns: string[]): boolean {
@@ -614,7 +611,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       const row: Record<string, unknown> = {};
       for (const column of sub.columns) {
         const value = raw[column];
-        row[column] = value instanceof ArrayBuffer ? hex(value) : value;
+        row[column] = syncedValue(value);
       }
       this.addOp(writer, sub, "put", encodePutTail(row[sub.key] as string | number, row));
     }

@@ -1,0 +1,177 @@
+import { LunoraError } from "../src/protocol/errors.js";
+
+/**
+ * How a value stored in a synced column is represented outside SQLite: in
+ * change-log images, in snapshots, on the wire, and when predicates are
+ * evaluated in JavaScript. One representation, defined here only, so that a
+ * row reads the same whether it reached the client through a snapshot or
+ * through the log, and so that `matchesWhere` sees what SQLite compares.
+ *
+ * | SQLite storage class | representation                                   |
+ * |----------------------|--------------------------------------------------|
+ * | NULL                 | `null`                                           |
+ * | INTEGER              | a JSON number; only ±(2^53 − 1) is accepted       |
+ * | REAL                 | a JSON number with every bit of the double; finite only |
+ * | TEXT                 | a JSON string                                    |
+ * | BLOB                 | `{ "$blob": "<uppercase hex>" }`                 |
+ *
+ * Integers beyond `Number.MAX_SAFE_INTEGER` and non-finite REALs have no
+ * exact JSON-number form a JavaScript client can hold, so the capture
+ * triggers refuse them: the write fails with an SQLite constraint error whose
+ * message starts with {@link VALUE_OUT_OF_RANGE_MARKER} (a mutator reports it
+ * as `CONSTRAINT_VIOLATION`). Refusing is what keeps the snapshot, the log and
+ * both predicate engines in agreement; a silently rounded integer is how a
+ * client used to keep a deleted row forever.
+ */
+
+/** The tag of a BLOB value: `{ "$blob": "ABCD" }` is the two-byte BLOB `X'ABCD'`. */
+export const BLOB_TAG = "$blob";
+
+/** A BLOB as it appears in images, snapshots and frames. */
+export interface BlobValue {
+  readonly $blob: string;
+}
+
+/** Start of the message of the SQLite error a capture trigger raises for a value it refuses. */
+export const VALUE_OUT_OF_RANGE_MARKER = "LUNORA_VALUE_OUT_OF_RANGE";
+
+const MAX_SAFE = "9007199254740991";
+/** DBL_MAX: a REAL above it (in magnitude) is infinite. */
+const MAX_FINITE_REAL = "1.7976931348623157e308";
+
+function sqlText(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * SQL text (a JSON value) for one column value. REALs are printed with 17
+ * significant digits (`%!.17g`), which round-trips every double; SQLite's
+ * `json_object` prints 15 and silently changed values. Integers print as
+ * their digits (the range is enforced by {@link valueGuardSql}).
+ */
+function valueJsonSql(ref: string): string {
+  return (
+    `CASE typeof(${ref}) WHEN 'integer' THEN CAST(${ref} AS TEXT) WHEN 'real' THEN printf('%!.17g', ${ref}) ` +
+    `WHEN 'text' THEN json_quote(${ref}) WHEN 'blob' THEN '{"${BLOB_TAG}":"' || hex(${ref}) || '"}' ELSE 'null' END`
+  );
+}
+
+/**
+ * `a || b || c …` as a balanced tree: a left-deep chain of one `||` per
+ * column would reach SQLite's expression depth limit (1,000) on wide tables.
+ */
+function concatSql(parts: string[]): string {
+  if (parts.length === 1) return parts[0];
+  const middle = Math.ceil(parts.length / 2);
+  return `(${concatSql(parts.slice(0, middle))} || ${concatSql(parts.slice(middle))})`;
+}
+
+/**
+ * SQL for the JSON image of one row (`alias` is `NEW`, `OLD` or a table
+ * alias). Built by concatenation rather than `json_object`: no argument
+ * limit (the old `json_insert` path for tables over 60 columns broke on
+ * column names with quotes), and every value keeps its exact form.
+ */
+export function rowImageSql(columns: readonly string[], alias: string): string {
+  const parts: string[] = [];
+  columns.forEach((column, index) => {
+    parts.push(sqlText(`${index === 0 ? "{" : ","}${JSON.stringify(column)}:`));
+    parts.push(valueJsonSql(`${alias}.${quoteIdent(column)}`));
+  });
+  parts.push(sqlText(columns.length === 0 ? "{}" : "}"));
+  return concatSql(parts);
+}
+
+/**
+ * A trigger statement that aborts the write when a column of `alias` holds a
+ * value the representation cannot carry exactly (see the module comment).
+ */
+export function valueGuardSql(table: string, columns: readonly string[], alias: string): string {
+  const cases = columns.map((column) => {
+    const ref = `${alias}.${quoteIdent(column)}`;
+    const message = `${VALUE_OUT_OF_RANGE_MARKER}: ${table}.${column} must hold integers within ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) and finite numbers`;
+    return (
+      `WHEN (typeof(${ref}) = 'integer' AND (${ref} > ${MAX_SAFE} OR ${ref} < -${MAX_SAFE})) ` +
+      `OR (typeof(${ref}) = 'real' AND abs(${ref}) > ${MAX_FINITE_REAL}) THEN RAISE(ABORT, ${sqlText(message)})`
+    );
+  });
+  return `SELECT CASE ${cases.join(" ")} END`;
+}
+
+const HEX = "0123456789ABCDEF";
+
+function bytesToHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += HEX[byte >> 4] + HEX[byte & 15];
+  return out;
+}
+
+function hexToBytes(hex: string): Uint8Array | undefined {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) return undefined;
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}
+
+/**
+ * A value read from SQLite by the room (`sql.exec`) in its synced form: the
+ * same form the capture triggers write into the log. The snapshot calls this
+ * for every column.
+ */
+export function syncedValue(value: SqlStorageValue): unknown {
+  if (value instanceof ArrayBuffer) return { [BLOB_TAG]: bytesToHex(new Uint8Array(value)) } satisfies BlobValue;
+  return value;
+}
+
+/** Parses a change-log image (JSON text written by {@link rowImageSql}). */
+export function parseRowImage(text: string): Record<string, unknown> {
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+/** Whether a value is a BLOB in its synced form. */
+export function isBlobValue(value: unknown): value is BlobValue {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    !Array.isArray(value) &&
+    typeof (value as Record<string, unknown>)[BLOB_TAG] === "string" &&
+    Object.keys(value).length === 1
+  );
+}
+
+/**
+ * Turns a value given to `ctx.db` into one SQLite can bind, so that what a
+ * client received can be written back unchanged: a synced BLOB
+ * (`{ $blob }`) or a `Uint8Array` becomes a BLOB, a `bigint` inside the safe
+ * range a number; other objects are stored as JSON text.
+ */
+export function bindableValue(table: string, column: string, value: unknown): SqlStorageValue {
+  if (value === undefined || value === null) return null;
+  if (typeof value === "boolean") return value ? 1 : 0;
+  if (typeof value === "string" || value instanceof ArrayBuffer) return value;
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new LunoraError("INVALID_ARGS", `value of ${table}.${column} must be a finite number`);
+    return value;
+  }
+  if (typeof value === "bigint") {
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new LunoraError("INVALID_ARGS", `value of ${table}.${column} is beyond ±Number.MAX_SAFE_INTEGER, which synced columns cannot hold exactly`);
+    }
+    return Number(value);
+  }
+  if (value instanceof Uint8Array) return value.slice().buffer;
+  if (isBlobValue(value)) {
+    const bytes = hexToBytes(value.$blob);
+    if (bytes === undefined) throw new LunoraError("INVALID_ARGS", `value of ${table}.${column} is not a valid { $blob: hex } value`);
+    return bytes.buffer as ArrayBuffer;
+  }
+  try {
+    return JSON.stringify(value);
+  } catch {
+    throw new LunoraError("INVALID_ARGS", `value of ${table}.${column} cannot be stored`);
+  }
+}
