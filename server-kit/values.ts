@@ -12,6 +12,9 @@ import { LunoraError } from "../src/protocol/errors.js";
  * | NULL                 | `null`                                           |
  * | INTEGER              | a JSON number; only ±(2^53 − 1) is accepted       |
  * | REAL                 | a JSON number with every bit of the double; finite only |
+ *
+ * (Inside the change log a REAL may be stored as `[m, k]`; see
+ * `VALUE_JSON_SQL`. Nothing outside this module sees that form.)
  * | TEXT                 | a JSON string                                    |
  * | BLOB                 | `{ "$blob": "<uppercase hex>" }`                 |
  *
@@ -48,42 +51,42 @@ function quoteIdent(name: string): string {
 }
 
 /**
- * SQL text (a JSON value) for one column value. REALs are printed with 17
- * significant digits (`%!.17g`), which round-trips every double; SQLite's
- * `json_object` prints 15 and silently changed values. Integers print as
- * their digits (the range is enforced by {@link valueGuardSql}).
+ * SQL text (a JSON value) for the value `v` (`k` is its binary scale, below). REALs are where care is needed:
+ * SQLite's `json_object` prints 15 significant digits, and even
+ * `printf('%!.17g')` misprints doubles of large or small magnitude (found by
+ * the property test: -3.536552790332434e-287 came back as
+ * -3.5365527903324335e-287). So a REAL that is not a safe integer is written
+ * exactly as `[m, k]`, meaning m × 2^-k with m an integer below 2^56:
+ * scaling by powers of two is exact in binary floating point, so no decimal
+ * conversion happens in SQLite at all. `k` comes from `log2`, whose
+ * truncation may be off by one; the extra bits of headroom keep m an integer
+ * either way. {@link parseRowImage} turns the pair back into the number.
  */
-function valueJsonSql(ref: string): string {
-  return (
-    `CASE typeof(${ref}) WHEN 'integer' THEN CAST(${ref} AS TEXT) WHEN 'real' THEN printf('%!.17g', ${ref}) ` +
-    `WHEN 'text' THEN json_quote(${ref}) WHEN 'blob' THEN '{"${BLOB_TAG}":"' || hex(${ref}) || '"}' ELSE 'null' END`
-  );
-}
-
-/**
- * `a || b || c …` as a balanced tree: a left-deep chain of one `||` per
- * column would reach SQLite's expression depth limit (1,000) on wide tables.
- */
-function concatSql(parts: string[]): string {
-  if (parts.length === 1) return parts[0];
-  const middle = Math.ceil(parts.length / 2);
-  return `(${concatSql(parts.slice(0, middle))} || ${concatSql(parts.slice(middle))})`;
-}
+const VALUE_JSON_SQL =
+  `CASE typeof(v) WHEN 'integer' THEN CAST(v AS TEXT) ` +
+  `WHEN 'real' THEN CASE WHEN v = CAST(v AS INTEGER) AND abs(v) < 9007199254740992.0 THEN CAST(CAST(v AS INTEGER) AS TEXT) ` +
+  `ELSE '[' || CAST(v * pow(2, k / 2) * pow(2, k - k / 2) AS INTEGER) || ',' || k || ']' END ` +
+  `WHEN 'text' THEN json_quote(v) WHEN 'blob' THEN '{"${BLOB_TAG}":"' || hex(v) || '"}' ELSE 'null' END`;
 
 /**
  * SQL for the JSON image of one row (`alias` is `NEW`, `OLD` or a table
- * alias). Built by concatenation rather than `json_object`: no argument
- * limit (the old `json_insert` path for tables over 60 columns broke on
- * column names with quotes), and every value keeps its exact form.
+ * alias). The columns are listed as a small table and folded with
+ * `group_concat`, so the value encoder appears once per image whatever the
+ * width of the table: a trigger stays far below SQLite's statement-length
+ * limit, there is no function-argument limit (the old `json_insert` path for
+ * tables over 60 columns broke on column names with quotes), and every name
+ * is JSON-quoted here, in JavaScript.
  */
 export function rowImageSql(columns: readonly string[], alias: string): string {
-  const parts: string[] = [];
-  columns.forEach((column, index) => {
-    parts.push(sqlText(`${index === 0 ? "{" : ","}${JSON.stringify(column)}:`));
-    parts.push(valueJsonSql(`${alias}.${quoteIdent(column)}`));
-  });
-  parts.push(sqlText(columns.length === 0 ? "{}" : "}"));
-  return concatSql(parts);
+  // A named CTE over VALUES: SQLite does not resolve VALUES' own column names
+  // (column1…) when its first row refers to the outer row, and DO SQLite
+  // allows only 5 terms in a compound SELECT, which rules out UNION ALL.
+  const rows = columns.map((column, index) => `(${index}, ${sqlText(JSON.stringify(column))}, ${alias}.${quoteIdent(column)})`);
+  const scale = `CASE WHEN typeof(v) = 'real' AND v <> 0 THEN 54 - CAST(log2(abs(v)) AS INTEGER) END`;
+  return (
+    `(WITH c(i, n, v) AS (VALUES ${rows.join(", ")}) ` +
+    `SELECT '{' || group_concat(n || ':' || ${VALUE_JSON_SQL}, ',' ORDER BY i) || '}' FROM (SELECT i, n, v, ${scale} AS k FROM c))`
+  );
 }
 
 /**
@@ -96,7 +99,7 @@ export function valueGuardSql(table: string, columns: readonly string[], alias: 
     const message = `${VALUE_OUT_OF_RANGE_MARKER}: ${table}.${column} must hold integers within ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) and finite numbers`;
     return (
       `WHEN (typeof(${ref}) = 'integer' AND (${ref} > ${MAX_SAFE} OR ${ref} < -${MAX_SAFE})) ` +
-      `OR (typeof(${ref}) = 'real' AND abs(${ref}) > ${MAX_FINITE_REAL}) THEN RAISE(ABORT, ${sqlText(message)})`
+      `OR (typeof(${ref}) = 'real' AND (${ref} > ${MAX_FINITE_REAL} OR ${ref} < -${MAX_FINITE_REAL})) THEN RAISE(ABORT, ${sqlText(message)})`
     );
   });
   return `SELECT CASE ${cases.join(" ")} END`;
@@ -127,9 +130,20 @@ export function syncedValue(value: SqlStorageValue): unknown {
   return value;
 }
 
-/** Parses a change-log image (JSON text written by {@link rowImageSql}). */
+/** m × 2^-k, exactly: two power-of-two scalings, neither of which can under- or overflow on the way. */
+function exactReal(m: number, k: number): number {
+  const first = Math.trunc(k / 2);
+  return m * 2 ** -first * 2 ** -(k - first);
+}
+
+/** Parses a change-log image (JSON text written by {@link rowImageSql}) into the synced form. */
 export function parseRowImage(text: string): Record<string, unknown> {
-  return JSON.parse(text) as Record<string, unknown>;
+  const image = JSON.parse(text) as Record<string, unknown>;
+  for (const column in image) {
+    const value = image[column];
+    if (Array.isArray(value)) image[column] = exactReal(value[0] as number, value[1] as number);
+  }
+  return image;
 }
 
 /** Whether a value is a BLOB in its synced form. */
