@@ -242,9 +242,9 @@ describe("a wide table with odd column names", () => {
     expect(outcome.mutations![0].status).toBe("applied");
     await waitFor(() => socket.rows("wide").get("w1"), { message: "the wide row" });
     expect(socket.rows("wide").get("w1")).toEqual(row);
-    await exec(room, `UPDATE wide SET "q""x" = 'changed', "😀" = 1.5 WHERE id = 'w1'`);
+    await exec(room, `UPDATE wide SET "q""x" = 'changed', "😀" = 1.5, "late""quote" = 'late change' WHERE id = 'w1'`);
     await waitFor(() => socket.rows("wide").get("w1")?.['q"x'] === "changed", { message: "the raw update" });
-    expect(socket.rows("wide").get("w1")).toEqual({ ...row, 'q"x': "changed", "😀": 1.5 });
+    expect(socket.rows("wide").get("w1")).toEqual({ ...row, 'q"x': "changed", "😀": 1.5, 'late"quote': "late change" });
   });
 });
 
