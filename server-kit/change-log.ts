@@ -86,6 +86,17 @@ export function readTableInfo(sql: SqlStorage, table: string, key: string): Tabl
   return { name: table, key, columns: new Map(rows.map((row) => [row.name, affinityOf(row.type ?? "")])), uniques };
 }
 
+/**
+ * `a OP b OP c …` as a balanced tree: DO SQLite limits expression depth to
+ * 100, which a left-deep chain over a wide table's unique indexes exceeds.
+ */
+function balancedSql(items: string[], op: "OR" | "AND"): string {
+  if (items.length === 0) return op === "OR" ? "0" : "1";
+  if (items.length === 1) return items[0];
+  const middle = Math.ceil(items.length / 2);
+  return `(${balancedSql(items.slice(0, middle), op)} ${op} ${balancedSql(items.slice(middle), op)})`;
+}
+
 /** A fingerprint of the columns (and unique indexes) the triggers were generated for. */
 function schemaSignature(info: TableInfo): string {
   return `v2|${info.key}|${JSON.stringify([...info.columns])}|${JSON.stringify(info.uniques)}`;
@@ -116,15 +127,16 @@ export function installCaptureTriggers(sql: SqlStorage, info: TableInfo): boolea
   const now = `((julianday('now') - 2440587.5) * 86400000.0)`;
   for (const op of ["insert", "update", "delete", "displace_insert", "displace_update"]) sql.exec(`DROP TRIGGER IF EXISTS ${name(op)}`);
   const conflictsWith = (changedOnly: boolean) =>
-    info.uniques
-      .map((set) => {
-        const same = set.map((column) => `c.${quoteIdent(column)} = NEW.${quoteIdent(column)}`).join(" AND ");
+    balancedSql(
+      info.uniques.map((set) => {
+        const same = balancedSql(set.map((column) => `c.${quoteIdent(column)} = NEW.${quoteIdent(column)}`), "AND");
         if (!changedOnly) return `(${same})`;
         // An UPDATE can only collide on a unique set it changes.
-        const changed = set.map((column) => `NEW.${quoteIdent(column)} IS NOT OLD.${quoteIdent(column)}`).join(" OR ");
+        const changed = balancedSql(set.map((column) => `NEW.${quoteIdent(column)} IS NOT OLD.${quoteIdent(column)}`), "OR");
         return `((${changed}) AND ${same})`;
-      })
-      .join(" OR ") || "0";
+      }),
+      "OR",
+    );
   const noteDisplaced = (update: boolean) => `
     DELETE FROM ${DISPLACED_TABLE} WHERE "table" = ${tableLiteral};
     INSERT INTO ${DISPLACED_TABLE} ("table", id, image)

@@ -92,17 +92,16 @@ export function rowImageSql(columns: readonly string[], alias: string): string {
 /**
  * A trigger statement that aborts the write when a column of `alias` holds a
  * value the representation cannot carry exactly (see the module comment).
+ * The columns are listed once, as a CTE, to keep wide tables' triggers small;
+ * the message names the table (RAISE takes only a literal, so not the column).
  */
 export function valueGuardSql(table: string, columns: readonly string[], alias: string): string {
-  const cases = columns.map((column) => {
-    const ref = `${alias}.${quoteIdent(column)}`;
-    const message = `${VALUE_OUT_OF_RANGE_MARKER}: ${table}.${column} must hold integers within ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) and finite numbers`;
-    return (
-      `WHEN (typeof(${ref}) = 'integer' AND (${ref} > ${MAX_SAFE} OR ${ref} < -${MAX_SAFE})) ` +
-      `OR (typeof(${ref}) = 'real' AND (${ref} > ${MAX_FINITE_REAL} OR ${ref} < -${MAX_FINITE_REAL})) THEN RAISE(ABORT, ${sqlText(message)})`
-    );
-  });
-  return `SELECT CASE ${cases.join(" ")} END`;
+  const rows = columns.map((column) => `(${alias}.${quoteIdent(column)})`).join(", ");
+  const message = `${VALUE_OUT_OF_RANGE_MARKER}: a column of ${table} holds an integer beyond ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) or a non-finite number, which synced columns refuse`;
+  return (
+    `SELECT RAISE(ABORT, ${sqlText(message)}) WHERE EXISTS (WITH c(v) AS (VALUES ${rows}) SELECT 1 FROM c WHERE ` +
+    `(typeof(v) = 'integer' AND (v > ${MAX_SAFE} OR v < -${MAX_SAFE})) OR (typeof(v) = 'real' AND (v > ${MAX_FINITE_REAL} OR v < -${MAX_FINITE_REAL})))`
+  );
 }
 
 const HEX = "0123456789ABCDEF";
