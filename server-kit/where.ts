@@ -165,6 +165,29 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/**
+ * An `in` list travels as one JSON parameter, and SQLite's JSON number
+ * parser is not correctly rounded for doubles of large or small magnitude
+ * (-3.536552790332434e-287 parses one ulp off), so the SQL would compare
+ * against another number than JavaScript does. A number that is not a safe
+ * integer is sent as `[m, k]` (m × 2^-k, m a 53-bit integer, from the
+ * double's bits) and rebuilt in SQL by exact power-of-two scaling.
+ */
+function inListItem(item: SqlValue): SqlValue | [number, number] {
+  if (typeof item !== "number" || Number.isSafeInteger(item) || item === 0) return item;
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, item);
+  const high = view.getUint32(0);
+  const exponent = (high >>> 20) & 0x7ff;
+  const fraction = (high & 0xfffff) * 2 ** 32 + view.getUint32(4);
+  const sign = high >>> 31 === 1 ? -1 : 1;
+  // Subnormal: fraction × 2^-1074; normal: (2^52 + fraction) × 2^(exponent - 1075).
+  return exponent === 0 ? [sign * fraction, 1074] : [sign * (2 ** 52 + fraction), 1075 - exponent];
+}
+
+const IN_LIST_VALUE_SQL =
+  `CASE WHEN type = 'array' THEN json_extract(value, '$[0]') * pow(2, -(json_extract(value, '$[1]') / 2)) * pow(2, -(json_extract(value, '$[1]') - json_extract(value, '$[1]') / 2)) ELSE value END`;
+
 /** Renders a checked predicate as SQL with `?` placeholders. */
 export function whereToSql(where: CompiledWhere): { sql: string; params: SqlValue[] } {
   const params: SqlValue[] = [];
@@ -180,8 +203,8 @@ export function whereToSql(where: CompiledWhere): { sql: string; params: SqlValu
       case "cmp": {
         const col = quoteIdent(node.column);
         if (node.op === "in") {
-          params.push(JSON.stringify((node.value as SqlValue[]).filter((item) => item !== null)));
-          return `${col} IN (SELECT value FROM json_each(?))`;
+          params.push(JSON.stringify((node.value as SqlValue[]).filter((item) => item !== null).map(inListItem)));
+          return `${col} IN (SELECT ${IN_LIST_VALUE_SQL} FROM json_each(?))`;
         }
         const value = node.value as SqlValue;
         if (node.op === "eq" || node.op === "ne") {

@@ -45,6 +45,10 @@ const edgeDoubles = fc.constantFrom(
   -(2 ** 63),
   1e19,
   1e21,
+  // SQLite's decimal parsing (literals, CAST, JSON) is one ulp off for these.
+  -3.536552790332434e-287,
+  4.522722599504544e263,
+  -4.903154356169009e-302,
 );
 const double = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), edgeDoubles);
 const smallNumber = fc.constantFrom(0, 1, -1, 2, 10, 1.5, -2.25, 1e3);
@@ -170,5 +174,27 @@ test("matchesWhere (JS) over log images and whereToSql (SQLite) select the same 
     // The generators reach both sides of the guard.
     expect(refused).toBeGreaterThan(0);
     expect(kept).toBeGreaterThan(0);
+  });
+});
+
+test("an `in` list finds doubles SQLite's decimal parser misreads (the list travels as one JSON parameter)", async () => {
+  await runInDurableObject(room(), (_instance: Room, state) => {
+    const sql = state.storage.sql;
+    sql.exec(`CREATE TABLE IF NOT EXISTS doubles (id INTEGER PRIMARY KEY, c REAL)`);
+    sql.exec(`DELETE FROM doubles`);
+    const values = [-3.536552790332434e-287, 4.522722599504544e263, -4.903154356169009e-302, 5e-324, 1.7976931348623157e308, 0.30000000000000004, -0.5];
+    values.forEach((value, id) => sql.exec(`INSERT INTO doubles (id, c) VALUES (?, ?)`, id, value));
+    const columns = new Map([
+      ["id", affinityOf("INTEGER")],
+      ["c", affinityOf("REAL")],
+    ]);
+    const images = sql.exec<{ doc: string }>(`SELECT ${rowImageSql(["id", "c"], "p")} AS doc FROM doubles AS p ORDER BY id`).toArray().map((r) => parseRowImage(r.doc));
+    for (const [id, value] of values.entries()) {
+      const compiled = compileWhere({ c: { in: [value, 1] } }, columns);
+      const { sql: clause, params } = whereToSql(compiled);
+      const bySql = sql.exec<{ id: number }>(`SELECT id FROM doubles WHERE ${clause} ORDER BY id`, ...params).toArray().map((r) => r.id);
+      expect(bySql).toEqual([id]);
+      expect(images.filter((image) => matchesWhere(compiled, image)).map((image) => image.id)).toEqual([id]);
+    }
   });
 });
