@@ -1,5 +1,5 @@
 import { quoteIdent, affinityOf, type Affinity } from "./where.js";
-import { parseRowImage, rowImageSql, valueGuardSql } from "./values.js";
+import { parseRowImage, rowImageSql, valueRefusal } from "./values.js";
 
 /**
  * The change log and its bookkeeping, all in the room's own SQLite.
@@ -106,9 +106,9 @@ function schemaSignature(info: TableInfo): string {
  * Installs (or re-installs after a schema change) the capture triggers of one
  * synced table. Returns false when nothing had to change.
  *
- * - AFTER INSERT / UPDATE refuse values the synced representation cannot
- *   carry exactly (see `values.ts`), then log the rows REPLACE displaced,
- *   then log the change with its images.
+ * - AFTER INSERT / UPDATE log the rows REPLACE displaced, then the change
+ *   with its images; building the post-image refuses (RAISE) values the
+ *   synced representation cannot carry exactly (see `values.ts`).
  * - BEFORE INSERT / UPDATE note the rows the statement could displace
  *   (same primary key or UNIQUE value). Only those that are gone when the
  *   AFTER trigger runs (or whose key the new row now holds) are logged as
@@ -142,27 +142,37 @@ export function installCaptureTriggers(sql: SqlStorage, info: TableInfo): boolea
     INSERT INTO ${DISPLACED_TABLE} ("table", id, image)
       SELECT ${tableLiteral}, c.${key}, ${rowImageSql(columns, "c")} FROM ${table} AS c
       WHERE ${update ? `c.${key} IS NOT OLD.${key} AND ` : ""}(${conflictsWith(update)});`;
-  const logDisplaced = `
+  // Only an UPDATE that changes a unique column can displace a row; the
+  // others (most updates) skip the bookkeeping. Stale notes left by a
+  // statement whose AFTER trigger never ran (INSERT OR IGNORE) are cleared by
+  // the next BEFORE trigger, which always runs before any AFTER that reads them.
+  const uniqueColumns = [...new Set(info.uniques.flat())];
+  const uniqueChanged = balancedSql(
+    uniqueColumns.map((column) => `NEW.${quoteIdent(column)} IS NOT OLD.${quoteIdent(column)}`),
+    "OR",
+  );
+  const logDisplaced = (condition: string) => `
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
       SELECT ${now}, ${tableLiteral}, d.id, 'delete', NULL, d.image FROM ${DISPLACED_TABLE} AS d
-      WHERE d."table" = ${tableLiteral} AND (d.id = NEW.${key} OR NOT EXISTS (SELECT 1 FROM ${table} AS c WHERE c.${key} = d.id))
+      WHERE ${condition} AND d."table" = ${tableLiteral} AND (d.id = NEW.${key} OR NOT EXISTS (SELECT 1 FROM ${table} AS c WHERE c.${key} = d.id))
       ORDER BY d.rowid;
-    DELETE FROM ${DISPLACED_TABLE} WHERE "table" = ${tableLiteral};`;
-  if (info.uniques.length > 0) {
+    DELETE FROM ${DISPLACED_TABLE} WHERE ${condition} AND "table" = ${tableLiteral};`;
+  const displaces = info.uniques.length > 0;
+  // Post-images refuse values the synced representation cannot carry (values.ts).
+  const refuse = valueRefusal(info.name);
+  if (displaces) {
     sql.exec(`CREATE TRIGGER ${name("displace_insert")} BEFORE INSERT ON ${table} BEGIN ${noteDisplaced(false)} END`);
-    sql.exec(`CREATE TRIGGER ${name("displace_update")} BEFORE UPDATE ON ${table} BEGIN ${noteDisplaced(true)} END`);
+    sql.exec(`CREATE TRIGGER ${name("displace_update")} BEFORE UPDATE ON ${table} WHEN ${uniqueChanged} BEGIN ${noteDisplaced(true)} END`);
   }
   sql.exec(`CREATE TRIGGER ${name("insert")} AFTER INSERT ON ${table} BEGIN
-    ${valueGuardSql(info.name, columns, "NEW")};
-    ${info.uniques.length > 0 ? logDisplaced : ""}
+    ${displaces ? logDisplaced("1") : ""}
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
-    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'insert', ${rowImageSql(columns, "NEW")}, NULL);
+    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'insert', ${rowImageSql(columns, "NEW", { refuse })}, NULL);
   END`);
   sql.exec(`CREATE TRIGGER ${name("update")} AFTER UPDATE ON ${table} BEGIN
-    ${valueGuardSql(info.name, columns, "NEW")};
-    ${info.uniques.length > 0 ? logDisplaced : ""}
+    ${displaces ? logDisplaced(uniqueChanged) : ""}
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
-    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'update', ${rowImageSql(columns, "NEW")}, ${rowImageSql(columns, "OLD")});
+    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'update', ${rowImageSql(columns, "NEW", { refuse })}, ${rowImageSql(columns, "OLD")});
   END`);
   sql.exec(`CREATE TRIGGER ${name("delete")} AFTER DELETE ON ${table} BEGIN
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)

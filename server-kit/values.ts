@@ -51,7 +51,7 @@ function quoteIdent(name: string): string {
 }
 
 /**
- * SQL text (a JSON value) for the value `v` (`k` is its binary scale, below). REALs are where care is needed:
+ * SQL text (a JSON value) for the value `v`. REALs are where care is needed:
  * SQLite's `json_object` prints 15 significant digits, and even
  * `printf('%!.17g')` misprints doubles of large or small magnitude (found by
  * the property test: -3.536552790332434e-287 came back as
@@ -62,46 +62,53 @@ function quoteIdent(name: string): string {
  * truncation may be off by one; the extra bits of headroom keep m an integer
  * either way. {@link parseRowImage} turns the pair back into the number.
  */
-const VALUE_JSON_SQL =
-  `CASE typeof(v) WHEN 'integer' THEN CAST(v AS TEXT) ` +
-  `WHEN 'real' THEN CASE WHEN v = CAST(v AS INTEGER) AND abs(v) < 9007199254740992.0 THEN CAST(CAST(v AS INTEGER) AS TEXT) ` +
-  `ELSE '[' || CAST(v * pow(2, k / 2) * pow(2, k - k / 2) AS INTEGER) || ',' || k || ']' END ` +
-  `WHEN 'text' THEN json_quote(v) WHEN 'blob' THEN '{"${BLOB_TAG}":"' || hex(v) || '"}' ELSE 'null' END`;
 
 /**
- * SQL for the JSON image of one row (`alias` is `NEW`, `OLD` or a table
- * alias). The columns are listed as a small table and folded with
- * `group_concat`, so the value encoder appears once per image whatever the
- * width of the table: a trigger stays far below SQLite's statement-length
- * limit, there is no function-argument limit (the old `json_insert` path for
- * tables over 60 columns broke on column names with quotes), and every name
- * is JSON-quoted here, in JavaScript.
+ * The encoder. With `refuse` (a trigger's message, for post-images) a value
+ * the representation cannot carry aborts the write with RAISE: the check
+ * rides on the encoding the trigger does anyway instead of a second pass over
+ * the columns. Without it (pre-images, snapshots of old rows) such a value is
+ * encoded as well as it can be: unsafe integers as their digits, non-finite
+ * REALs as null.
  */
-export function rowImageSql(columns: readonly string[], alias: string): string {
-  // A named CTE over VALUES: SQLite does not resolve VALUES' own column names
-  // (column1…) when its first row refers to the outer row, and DO SQLite
-  // allows only 5 terms in a compound SELECT, which rules out UNION ALL.
-  const rows = columns.map((column, index) => `(${index}, ${sqlText(JSON.stringify(column))}, ${alias}.${quoteIdent(column)})`);
-  const scale = `CASE WHEN typeof(v) = 'real' AND v <> 0 THEN 54 - CAST(log2(abs(v)) AS INTEGER) END`;
+function valueJsonSql(v: string, refuse: string | undefined): string {
+  const SCALE = `(54 - CAST(log2(abs(${v})) AS INTEGER))`;
+  const abort = refuse === undefined ? undefined : `RAISE(ABORT, ${sqlText(refuse)})`;
+  const integer = abort === undefined ? `CAST(${v} AS TEXT)` : `CASE WHEN ${v} > ${MAX_SAFE} OR ${v} < -${MAX_SAFE} THEN ${abort} ELSE CAST(${v} AS TEXT) END`;
   return (
-    `(WITH c(i, n, v) AS (VALUES ${rows.join(", ")}) ` +
-    `SELECT '{' || group_concat(n || ':' || ${VALUE_JSON_SQL}, ',' ORDER BY i) || '}' FROM (SELECT i, n, v, ${scale} AS k FROM c))`
+    `CASE typeof(${v}) WHEN 'integer' THEN ${integer} ` +
+    `WHEN 'real' THEN CASE WHEN ${v} = CAST(${v} AS INTEGER) AND abs(${v}) < 9007199254740992.0 THEN CAST(CAST(${v} AS INTEGER) AS TEXT) ` +
+    `WHEN ${v} > ${MAX_FINITE_REAL} OR ${v} < -${MAX_FINITE_REAL} THEN ${abort ?? "'null'"} ` +
+    `ELSE '[' || CAST(${v} * pow(2, ${SCALE} / 2) * pow(2, ${SCALE} - ${SCALE} / 2) AS INTEGER) || ',' || ${SCALE} || ']' END ` +
+    `WHEN 'text' THEN json_quote(${v}) WHEN 'blob' THEN '{"${BLOB_TAG}":"' || hex(${v}) || '"}' ELSE 'null' END`
   );
 }
 
+/** The message of the RAISE that refuses a value in `table` (a literal: RAISE cannot name the column). */
+export function valueRefusal(table: string): string {
+  return `${VALUE_OUT_OF_RANGE_MARKER}: a column of ${table} holds an integer beyond ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) or a non-finite number, which synced columns refuse`;
+}
+
 /**
- * A trigger statement that aborts the write when a column of `alias` holds a
- * value the representation cannot carry exactly (see the module comment).
- * The columns are listed once, as a CTE, to keep wide tables' triggers small;
- * the message names the table (RAISE takes only a literal, so not the column).
+ * SQL for the JSON image of one row (`alias` is `NEW`, `OLD` or a table
+ * alias). The columns are listed once, in a CTE, and folded with
+ * `group_concat`, so the encoder appears once whatever the width of the
+ * table: a trigger of a 100-column table stays below DO SQLite's 100 KB
+ * statement limit (the encoder names its value some twenty times, so one
+ * inline expression per column would not), and there is no function-argument
+ * limit. Every column name is JSON-quoted here, in JavaScript, so no name
+ * ever becomes a JSON path (the old `json_insert` path for tables over 60
+ * columns broke on names with quotes). `options.refuse` (trigger
+ * post-images only: RAISE exists only in triggers) is the
+ * {@link valueRefusal} message.
  */
-export function valueGuardSql(table: string, columns: readonly string[], alias: string): string {
-  const rows = columns.map((column) => `(${alias}.${quoteIdent(column)})`).join(", ");
-  const message = `${VALUE_OUT_OF_RANGE_MARKER}: a column of ${table} holds an integer beyond ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) or a non-finite number, which synced columns refuse`;
-  return (
-    `SELECT RAISE(ABORT, ${sqlText(message)}) WHERE EXISTS (WITH c(v) AS (VALUES ${rows}) SELECT 1 FROM c WHERE ` +
-    `(typeof(v) = 'integer' AND (v > ${MAX_SAFE} OR v < -${MAX_SAFE})) OR (typeof(v) = 'real' AND (v > ${MAX_FINITE_REAL} OR v < -${MAX_FINITE_REAL})))`
-  );
+export function rowImageSql(columns: readonly string[], alias: string, options: { refuse?: string } = {}): string {
+  // A named CTE over VALUES: SQLite does not resolve VALUES' own column names
+  // (column1…) when its first row refers to the outer row, and DO SQLite
+  // allows only 5 terms in a compound SELECT, which rules out UNION ALL.
+  // group_concat folds the VALUES rows in the order they are listed.
+  const rows = columns.map((column) => `(${sqlText(JSON.stringify(column))}, ${alias}.${quoteIdent(column)})`);
+  return `(WITH c(n, v) AS (VALUES ${rows.join(", ")}) SELECT '{' || group_concat(n || ':' || ${valueJsonSql("v", options.refuse)}, ',') || '}' FROM c)`;
 }
 
 const HEX = "0123456789ABCDEF";

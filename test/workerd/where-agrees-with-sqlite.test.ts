@@ -23,7 +23,7 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { expect, test } from "vitest";
 import { affinityOf, compareText, compileWhere, matchesWhere, whereToSql, type Where } from "../../server-kit/where.js";
-import { parseRowImage, rowImageSql, syncedValue, valueGuardSql, VALUE_OUT_OF_RANGE_MARKER } from "../../server-kit/values.js";
+import { parseRowImage, rowImageSql, syncedValue, valueRefusal, VALUE_OUT_OF_RANGE_MARKER } from "../../server-kit/values.js";
 import type { Env, Room } from "../fixtures/room/worker.js";
 
 const COLUMNS = { a: "INTEGER", b: "TEXT", c: "REAL", d: "", e: "NUMERIC" } as const;
@@ -121,7 +121,8 @@ test("matchesWhere (JS) over log images and whereToSql (SQLite) select the same 
     sql.exec(`CREATE TABLE IF NOT EXISTS props (id INTEGER PRIMARY KEY, ${definition})`);
     sql.exec(`CREATE TABLE IF NOT EXISTS props_unguarded (id INTEGER PRIMARY KEY, ${definition})`);
     sql.exec(`DROP TRIGGER IF EXISTS props_guard`);
-    sql.exec(`CREATE TRIGGER props_guard AFTER INSERT ON props BEGIN ${valueGuardSql("props", ["id", ...NAMES], "NEW")}; END`);
+    // What the capture triggers do: build the post-image, which refuses unsafe values.
+    sql.exec(`CREATE TRIGGER props_guard AFTER INSERT ON props BEGIN SELECT ${rowImageSql(["id", ...NAMES], "NEW", { refuse: valueRefusal("props") })}; END`);
     const columns = new Map(Object.entries(COLUMNS).map(([name, type]) => [name, affinityOf(type)]));
     columns.set("id", affinityOf("INTEGER"));
     const placeholders = NAMES.map(() => "?");
