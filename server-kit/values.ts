@@ -14,14 +14,15 @@ import { LunoraError } from "../src/protocol/errors.js";
  * | REAL                 | a JSON number with every bit of the double; finite only |
  *
  * (Inside the change log a REAL may be stored as `[m, k]`; see
- * `VALUE_JSON_SQL`. Nothing outside this module sees that form.)
+ * `valueJsonSql`. Nothing outside this module sees that form.)
  * | TEXT                 | a JSON string                                    |
  * | BLOB                 | `{ "$blob": "<uppercase hex>" }`                 |
  *
  * Integers beyond `Number.MAX_SAFE_INTEGER` and non-finite REALs have no
  * exact JSON-number form a JavaScript client can hold, so the capture
- * triggers refuse them: the write fails with an SQLite constraint error whose
- * message starts with {@link VALUE_OUT_OF_RANGE_MARKER} (a mutator reports it
+ * triggers refuse them while building the post-image: the write fails with
+ * an SQLite constraint error whose message starts with
+ * {@link VALUE_OUT_OF_RANGE_MARKER} (a mutator reports it
  * as `CONSTRAINT_VIOLATION`). Refusing is what keeps the snapshot, the log and
  * both predicate engines in agreement; a silently rounded integer is how a
  * client used to keep a deleted row forever.
@@ -163,16 +164,30 @@ export function isBlobValue(value: unknown): value is BlobValue {
   );
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * A string with each unpaired surrogate replaced by U+FFFD. SQLite would
+ * store an unpaired surrogate as three bytes that the runtime reads back as
+ * three U+FFFD, so the row a client receives and the bytes SQL predicates
+ * compare would differ; replacing it on the way in keeps them one value.
+ */
+function wellFormed(text: string): string {
+  return text.replace(LONE_SURROGATE, "\uFFFD");
+}
+
 /**
  * Turns a value given to `ctx.db` into one SQLite can bind, so that what a
  * client received can be written back unchanged: a synced BLOB
  * (`{ $blob }`) or a `Uint8Array` becomes a BLOB, a `bigint` inside the safe
- * range a number; other objects are stored as JSON text.
+ * range a number; other objects are stored as JSON text. Strings lose
+ * unpaired surrogates (see `wellFormed`).
  */
 export function bindableValue(table: string, column: string, value: unknown): SqlStorageValue {
   if (value === undefined || value === null) return null;
   if (typeof value === "boolean") return value ? 1 : 0;
-  if (typeof value === "string" || value instanceof ArrayBuffer) return value;
+  if (typeof value === "string") return wellFormed(value);
+  if (value instanceof ArrayBuffer) return value;
   if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new LunoraError("INVALID_ARGS", `value of ${table}.${column} must be a finite number`);
     return value;

@@ -116,6 +116,17 @@ describe("values keep their exact form and predicates agree with SQL", () => {
     expect(socket.rows("all").get("c")!.data).toEqual({ $blob: "00FF" });
   });
 
+  test("ctx.db stores an unpaired surrogate as U+FFFD, so the row clients get and the bytes SQL compares are one value", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    await subscribe(socket, "exact", { shape: "valsWhere", args: { where: { name: "a\uFFFDb" } } });
+    const outcome = await push(socket, randomUUID(), [{ clientSeq: 1, name: "vals:put", args: { row: { id: "u", name: "a\uD800b" } } }]);
+    expect(outcome.mutations![0].status).toBe("applied");
+    expect(await exec(room, `SELECT hex(name) AS h FROM vals WHERE id = 'u'`)).toEqual([{ h: "61EFBFBD62" }]);
+    await waitFor(() => socket.rows("exact").get("u"), { message: "the row under its exact predicate" });
+    expect(socket.rows("exact").get("u")!.name).toBe("a\uFFFDb");
+  });
+
   test("an integer beyond 2^53 is refused on write (raw SQL and mutator) instead of reaching clients rounded", async () => {
     const room = freshRoom();
     const message = await execFailing(room, `INSERT INTO vals (id, n) VALUES ('big', 9007199254740993)`);
