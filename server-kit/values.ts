@@ -90,6 +90,8 @@ export function valueRefusal(table: string): string {
   return `${VALUE_OUT_OF_RANGE_MARKER}: a column of ${table} holds an integer beyond ±${MAX_SAFE} (Number.MAX_SAFE_INTEGER) or a non-finite number, which synced columns refuse`;
 }
 
+const IMAGE_CTE = "__lunora_image_columns";
+
 /**
  * SQL for the JSON image of one row (`alias` is `NEW`, `OLD` or a table
  * alias). The columns are listed once, in a CTE, and folded with
@@ -109,7 +111,8 @@ export function rowImageSql(columns: readonly string[], alias: string, options: 
   // allows only 5 terms in a compound SELECT, which rules out UNION ALL.
   // group_concat folds the VALUES rows in the order they are listed.
   const rows = columns.map((column) => `(${sqlText(JSON.stringify(column))}, ${alias}.${quoteIdent(column)})`);
-  return `(WITH c(n, v) AS (VALUES ${rows.join(", ")}) SELECT '{' || group_concat(n || ':' || ${valueJsonSql("v", options.refuse)}, ',') || '}' FROM c)`;
+  // The CTE's name must not shadow a table alias the rows refer to.
+  return `(WITH ${IMAGE_CTE}(n, v) AS (VALUES ${rows.join(", ")}) SELECT '{' || group_concat(n || ':' || ${valueJsonSql("v", options.refuse)}, ',') || '}' FROM ${IMAGE_CTE})`;
 }
 
 const HEX = "0123456789ABCDEF";
