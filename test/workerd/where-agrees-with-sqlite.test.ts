@@ -55,7 +55,7 @@ const smallNumber = fc.constantFrom(0, 1, -1, 2, 10, 1.5, -2.25, 1e3);
 const edgeText = fc.constantFrom("", "a", "b", "B", "1", "10", "1.5", "01", "1e2", "0x10", " 1", "é", "z", "\uD7FF", "\uE000", "\uFFFF", "😀", "a😀", "\u{10FFFF}", "\u{10000}", "9007199254740993", "-9223372036854775808");
 const text = fc.oneof(
   { arbitrary: edgeText, weight: 3 },
-  { arbitrary: fc.string({ unit: fc.constantFrom("a", "b", "é", "\uD7FF", "\uE000", "\uFFFF", "😀", "\u{10FFFF}"), maxLength: 3 }), weight: 4 },
+  { arbitrary: fc.string({ unit: fc.constantFrom("a", "b", "é", "\uD7FF", "\uE000", "\uFFFD", "\uFFFF", "😀", "\u{10FFFF}"), maxLength: 3 }), weight: 4 },
   { arbitrary: fc.string({ unit: "grapheme", maxLength: 4 }), weight: 1 },
 );
 /** Lone surrogates only in predicates: stored text is UTF-8, so rows never hold them. */
@@ -196,6 +196,26 @@ test("an `in` list finds doubles SQLite's decimal parser misreads (the list trav
       const bySql = sql.exec<{ id: number }>(`SELECT id FROM doubles WHERE ${clause} ORDER BY id`, ...params).toArray().map((r) => r.id);
       expect(bySql).toEqual([id]);
       expect(images.filter((image) => matchesWhere(compiled, image)).map((image) => image.id)).toEqual([id]);
+    }
+  });
+});
+
+test("an unpaired surrogate in a predicate never equals U+FFFD in a row, in SQL (also through an `in` list) and in JavaScript", async () => {
+  await runInDurableObject(room(), (_instance: Room, state) => {
+    const sql = state.storage.sql;
+    sql.exec(`CREATE TABLE IF NOT EXISTS replacement (id INTEGER PRIMARY KEY, t TEXT)`);
+    sql.exec(`DELETE FROM replacement`);
+    sql.exec(`INSERT INTO replacement (id, t) VALUES (1, ?), (2, ?)`, "\uFFFD", "a\uFFFD");
+    const columns = new Map([
+      ["id", affinityOf("INTEGER")],
+      ["t", affinityOf("TEXT")],
+    ]);
+    const images = sql.exec<{ doc: string }>(`SELECT ${rowImageSql(["id", "t"], "p")} AS doc FROM replacement AS p ORDER BY id`).toArray().map((r) => parseRowImage(r.doc));
+    for (const where of [{ t: "\uD800" }, { t: { in: ["\uD800", "a\uDC00"] } }, { t: { lt: "\uD800" } }, { t: { gt: "a\uDBFF" } }] as Where[]) {
+      const compiled = compileWhere(where, columns);
+      const { sql: clause, params } = whereToSql(compiled);
+      const bySql = sql.exec<{ id: number }>(`SELECT id FROM replacement WHERE ${clause} ORDER BY id`, ...params).toArray().map((r) => r.id);
+      expect(images.filter((image) => matchesWhere(compiled, image)).map((image) => image.id)).toEqual(bySql);
     }
   });
 });
