@@ -18,6 +18,7 @@ import { openFanout } from "./lib/fanout.js";
 import { steady } from "./lib/raw-subscribers.js";
 import { startBenchRoom } from "./lib/room.js";
 import { percentile, sleep, until } from "./lib/stats.js";
+import { PROTOCOL_VERSION } from "../src/protocol/index.js";
 
 const writes = Number(process.argv[2] ?? 200);
 const worker = await startBenchRoom();
@@ -26,7 +27,7 @@ const SOURCE = { shape: "itemsByList", args: { listId: "P" } };
 const fmt = (values: number[]) => `p50 ${percentile(values, 50).toFixed(2)}  p90 ${percentile(values, 90).toFixed(2)}  p99 ${percentile(values, 99).toFixed(2)} ms`;
 
 async function open(room: string, token: string): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=1&token=${token}`);
+  const ws = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=${token}`);
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
     ws.once("error", reject);

@@ -24,6 +24,7 @@ import type { BenchContext, Metric } from "./lib/context.js";
 import { ReplayWebSocket } from "./lib/replay-websocket.js";
 import { putItems, type BenchItem } from "./lib/room.js";
 import { median, prng, settleHeap, until } from "./lib/stats.js";
+import { PROTOCOL_VERSION } from "../src/protocol/index.js";
 
 const ROWS = 10_000;
 const LISTS = 10;
@@ -71,7 +72,7 @@ export async function recordW1(ctx: BenchContext): Promise<Recording> {
   const room = ctx.freshRoom("w1");
   await putItems(ctx.worker, room, initial);
   const frames: string[] = [];
-  const ws = new WebSocket(`ws://${ctx.worker.host}/parties/room/${room}?v=1&token=user:recorder`);
+  const ws = new WebSocket(`ws://${ctx.worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=user:recorder`);
   ws.on("message", (data) => {
     const text = data.toString();
     if (text !== "pong") frames.push(text);

@@ -19,6 +19,7 @@ import { steady } from "./lib/raw-subscribers.js";
 import { startReader, startWriter } from "./lib/writer.js";
 import type { NotMeasured } from "./lib/report.js";
 import { percentile, sleep, until } from "./lib/stats.js";
+import { PROTOCOL_VERSION } from "../src/protocol/index.js";
 
 const SOCKETS = 100;
 const RATE = 50;
@@ -33,7 +34,7 @@ async function rawLatencies(ctx: BenchContext, writes: number): Promise<number[]
   const fan1 = await openFanout(ctx.worker.host, room, Math.floor(others / 2), SOURCE("W2"));
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
-  const observer = new WebSocket(`ws://${ctx.worker.host}/parties/room/${room}?v=1&token=user:observer`);
+  const observer = new WebSocket(`ws://${ctx.worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=user:observer`);
   observer.on("message", (data) => {
     const now = performance.now();
     const text = data.toString();
@@ -43,7 +44,7 @@ async function rawLatencies(ctx: BenchContext, writes: number): Promise<number[]
       if (sent !== undefined) latencies.push(now - sent);
     }
   });
-  const writer = new WebSocket(`ws://${ctx.worker.host}/parties/room/${room}?v=1&token=user:writer`);
+  const writer = new WebSocket(`ws://${ctx.worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=user:writer`);
   await Promise.all([observer, writer].map((ws) => new Promise((resolve) => ws.once("open", resolve))));
   observer.send(JSON.stringify({ type: "subscribe", id: "s", source: SOURCE("W2") }));
   writer.send(JSON.stringify({ type: "subscribe", id: "s", source: SOURCE("W2") }));

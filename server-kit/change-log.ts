@@ -1,4 +1,5 @@
 import { quoteIdent, affinityOf, type Affinity } from "./where.js";
+import { parseRowImage, rowImageSql, valueRefusal } from "./values.js";
 
 /**
  * The change log and its bookkeeping, all in the room's own SQLite.
@@ -15,6 +16,15 @@ import { quoteIdent, affinityOf, type Affinity } from "./where.js";
  */
 export const LOG_TABLE = "__cdc_log";
 export const META_TABLE = "__lunora_meta";
+/**
+ * Rows an INSERT or UPDATE may remove through REPLACE conflict resolution,
+ * noted by a BEFORE trigger so the AFTER trigger can log their deletion:
+ * SQLite's REPLACE deletes conflicting rows without firing delete triggers
+ * (unless `recursive_triggers` is on, which would change the room's own
+ * triggers), so without this a row moved or displaced by `INSERT OR REPLACE`
+ * would stay on clients forever.
+ */
+export const DISPLACED_TABLE = "__lunora_displaced";
 const TRIGGER_PREFIX = "__lunora_cdc_";
 
 export interface LogEntry {
@@ -29,6 +39,8 @@ export interface TableInfo {
   name: string;
   key: string;
   columns: Map<string, Affinity>;
+  /** Column sets of the table's primary key and UNIQUE indexes (what REPLACE resolves conflicts on). */
+  uniques: string[][];
 }
 
 /** Creates the log and meta tables. Idempotent, cheap enough to run on every wake. */
@@ -43,6 +55,7 @@ export function installLogTables(sql: SqlStorage): void {
     prev TEXT
   )`);
   sql.exec(`CREATE TABLE IF NOT EXISTS ${META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)`);
+  sql.exec(`CREATE TABLE IF NOT EXISTS ${DISPLACED_TABLE} ("table" TEXT NOT NULL, id, image TEXT NOT NULL)`);
 }
 
 export function readMeta(sql: SqlStorage, key: string): string | undefined {
@@ -56,41 +69,51 @@ export function writeMeta(sql: SqlStorage, key: string, value: string | number):
 
 /** Reads a table's columns, or `undefined` when the table does not exist (yet). */
 export function readTableInfo(sql: SqlStorage, table: string, key: string): TableInfo | undefined {
-  const rows = sql.exec<{ name: string; type: string }>(`SELECT name, type FROM pragma_table_info(?)`, table).toArray();
+  const rows = sql.exec<{ name: string; type: string; pk: number }>(`SELECT name, type, pk FROM pragma_table_info(?)`, table).toArray();
   if (rows.length === 0) return undefined;
-  return { name: table, key, columns: new Map(rows.map((row) => [row.name, affinityOf(row.type ?? "")])) };
+  const uniques: string[][] = [];
+  const primaryKey = rows.filter((row) => row.pk > 0).sort((a, b) => a.pk - b.pk).map((row) => row.name);
+  if (primaryKey.length > 0) uniques.push(primaryKey);
+  const indexes = sql.exec<{ name: string; origin: string }>(`SELECT name, origin FROM pragma_index_list(?) WHERE "unique" = 1 ORDER BY name`, table).toArray();
+  for (const index of indexes) {
+    if (index.origin === "pk") continue; // listed above
+    const parts = sql.exec<{ name: string | null }>(`SELECT name FROM pragma_index_info(?) ORDER BY seqno`, index.name).toArray();
+    // An index on an expression cannot be matched column by column; the
+    // existence check of the AFTER trigger keeps that a missed case, never a false delete.
+    if (parts.length === 0 || parts.some((part) => part.name === null)) continue;
+    uniques.push(parts.map((part) => part.name!));
+  }
+  return { name: table, key, columns: new Map(rows.map((row) => [row.name, affinityOf(row.type ?? "")])), uniques };
 }
 
 /**
- * SQL for the JSON image of a row (`NEW` or `OLD`). BLOB values become hex
- * text: `json_object` refuses BLOBs, and a trigger that fails would make the
- * room's own write fail. Wide tables are built in chunks because SQLite caps
- * a function call at 127 arguments.
+ * `a OP b OP c …` as a balanced tree: DO SQLite limits expression depth to
+ * 100, which a left-deep chain over a wide table's unique indexes exceeds.
  */
-function imageSql(info: TableInfo, alias: "NEW" | "OLD"): string {
-  const value = (column: string) => {
-    const ref = `${alias}.${quoteIdent(column)}`;
-    return `CASE typeof(${ref}) WHEN 'blob' THEN hex(${ref}) ELSE ${ref} END`;
-  };
-  const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
-  const columns = [...info.columns.keys()];
-  const chunks: string[][] = [];
-  for (let i = 0; i < columns.length; i += 60) chunks.push(columns.slice(i, i + 60));
-  let expr = `json_object(${chunks[0].map((column) => `${literal(column)}, ${value(column)}`).join(", ")})`;
-  for (const chunk of chunks.slice(1)) {
-    expr = `json_insert(${expr}, ${chunk.map((column) => `${literal(`$."${column.replaceAll('"', '""')}"`)}, ${value(column)}`).join(", ")})`;
-  }
-  return expr;
+function balancedSql(items: string[], op: "OR" | "AND"): string {
+  if (items.length === 0) return op === "OR" ? "0" : "1";
+  if (items.length === 1) return items[0];
+  const middle = Math.ceil(items.length / 2);
+  return `(${balancedSql(items.slice(0, middle), op)} ${op} ${balancedSql(items.slice(middle), op)})`;
 }
 
-/** A fingerprint of the columns the triggers were generated for. */
+/** A fingerprint of the columns (and unique indexes) the triggers were generated for. */
 function schemaSignature(info: TableInfo): string {
-  return `${info.key}|${[...info.columns].map(([name, affinity]) => `${name}:${affinity}`).join(",")}`;
+  return `v2|${info.key}|${JSON.stringify([...info.columns])}|${JSON.stringify(info.uniques)}`;
 }
 
 /**
  * Installs (or re-installs after a schema change) the capture triggers of one
  * synced table. Returns false when nothing had to change.
+ *
+ * - AFTER INSERT / UPDATE log the rows REPLACE displaced, then the change
+ *   with its images; building the post-image refuses (RAISE) values the
+ *   synced representation cannot carry exactly (see `values.ts`).
+ * - BEFORE INSERT / UPDATE note the rows the statement could displace
+ *   (same primary key or UNIQUE value). Only those that are gone when the
+ *   AFTER trigger runs (or whose key the new row now holds) are logged as
+ *   deleted, so INSERT OR IGNORE and UPSERT, which displace nothing, log
+ *   nothing extra.
  */
 export function installCaptureTriggers(sql: SqlStorage, info: TableInfo): boolean {
   const signature = schemaSignature(info);
@@ -100,19 +123,60 @@ export function installCaptureTriggers(sql: SqlStorage, info: TableInfo): boolea
   const name = (op: string) => quoteIdent(`${TRIGGER_PREFIX}${info.name}_${op}`);
   const tableLiteral = `'${info.name.replaceAll("'", "''")}'`;
   const key = quoteIdent(info.key);
+  const columns = [...info.columns.keys()];
   const now = `((julianday('now') - 2440587.5) * 86400000.0)`;
-  for (const op of ["insert", "update", "delete"]) sql.exec(`DROP TRIGGER IF EXISTS ${name(op)}`);
-  sql.exec(`CREATE TRIGGER ${name("insert")} AFTER INSERT ON ${table} BEGIN
+  for (const op of ["insert", "update", "delete", "displace_insert", "displace_update"]) sql.exec(`DROP TRIGGER IF EXISTS ${name(op)}`);
+  const conflictsWith = (changedOnly: boolean) =>
+    balancedSql(
+      info.uniques.map((set) => {
+        const same = balancedSql(set.map((column) => `c.${quoteIdent(column)} = NEW.${quoteIdent(column)}`), "AND");
+        if (!changedOnly) return `(${same})`;
+        // An UPDATE can only collide on a unique set it changes.
+        const changed = balancedSql(set.map((column) => `NEW.${quoteIdent(column)} IS NOT OLD.${quoteIdent(column)}`), "OR");
+        return `((${changed}) AND ${same})`;
+      }),
+      "OR",
+    );
+  const noteDisplaced = (update: boolean) => `
+    DELETE FROM ${DISPLACED_TABLE} WHERE "table" = ${tableLiteral};
+    INSERT INTO ${DISPLACED_TABLE} ("table", id, image)
+      SELECT ${tableLiteral}, c.${key}, ${rowImageSql(columns, "c")} FROM ${table} AS c
+      WHERE ${update ? `c.${key} IS NOT OLD.${key} AND ` : ""}(${conflictsWith(update)});`;
+  // Only an UPDATE that changes a unique column can displace a row; the
+  // others (most updates) skip the bookkeeping. Stale notes left by a
+  // statement whose AFTER trigger never ran (INSERT OR IGNORE) are cleared by
+  // the next BEFORE trigger, which always runs before any AFTER that reads them.
+  const uniqueColumns = [...new Set(info.uniques.flat())];
+  const uniqueChanged = balancedSql(
+    uniqueColumns.map((column) => `NEW.${quoteIdent(column)} IS NOT OLD.${quoteIdent(column)}`),
+    "OR",
+  );
+  const logDisplaced = (condition: string) => `
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
-    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'insert', ${imageSql(info, "NEW")}, NULL);
+      SELECT ${now}, ${tableLiteral}, d.id, 'delete', NULL, d.image FROM ${DISPLACED_TABLE} AS d
+      WHERE ${condition} AND d."table" = ${tableLiteral} AND (d.id = NEW.${key} OR NOT EXISTS (SELECT 1 FROM ${table} AS c WHERE c.${key} = d.id))
+      ORDER BY d.rowid;
+    DELETE FROM ${DISPLACED_TABLE} WHERE ${condition} AND "table" = ${tableLiteral};`;
+  const displaces = info.uniques.length > 0;
+  // Post-images refuse values the synced representation cannot carry (values.ts).
+  const refuse = valueRefusal(info.name);
+  if (displaces) {
+    sql.exec(`CREATE TRIGGER ${name("displace_insert")} BEFORE INSERT ON ${table} BEGIN ${noteDisplaced(false)} END`);
+    sql.exec(`CREATE TRIGGER ${name("displace_update")} BEFORE UPDATE ON ${table} WHEN ${uniqueChanged} BEGIN ${noteDisplaced(true)} END`);
+  }
+  sql.exec(`CREATE TRIGGER ${name("insert")} AFTER INSERT ON ${table} BEGIN
+    ${displaces ? logDisplaced("1") : ""}
+    INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
+    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'insert', ${rowImageSql(columns, "NEW", { refuse })}, NULL);
   END`);
   sql.exec(`CREATE TRIGGER ${name("update")} AFTER UPDATE ON ${table} BEGIN
+    ${displaces ? logDisplaced(uniqueChanged) : ""}
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
-    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'update', ${imageSql(info, "NEW")}, ${imageSql(info, "OLD")});
+    VALUES (${now}, ${tableLiteral}, NEW.${key}, 'update', ${rowImageSql(columns, "NEW", { refuse })}, ${rowImageSql(columns, "OLD")});
   END`);
   sql.exec(`CREATE TRIGGER ${name("delete")} AFTER DELETE ON ${table} BEGIN
     INSERT INTO ${LOG_TABLE} (ts, "table", id, op, doc, prev)
-    VALUES (${now}, ${tableLiteral}, OLD.${key}, 'delete', NULL, ${imageSql(info, "OLD")});
+    VALUES (${now}, ${tableLiteral}, OLD.${key}, 'delete', NULL, ${rowImageSql(columns, "OLD")});
   END`);
   writeMeta(sql, metaKey, signature);
   return true;
@@ -145,8 +209,8 @@ export function* readLog(sql: SqlStorage, afterSeq: number, throughSeq: number, 
         seq: row.seq,
         table: row.table,
         op: row.op as LogEntry["op"],
-        doc: row.doc === null ? null : (JSON.parse(row.doc) as Record<string, unknown>),
-        prev: row.prev === null ? null : (JSON.parse(row.prev) as Record<string, unknown>),
+        doc: row.doc === null ? null : parseRowImage(row.doc),
+        prev: row.prev === null ? null : parseRowImage(row.prev),
       };
     }
     from = rows[rows.length - 1].seq;

@@ -1,23 +1,42 @@
 import { LunoraError } from "../src/protocol/errors.js";
 import type { TableInfo } from "./change-log.js";
+import { bindableValue, VALUE_OUT_OF_RANGE_MARKER } from "./values.js";
 import { compileWhere, quoteIdent, whereToSql, type Where } from "./where.js";
 
 /** UUID-shaped (any version): what a client may propose as a row id. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type Row = Record<string, unknown>;
-type SqlValue = string | number | null | ArrayBuffer;
 
-function toSqlValue(table: string, column: string, value: unknown): SqlValue {
-  if (value === undefined || value === null) return null;
-  if (typeof value === "boolean") return value ? 1 : 0;
-  if (typeof value === "string" || typeof value === "number" || value instanceof ArrayBuffer) return value;
-  if (typeof value === "bigint") return Number(value);
-  // Objects and arrays are stored as JSON text, as the change log would show them.
+const CONSTRAINT_KINDS = ["UNIQUE", "PRIMARY KEY", "NOT NULL", "CHECK", "FOREIGN KEY"] as const;
+
+/**
+ * The coded form of an SQLite constraint failure, or `undefined` for any
+ * other error. A constraint failure is deterministic: running the same write
+ * on the same rows fails the same way, so it is a permanent rejection
+ * (`CONFLICT` for UNIQUE / PRIMARY KEY, `CONSTRAINT_VIOLATION` for CHECK,
+ * NOT NULL, FOREIGN KEY and values a synced column refuses), never a
+ * transient failure a writer would retry forever.
+ *
+ * DO SQLite reports them as `Error`s whose message ends with
+ * `: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_<KIND>)`.
+ */
+export function constraintError(error: unknown): LunoraError | undefined {
+  if (!(error instanceof Error) || !error.message.includes("SQLITE_CONSTRAINT")) return undefined;
+  const text = error.message.replace(/: SQLITE_CONSTRAINT.*$/s, "").slice(0, 300);
+  if (text.startsWith(VALUE_OUT_OF_RANGE_MARKER)) {
+    return new LunoraError("CONSTRAINT_VIOLATION", text.slice(VALUE_OUT_OF_RANGE_MARKER.length + 2), { constraint: "VALUE_RANGE" });
+  }
+  const kind = CONSTRAINT_KINDS.find((candidate) => text.startsWith(`${candidate} constraint failed`)) ?? "OTHER";
+  return new LunoraError(kind === "UNIQUE" || kind === "PRIMARY KEY" ? "CONFLICT" : "CONSTRAINT_VIOLATION", text, { constraint: kind });
+}
+
+/** Runs one statement of `ctx.db`, turning a constraint failure into its coded error. */
+function run<T>(statement: () => T): T {
   try {
-    return JSON.stringify(value);
-  } catch {
-    throw new LunoraError("INVALID_ARGS", `value of ${table}.${column} cannot be stored`);
+    return statement();
+  } catch (error) {
+    throw constraintError(error) ?? error;
   }
 }
 
@@ -67,16 +86,10 @@ export class LunoraDb {
     }
     const [, columns] = this.columnsOf(table, row);
     const sql = `INSERT INTO ${quoteIdent(table)} (${columns.map(quoteIdent).join(", ")}) VALUES (${columns.map(() => "?").join(", ")}) RETURNING ${quoteIdent(info.key)} AS k`;
-    try {
-      const key = this.sql.exec<{ k: string | number }>(sql, ...columns.map((column) => toSqlValue(table, column, row[column]))).one().k;
-      this.afterWrite();
-      return key;
-    } catch (error) {
-      if (String((error as Error)?.message).includes("UNIQUE constraint failed")) {
-        throw new LunoraError("CONFLICT", `a row with this key already exists in "${table}"`);
-      }
-      throw error;
-    }
+    const values = columns.map((column) => bindableValue(table, column, row[column]));
+    const key = run(() => this.sql.exec<{ k: string | number }>(sql, ...values).one().k);
+    this.afterWrite();
+    return key;
   }
 
   /** Updates the given fields of one row. `NOT_FOUND` if the row does not exist. */
@@ -87,10 +100,9 @@ export class LunoraDb {
       if (this.get(table, id) === null) throw new LunoraError("NOT_FOUND", `no row "${id}" in "${table}"`);
       return;
     }
-    const cursor = this.sql.exec(
-      `UPDATE ${quoteIdent(table)} SET ${settable.map((column) => `${quoteIdent(column)} = ?`).join(", ")} WHERE ${quoteIdent(info.key)} = ?`,
-      ...settable.map((column) => toSqlValue(table, column, fields[column])),
-      id,
+    const values = settable.map((column) => bindableValue(table, column, fields[column]));
+    const cursor = run(() =>
+      this.sql.exec(`UPDATE ${quoteIdent(table)} SET ${settable.map((column) => `${quoteIdent(column)} = ?`).join(", ")} WHERE ${quoteIdent(info.key)} = ?`, ...values, id),
     );
     if (cursor.rowsWritten === 0) throw new LunoraError("NOT_FOUND", `no row "${id}" in "${table}"`);
     this.afterWrite();
@@ -110,7 +122,7 @@ export class LunoraDb {
   /** Deletes one row. Returns whether it existed. */
   delete(table: string, id: string | number): boolean {
     const info = this.tableInfo(table);
-    const cursor = this.sql.exec(`DELETE FROM ${quoteIdent(table)} WHERE ${quoteIdent(info.key)} = ?`, id);
+    const cursor = run(() => this.sql.exec(`DELETE FROM ${quoteIdent(table)} WHERE ${quoteIdent(info.key)} = ?`, id));
     if (cursor.rowsWritten > 0) this.afterWrite();
     return cursor.rowsWritten > 0;
   }

@@ -2,7 +2,7 @@ import type { StandardSchemaV1 } from "@standard-schema/spec";
 import { LunoraError, type ErrorBody } from "../src/protocol/errors.js";
 import type { Mutation, MutationResult } from "../src/protocol/push.js";
 import type { LunoraContext } from "./definitions.js";
-import type { LunoraDb } from "./db.js";
+import { constraintError, type LunoraDb } from "./db.js";
 import { validateWithSchema } from "./validate.js";
 
 /** What a server mutator receives besides its args. */
@@ -20,8 +20,10 @@ export interface MutationContext<Auth = any, Env = any> extends LunoraContext<Au
  * A server mutator: validated args, then a synchronous body that runs inside
  * one storage transaction together with its change-log rows and the client's
  * watermark. Throw `LunoraError` to reject the write with a code (recorded,
- * permanent); any other exception is a transient failure (nothing commits,
- * the client retries).
+ * permanent). An SQLite constraint failure (UNIQUE, CHECK, NOT NULL, FOREIGN
+ * KEY, a value a synced column refuses) is recorded the same way, as
+ * `CONFLICT` or `CONSTRAINT_VIOLATION`. Any other exception is a transient
+ * failure (nothing commits, the client retries).
  *
  * The body is synchronous on purpose: Durable Object SQL is synchronous, and a
  * transaction cannot stay open across an `await`.
@@ -53,6 +55,15 @@ export const OUTCOMES_TABLE = "__lunora_outcomes";
 
 /** Outcomes kept per (identity, clientId) for answering replays. */
 export const OUTCOMES_KEPT_PER_CLIENT = 1_000;
+/**
+ * Writers (clientIds) remembered per identity. Past it, the least recently
+ * used clientId of that identity is forgotten with its outcomes, so an
+ * identity minting a fresh clientId per push cannot grow the room's storage
+ * without bound. A forgotten clientId that writes again is a new writer: the
+ * room expects clientSeq 1 (`OUT_OF_ORDER`) and the client fills the gap, so
+ * a write of it that was applied but never acknowledged could run again.
+ */
+export const CLIENT_IDS_KEPT_PER_IDENTITY = 64;
 /** A stored result larger than this is kept as `{ truncated: true }`. */
 const MAX_STORED_RESULT_BYTES = 8 * 1024;
 
@@ -72,6 +83,8 @@ export function clientWatermark(sql: SqlStorage, identity: string, clientId: str
 }
 
 function recordOutcome(sql: SqlStorage, identity: string, clientId: string, result: MutationResult): void {
+  const known = sql.exec(`SELECT 1 FROM ${CLIENTS_TABLE} WHERE identity = ? AND client_id = ?`, identity, clientId).toArray().length > 0;
+  if (!known) forgetLeastRecentWriters(sql, identity, CLIENT_IDS_KEPT_PER_IDENTITY - 1);
   sql.exec(
     `INSERT INTO ${CLIENTS_TABLE} (identity, client_id, watermark, updated_at) VALUES (?, ?, ?, ?)
      ON CONFLICT(identity, client_id) DO UPDATE SET watermark = excluded.watermark, updated_at = excluded.updated_at`,
@@ -86,6 +99,21 @@ function recordOutcome(sql: SqlStorage, identity: string, clientId: string, resu
   }
   sql.exec(`INSERT OR REPLACE INTO ${OUTCOMES_TABLE} (identity, client_id, client_seq, outcome) VALUES (?, ?, ?, ?)`, identity, clientId, result.clientSeq, stored);
   sql.exec(`DELETE FROM ${OUTCOMES_TABLE} WHERE identity = ? AND client_id = ? AND client_seq <= ?`, identity, clientId, result.clientSeq - OUTCOMES_KEPT_PER_CLIENT);
+}
+
+/** Keeps at most `keep` clientIds of an identity: the most recently used ones. */
+function forgetLeastRecentWriters(sql: SqlStorage, identity: string, keep: number): void {
+  const stale = sql
+    .exec<{ client_id: string }>(
+      `SELECT client_id FROM ${CLIENTS_TABLE} WHERE identity = ? ORDER BY updated_at DESC, client_id DESC LIMIT -1 OFFSET ?`,
+      identity,
+      keep,
+    )
+    .toArray();
+  for (const { client_id } of stale) {
+    sql.exec(`DELETE FROM ${CLIENTS_TABLE} WHERE identity = ? AND client_id = ?`, identity, client_id);
+    sql.exec(`DELETE FROM ${OUTCOMES_TABLE} WHERE identity = ? AND client_id = ?`, identity, client_id);
+  }
 }
 
 function storedOutcome(sql: SqlStorage, identity: string, clientId: string, clientSeq: number): MutationResult {
@@ -164,10 +192,13 @@ export async function applyPush(push: PushContext, mutations: Mutation[]): Promi
       });
       results.push(result);
     } catch (error) {
-      if (error instanceof LunoraError) {
+      // A constraint failure (raw `ctx.sql`, or a deferred foreign key at
+      // commit) fails the same way on every retry: it is a rejection too.
+      const coded = error instanceof LunoraError ? error : constraintError(error);
+      if (coded !== undefined) {
         // The body's writes rolled back; the rejection is the recorded outcome
         // and the watermark moves past it, so the writer is never wedged.
-        const result: MutationResult = { clientSeq: mutation.clientSeq, status: "rejected", error: error.toBody() };
+        const result: MutationResult = { clientSeq: mutation.clientSeq, status: "rejected", error: coded.toBody() };
         push.transactionSync(() => recordOutcome(sql, identity, clientId, result));
         results.push(result);
         continue;

@@ -90,7 +90,7 @@ export function coveredByPoke(open: OpenPoke, sub: string, key: Key): boolean {
  * boundary, in key order, projected. Returns the rows; the scan is done when
  * fewer than a page came back.
  */
-export function readSnapshotPage(sql: SqlStorage, scan: SnapshotScan, pageRows = SNAPSHOT_PAGE_ROWS): Array<Record<string, unknown>> {
+export function readSnapshotPage(sql: SqlStorage, scan: SnapshotScan, pageRows = SNAPSHOT_PAGE_ROWS): Array<Record<string, SqlStorageValue>> {
   const { target } = scan;
   const { sql: predicate, params } = whereToSql(target.where);
   const key = quoteIdent(target.key);

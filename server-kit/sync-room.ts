@@ -52,6 +52,7 @@ import { checkArgsBounds, membershipOp, resolveSubscription, type GroupOp, type 
 import { SNAPSHOT_WINDOW_CHARS, coveredByPoke, readSnapshotPage } from "./snapshots.js";
 import { installWatermarkTables, type ServerMutatorDefinition } from "./mutators.js";
 import { PushQueue } from "./pushes.js";
+import { syncedValue } from "./values.js";
 
 /** Tag of every hibernatable socket Lunora accepts; other sockets belong to the room's own code. */
 export const SYNC_SOCKET_TAG = "lunora";
@@ -68,10 +69,6 @@ const DEFAULTS = {
 };
 
 type Send = (frame: string) => void;
-
-function hex(buffer: ArrayBuffer): string {
-  return [...new Uint8Array(buffer)].map((byte) => byte.toString(16).padStart(2, "0")).join("").toUpperCase();
-}
 
 /**
  * The sync engine of one Durable Object: change capture, subscriptions,
@@ -617,7 +614,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
             const row: Record<string, unknown> = {};
             for (const column of sub.columns) {
               const value = raw[column];
-              row[column] = value instanceof ArrayBuffer ? hex(value) : value;
+              row[column] = syncedValue(value);
             }
             this.addOp(open.writer, sub, "put", encodePutTail(row[sub.key] as string | number, row));
           }

@@ -1,4 +1,5 @@
 import { LunoraError } from "../src/protocol/errors.js";
+import { isBlobValue } from "./values.js";
 
 /**
  * A row predicate, returned by a table's `read` rule and a shape's `where`.
@@ -164,6 +165,29 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/**
+ * An `in` list travels as one JSON parameter, and SQLite's JSON number
+ * parser is not correctly rounded for doubles of large or small magnitude
+ * (-3.536552790332434e-287 parses one ulp off), so the SQL would compare
+ * against another number than JavaScript does. A number that is not a safe
+ * integer is sent as `[m, k]` (m × 2^-k, m a 53-bit integer, from the
+ * double's bits) and rebuilt in SQL by exact power-of-two scaling.
+ */
+function inListItem(item: SqlValue): SqlValue | [number, number] {
+  if (typeof item !== "number" || Number.isSafeInteger(item) || item === 0) return item;
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, item);
+  const high = view.getUint32(0);
+  const exponent = (high >>> 20) & 0x7ff;
+  const fraction = (high & 0xfffff) * 2 ** 32 + view.getUint32(4);
+  const sign = high >>> 31 === 1 ? -1 : 1;
+  // Subnormal: fraction × 2^-1074; normal: (2^52 + fraction) × 2^(exponent - 1075).
+  return exponent === 0 ? [sign * fraction, 1074] : [sign * (2 ** 52 + fraction), 1075 - exponent];
+}
+
+const IN_LIST_VALUE_SQL =
+  `CASE WHEN type = 'array' THEN json_extract(value, '$[0]') * pow(2, -(json_extract(value, '$[1]') / 2)) * pow(2, -(json_extract(value, '$[1]') - json_extract(value, '$[1]') / 2)) ELSE value END`;
+
 /** Renders a checked predicate as SQL with `?` placeholders. */
 export function whereToSql(where: CompiledWhere): { sql: string; params: SqlValue[] } {
   const params: SqlValue[] = [];
@@ -179,8 +203,8 @@ export function whereToSql(where: CompiledWhere): { sql: string; params: SqlValu
       case "cmp": {
         const col = quoteIdent(node.column);
         if (node.op === "in") {
-          params.push(JSON.stringify((node.value as SqlValue[]).filter((item) => item !== null)));
-          return `${col} IN (SELECT value FROM json_each(?))`;
+          params.push(JSON.stringify((node.value as SqlValue[]).filter((item) => item !== null).map(inListItem)));
+          return `${col} IN (SELECT ${IN_LIST_VALUE_SQL} FROM json_each(?))`;
         }
         const value = node.value as SqlValue;
         if (node.op === "eq" || node.op === "ne") {
@@ -199,24 +223,57 @@ export function whereToSql(where: CompiledWhere): { sql: string; params: SqlValu
 }
 
 /**
- * SQLite's ordering of values of different storage classes: NULL < numbers <
- * text. Text compares by code point (BINARY collation).
+ * Text order of SQLite's BINARY collation: UTF-8 bytes, which is code point
+ * order. JavaScript's `<` compares UTF-16 code units, which puts an astral
+ * character (a surrogate pair, 0xD800–0xDBFF first) before U+E000–U+FFFF; a
+ * predicate like `{ name: { lt: "\uFFFF" } }` then admitted an emoji in
+ * JavaScript that SQL refused. A lone surrogate counts as its own code
+ * point, as SQLite stores it (three bytes, CESU-style).
  */
-export function compareSqlite(a: SqlValue, b: SqlValue): number {
-  const rank = (value: SqlValue) => (value === null ? 0 : typeof value === "number" ? 1 : 2);
+export function compareText(a: string, b: string): number {
+  if (a === b) return 0;
+  const length = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < length && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === length) return a.length - b.length;
+  // Differing low surrogates after an equal high one: compare the whole pair.
+  const previous = i > 0 ? a.charCodeAt(i - 1) : 0;
+  if (previous >= 0xd800 && previous <= 0xdbff) i--;
+  return a.codePointAt(i)! - b.codePointAt(i)!;
+}
+
+/** A BLOB in predicate evaluation: its bytes as uppercase hex, whose string order is byte (memcmp) order. */
+class BlobOperand {
+  constructor(readonly hex: string) {}
+}
+
+type Operand = SqlValue | BlobOperand;
+
+/**
+ * SQLite's ordering of values of different storage classes: NULL < numbers
+ * (INTEGER and REAL compare by value) < TEXT (by code point) < BLOB (by
+ * bytes). https://sqlite.org/datatype3.html#sort_order
+ */
+export function compareSqlite(a: Operand, b: Operand): number {
+  const rank = (value: Operand) => (value === null ? 0 : typeof value === "number" ? 1 : typeof value === "string" ? 2 : 3);
   const ra = rank(a);
   const rb = rank(b);
   if (ra !== rb) return ra - rb;
   if (a === null || b === null) return 0;
   if (typeof a === "number") return a - (b as number);
-  return a < (b as string) ? -1 : a > (b as string) ? 1 : 0;
+  if (typeof a === "string") return compareText(a, b as string);
+  const x = (a as BlobOperand).hex;
+  const y = (b as BlobOperand).hex;
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
-function readColumn(row: Record<string, unknown>, column: string): SqlValue {
+/** A column of a row image (see `values.ts`) as SQLite would compare it. */
+function readColumn(row: Record<string, unknown>, column: string): Operand {
   const value = row[column];
   if (value === undefined || value === null) return null;
   if (typeof value === "boolean") return value ? 1 : 0;
   if (typeof value === "number" || typeof value === "string") return value;
+  if (isBlobValue(value)) return new BlobOperand(value.$blob.toUpperCase());
   return JSON.stringify(value);
 }
 

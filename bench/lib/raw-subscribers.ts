@@ -1,4 +1,5 @@
 import WebSocket from "ws";
+import { PROTOCOL_VERSION } from "../../src/protocol/index.js";
 
 /**
  * Plain `ws` sockets subscribed to a shape: the room's fan-out load in W2,
@@ -8,7 +9,7 @@ export async function openRawSubscribers(host: string, room: string, count: numb
   const sockets: WebSocket[] = [];
   let snapshots = 0;
   for (let i = 0; i < count; i++) {
-    const ws = new WebSocket(`ws://${host}/parties/room/${encodeURIComponent(room)}?v=1&token=user:fan${i}`);
+    const ws = new WebSocket(`ws://${host}/parties/room/${encodeURIComponent(room)}?v=${PROTOCOL_VERSION}&token=user:fan${i}`);
     ws.on("message", (data) => {
       const text = data.toString();
       if (text.startsWith('{"type":"poke') && text.includes('"resets"')) snapshots++;

@@ -7,8 +7,11 @@
  *
  * History:
  * - 1: first version (subscribe/unsubscribe, hello, poke frames, errors, push).
+ * - 2: exact row values (BLOB as `{ $blob: hex }`, every bit of a REAL,
+ *   unsafe integers refused); snapshots streamed under `ack` flow control in
+ *   one poke that lists every subscription of the socket; close code 4010.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * Close codes the room uses. 4000–4999 is the application range; the runtime

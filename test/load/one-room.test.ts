@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
+import { PROTOCOL_VERSION } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { startFixtureRoom } from "../helpers/fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
@@ -43,7 +44,7 @@ interface Subscriber {
 }
 
 function connect(room: string, token: string, onOps: (keys: string[]) => void): Promise<Subscriber> {
-  const ws = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=1&token=${token}`);
+  const ws = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=${token}`);
   const sub: Subscriber = { ws, keys: [], seqs: [], open: null };
   ws.on("message", (data) => {
     const text = data.toString();
@@ -86,7 +87,7 @@ test("200 subscribers each receive 1,000 writes exactly once and in order", asyn
   const rssBefore = workerdRssKiB();
 
   const outcomes: string[] = [];
-  const writer = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=1&token=user:writer`);
+  const writer = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=user:writer`);
   writer.on("message", (data) => {
     const text = data.toString();
     if (text.includes('"mutations"')) outcomes.push(...(JSON.parse(text) as { mutations: Array<{ status: string }> }).mutations.map((m) => m.status));

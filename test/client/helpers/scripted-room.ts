@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
-import { PING, PONG, type Cursor, type MutationResult, type RowOp } from "../../../src/protocol/index.js";
+import { PING, PONG, PROTOCOL_VERSION, type Cursor, type MutationResult, type RowOp } from "../../../src/protocol/index.js";
 import { eventually } from "./eventually.js";
 
 /** A frame the client sent, parsed. */
@@ -61,7 +61,7 @@ export class RoomSocket {
   }
 
   hello(epoch = "epoch-1"): void {
-    this.send({ type: "hello", protocolVersion: 1, room: this.room, epoch });
+    this.send({ type: "hello", protocolVersion: PROTOCOL_VERSION, room: this.room, epoch });
   }
 
   pokeStart(script: Pick<PokeScript, "pokeId" | "subs" | "resets">): void {
