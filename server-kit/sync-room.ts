@@ -6,7 +6,6 @@ import {
   PING,
   PONG,
   PROTOCOL_VERSION,
-  QUERY,
   parseClientFrame,
   type ClientFrame,
   type Cursor,
@@ -37,7 +36,6 @@ import {
   closeQuietly,
   errorFrame,
   readAttachment,
-  refuse,
   sendQuietly,
   sourceName,
   toLunoraError,
@@ -46,6 +44,7 @@ import {
   type StoredSubscription,
 } from "./socket-state.js";
 import { validateWithSchema } from "./validate.js";
+import { admitSocket } from "./handshake.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
 import { LunoraDb } from "./db.js";
 import { checkArgsBounds, membershipOp, resolveSubscription, type GroupOp, type ResolvedSubscription } from "./subscriptions.js";
@@ -271,41 +270,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * because a browser cannot read the status of a failed upgrade.
    */
   async acceptSocket(request: Request): Promise<Response> {
-    const url = new URL(request.url);
-    const room = this.roomName;
-    const version = Number(url.searchParams.get(QUERY.version));
-    if (version !== PROTOCOL_VERSION) {
-      return refuse(
-        new LunoraError("PROTOCOL_VERSION_MISMATCH", `room speaks protocol ${PROTOCOL_VERSION}, client sent ${url.searchParams.get(QUERY.version)}`, {
-          protocolVersion: PROTOCOL_VERSION,
-        }),
-        CLOSE_CODES.PROTOCOL_VERSION,
-      );
-    }
-    let auth: Auth | null | undefined;
-    try {
-      auth = this.options.authenticate ? await this.options.authenticate(request, this.env) : ({} as Auth);
-    } catch (error) {
-      const coded = error instanceof LunoraError ? error : new LunoraError("UNAUTHENTICATED", "authentication failed");
-      return refuse(coded, CLOSE_CODES.UNAUTHENTICATED);
-    }
-    if (auth === null || auth === undefined) {
-      return refuse(new LunoraError("UNAUTHENTICATED", "not authenticated"), CLOSE_CODES.UNAUTHENTICATED);
-    }
-    const expiresAt = (auth as { expiresAt?: unknown }).expiresAt;
-    const clientId = url.searchParams.get(QUERY.clientId);
-    const attachment: SocketAttachment = {
-      v: 2,
-      room,
-      auth,
-      identity: this.identify(auth),
-      clientId: clientId && clientId.length <= 128 ? clientId : null,
-      subs: [],
-    };
-    if (typeof expiresAt === "number") attachment.exp = expiresAt;
-    if (attachmentSize(attachment) > MAX_ATTACHMENT_BYTES) {
-      return refuse(new LunoraError("QUOTA_EXCEEDED", "identity is too large to keep on the socket"), CLOSE_CODES.POLICY);
-    }
+    const admitted = await admitSocket<Auth, Env>(request, this.options, this.env, this.roomName);
+    if (admitted instanceof Response) return admitted;
+    const attachment = admitted;
     this.ensureReady();
     const pair = new WebSocketPair();
     const server = pair[1];
@@ -313,24 +280,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     server.serializeAttachment(attachment);
     const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: 0, waiting: [] };
     this.sockets.set(server, state);
-    this.sendFrame(server, state, this.helloFrame(room));
+    this.sendFrame(server, state, this.helloFrame(attachment.room));
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
   /** `hello`: sent on accept, and again when the epoch changes under open sockets. */
   private helloFrame(room: string): string {
     return JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, room, epoch: this.epochValue });
-  }
-
-  private identify(auth: Auth): string {
-    if (this.options.identify) return this.options.identify(auth);
-    const record = auth as { userId?: unknown; sub?: unknown };
-    // A number and the string of its digits are different users: `5` and "5"
-    // must not share watermarks (nor anything else keyed by identity).
-    if (typeof record.userId === "string") return `user:${record.userId}`;
-    if (typeof record.userId === "number") return `user#${record.userId}`;
-    if (typeof record.sub === "string") return `sub:${record.sub}`;
-    return `auth:${JSON.stringify(auth)}`;
   }
 
   /** Counters for tests and benchmarks (per object instance, reset on wake). */

@@ -304,7 +304,9 @@ async function fetchOnLiveConnection(url: URL, init?: RequestInit): Promise<Resp
   } catch (error) {
     const code = (error as { cause?: { code?: string } }).cause?.code;
     const replayable = init?.body === undefined || init.body === null || typeof init.body === "string" || init.body instanceof ArrayBuffer || ArrayBuffer.isView(init.body);
-    if (code !== "UND_ERR_SOCKET" || !replayable) throw error;
+    // "other side closed" before a response, or EPIPE while the request was
+    // still being written: the server never had the whole request.
+    if ((code !== "UND_ERR_SOCKET" && code !== "EPIPE") || !replayable) throw error;
     return fetch(url, init);
   }
 }
