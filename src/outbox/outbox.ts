@@ -12,6 +12,9 @@ import { Listeners, reportListenerError } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody, type Mutation, type MutationResult } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
+import { platformLocks } from "./leadership.js";
+import { StoredWrites } from "./stored-writes.js";
+import { TAB_WRITE_PREFIX, TabPresence, parseTabWrite, serializeTabWrite, tabWriteKey } from "./tab-writes.js";
 import { createIndexedDbPersistence, storageFailureCode, type OutboxPersistence } from "./persistence.js";
 import {
   TransientWriteError,
@@ -142,6 +145,8 @@ interface PendingWrite {
   identityGeneration: number;
   /** Settles when the write's live TanStack transaction has completed or rolled back (this session's writes only). */
   settled: Promise<void> | undefined;
+  /** Its `lunora:tab-write:` record, when it is sent outside the durable queue (see tab-writes.ts); deleted once settled. */
+  tabRecord: string | undefined;
 }
 
 type DeliveryOutcome = MutationResult;
@@ -215,6 +220,12 @@ export class LunoraOutbox {
   readonly #leadership = new Listeners<[isLeader: boolean]>();
   readonly #unsubscribe: Array<() => void> = [];
   readonly #clock = monotonicClock();
+  /** What is undelivered in storage, across tabs: `pendingCount` is counted from it. */
+  readonly #stored: StoredWrites;
+  /** This tab's Web Lock presence (browsers): lets the leader adopt the writes of a tab that is gone. */
+  readonly #presence: TabPresence | undefined;
+  #adopting: Promise<void> | undefined;
+  #adoptAgain = false;
   #identity: string | undefined;
   #durable: Writer | undefined;
   #ephemeral: Writer | undefined;
@@ -230,6 +241,12 @@ export class LunoraOutbox {
     this.pipeline = options.pipeline ?? true;
     this.persistence = options.persistence ?? client.persistence ?? createIndexedDbPersistence();
     this.#storage = this.#guardStorage(this.persistence.storage);
+    this.#stored = new StoredWrites(this.#storage, () => {
+      this.#reportPending();
+      this.#adoptOrphans();
+    });
+    const locks = platformLocks();
+    this.#presence = locks ? new TabPresence(locks) : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
     this.#onlineDetector = options.onlineDetector ?? defaultOnlineDetector();
     this.#maxTransientFailures = options.maxTransientFailures ?? 5;
@@ -241,6 +258,8 @@ export class LunoraOutbox {
       // Roll back and report the old identity's writes as soon as the switch is noticed.
       client.onIdentityChange(() => this.#checkIdentity()),
     );
+    const unwatch = this.persistence.onChange?.(() => void this.#stored.refresh());
+    if (unwatch) this.#unsubscribe.push(unwatch);
     // Started after the current task so collections registered in the same
     // task (defineCollections, then bindMutators) are in the executor's registry.
     this.#ready = Promise.resolve().then(() => this.#init());
@@ -256,11 +275,15 @@ export class LunoraOutbox {
     return this.#executor?.isOfflineEnabled ?? false;
   }
 
-  /** Writes queued and not yet settled. Also `client.pendingWrites`. */
+  /**
+   * Writes of this identity not delivered yet: those this tab holds, and
+   * those in storage — queued by any tab of the origin (the leader's queue
+   * and other tabs' own writes). Also `client.pendingWrites`.
+   */
   get pendingCount(): number {
-    let count = 0;
-    for (const write of this.#writes.values()) if (!write.dropped) count++;
-    return count;
+    const ids = this.#stored.idsOf(this.#identity);
+    for (const write of this.#writes.values()) if (!write.dropped) ids.add(write.id);
+    return ids.size;
   }
 
   /** The stable clientId of the current identity in this storage (after {@link waitForInit}). */
@@ -362,6 +385,8 @@ export class LunoraOutbox {
     this.#disposed = true;
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
     this.#executor?.dispose();
+    this.#presence?.dispose();
+    this.#stored.dispose();
     for (const room of this.#rooms.values()) room.release?.();
     this.#rooms.clear();
   }
@@ -389,6 +414,7 @@ export class LunoraOutbox {
     } catch (error) {
       this.#reportStorageFailure(error);
     }
+    void this.#stored.refresh();
   }
 
   /** The identity, waiting out a failing token provider (offline token refresh) instead of guessing. */
@@ -442,14 +468,7 @@ export class LunoraOutbox {
       write.assigned = true;
       write.durable = true;
       write.createdAt = record.createdAt;
-      const durable = this.#durable;
-      if (durable && durable.clientId === meta.clientId) {
-        const key = roomKey(meta.party, meta.room);
-        if ((durable.seqs.get(key) ?? 0) < meta.clientSeq) {
-          durable.seqs.set(key, meta.clientSeq);
-          durable.dirty = true;
-        }
-      }
+      if (this.#durable) raiseCounter(this.#durable, meta);
       kept.push(record);
     }
     return kept.sort(compareRecords);
@@ -457,11 +476,19 @@ export class LunoraOutbox {
 
   #onLeadershipChange(isLeader: boolean): void {
     this.#leadership.emit(isLeader);
+    // Reported before `isOfflineEnabled` flips; adopt once the executor sees it.
+    if (isLeader) queueMicrotask(() => this.#adoptOrphans());
     // Another tab may have handed out clientSeqs while it led: start from storage.
     if (isLeader && this.#identity !== undefined) {
       const identity = this.#identity;
       const loading = this.#loadWriter(identity).then((writer) => {
-        if (this.#identity === identity) this.#durable = writer;
+        if (this.#identity !== identity) return;
+        // The old leader stores its counter only before sending: writes it
+        // queued offline carry clientSeqs past the stored counter. Those
+        // restored before this load finished were counted on the previous
+        // writer object; count them again so no clientSeq is handed out twice.
+        if (writer) for (const write of this.#writes.values()) raiseCounter(writer, write.meta);
+        this.#durable = writer;
       });
       this.#ready = this.#ready.then(() => loading);
     }
@@ -524,6 +551,7 @@ export class LunoraOutbox {
     this.#assignThrough(write);
     const executor = this.#executor;
     if (!write.durable || !executor) {
+      if (this.#presence) await this.#storeTabWrite(write);
       stored();
       return this.#runDirect(write);
     }
@@ -590,6 +618,82 @@ export class LunoraOutbox {
       }
     } finally {
       this.#unregister(write);
+      if (write.tabRecord) void this.#storage.delete(write.tabRecord);
+    }
+  }
+
+  // ---- writes sent outside the durable queue (see tab-writes.ts) -----------
+
+  /** Stores a write this tab sends itself, so other tabs count it and the leader can adopt it if this tab goes away. */
+  async #storeTabWrite(write: PendingWrite): Promise<void> {
+    const key = tabWriteKey(write.id);
+    const record = serializeTabWrite({
+      v: 1,
+      owner: this.#presence!.tabId,
+      createdAt: write.createdAt!.getTime(),
+      meta: write.meta as AssignedWriteMetadata,
+    });
+    try {
+      await this.#storage.set(key, record);
+      write.tabRecord = key;
+    } catch {
+      // Reported by the guarded storage: it still goes out from this tab.
+    }
+  }
+
+  /**
+   * The leader sends the stored writes of tabs that are gone (closed or
+   * crashed before their writes were delivered), and watches the owners of
+   * the others so it hears when they go. Coalesced: one pass at a time.
+   */
+  #adoptOrphans(): void {
+    if (!this.#presence || !this.isLeader || this.#disposed) return;
+    if (this.#adopting) {
+      this.#adoptAgain = true;
+      return;
+    }
+    this.#adopting = (async () => {
+      try {
+        do {
+          this.#adoptAgain = false;
+          await this.#adoptPass();
+        } while (this.#adoptAgain && !this.#disposed);
+      } catch (error) {
+        reportListenerError(error);
+      } finally {
+        this.#adopting = undefined;
+      }
+    })();
+  }
+
+  async #adoptPass(): Promise<void> {
+    await this.#ready;
+    const presence = this.#presence!;
+    for (const key of this.#stored.tabWriteKeys()) {
+      const id = key.slice(TAB_WRITE_PREFIX.length);
+      if (this.#writes.has(id) || this.#disposed || !this.isLeader) continue;
+      const value = await this.#storage.get(key).catch(() => null);
+      const record = value === null ? undefined : parseTabWrite(value);
+      if (!record) {
+        if (value !== null) await this.#storage.delete(key); // unreadable: nobody can send it
+        continue;
+      }
+      if (record.owner === presence.tabId) continue;
+      if (await presence.isAlive(record.owner)) {
+        presence.whenGone(record.owner, () => this.#adoptOrphans());
+        continue;
+      }
+      if (this.#writes.has(id)) continue;
+      if (record.meta.identity !== this.#identity) {
+        this.#emitRejected(record.meta, identityChanged());
+        await this.#storage.delete(key);
+        continue;
+      }
+      const write = this.#register(id, record.meta);
+      write.assigned = true;
+      write.createdAt = new Date(record.createdAt);
+      write.tabRecord = key;
+      void this.#runDirect(write).catch(noop);
     }
   }
 
@@ -920,6 +1024,7 @@ export class LunoraOutbox {
       parked: false,
       identityGeneration: this.client.identityGeneration,
       settled: undefined,
+      tabRecord: undefined,
     };
     this.#writes.set(id, write);
     room.writes.add(write);
@@ -994,11 +1099,12 @@ export class LunoraOutbox {
 
   #guardStorage(storage: StorageAdapter): StorageAdapter {
     const guard =
-      <A extends unknown[], R>(operation: (...args: A) => Promise<R>, options: { swallow?: R; resets?: boolean } = {}) =>
+      <A extends unknown[], R>(operation: (...args: A) => Promise<R>, options: { swallow?: R; resets?: boolean; changes?: boolean } = {}) =>
       async (...args: A): Promise<R> => {
         try {
           const result = await operation(...args);
           if (options.resets) this.#lastStorageFailure = undefined;
+          if (options.changes) void this.#stored.refresh();
           return result;
         } catch (error) {
           this.#reportStorageFailure(error);
@@ -1008,11 +1114,11 @@ export class LunoraOutbox {
       };
     return {
       get: guard((key: string) => storage.get(key)),
-      set: guard((key: string, value: string) => storage.set(key, value), { resets: true }),
+      set: guard((key: string, value: string) => storage.set(key, value), { resets: true, changes: true }),
       // A record that cannot be deleted is replayed after a reload and answered from the room's stored outcome.
-      delete: guard((key: string) => storage.delete(key), { swallow: undefined }),
+      delete: guard((key: string) => storage.delete(key), { swallow: undefined, changes: true }),
       keys: guard(() => storage.keys()),
-      clear: guard(() => storage.clear()),
+      clear: guard(() => storage.clear(), { changes: true }),
     };
   }
 
@@ -1071,6 +1177,16 @@ function releaseLiveTransaction(executor: OfflineExecutor, id: string): void {
     .pendingTransactionPromises;
   pending.get(id)?.resolve(undefined);
   pending.delete(id);
+}
+
+/** Makes `writer` hand out clientSeqs after `meta`'s, when `meta` is one of its writes. */
+function raiseCounter(writer: Writer, meta: WriteMetadata): void {
+  if (!isAssigned(meta) || writer.clientId !== meta.clientId || writer.identity !== meta.identity) return;
+  const key = roomKey(meta.party, meta.room);
+  if ((writer.seqs.get(key) ?? 0) < meta.clientSeq) {
+    writer.seqs.set(key, meta.clientSeq);
+    writer.dirty = true;
+  }
 }
 
 function ephemeralWriter(identity: string): Writer {
