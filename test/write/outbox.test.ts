@@ -391,6 +391,32 @@ describe("tabs", () => {
   });
 });
 
+describe("counting what is undelivered", () => {
+  test("a write queued in one tab is counted in every tab of its identity until it is delivered, and in no tab of another identity", async () => {
+    const room = freshRoom("count");
+    const persistence = freshIndexedDb();
+    const newTab = tabElection();
+    const proxy = await offlineProxy();
+    const a = openSession({ host: proxy.host, room, persistence, leaderElection: newTab() });
+    await a.db.executor.waitForInit();
+    const b = openSession({ host: worker.host, room, persistence, leaderElection: newTab() });
+    const other = openSession({ host: worker.host, room, persistence, leaderElection: newTab(), token: "user:bob" });
+    await Promise.all([b.db.executor.waitForInit(), other.db.executor.waitForInit()]);
+    expect(b.client.pendingWrites).toBe(0);
+
+    // Tab A is offline: its write waits in the shared storage. Tab B holds
+    // nothing in memory, yet must not say "all saved".
+    a.db.actions.items({ listId: "L", title: "queued in tab A" });
+    await waitFor(() => a.client.pendingWrites === 1 && b.client.pendingWrites === 1, { message: "both tabs count the queued write" });
+    expect(other.client.pendingWrites).toBe(0);
+
+    proxy.setOnline(true);
+    await waitFor(async () => (await serverItems(worker, room)).length === 1, { message: "delivered" });
+    await waitFor(() => a.client.pendingWrites === 0 && b.client.pendingWrites === 0, { message: "every tab back to 0" });
+    expect(await queued(b)).toBe(0);
+  });
+});
+
 describe("bounds", () => {
   test("past maxPendingWrites a new write throws QUOTA_EXCEEDED before applying anything; the queued ones still drain", async () => {
     const room = freshRoom("bound");
