@@ -1,57 +1,34 @@
 /**
- * The seam with `@tanstack/offline-transactions` 1.0.53: the only places the
- * outbox goes past the library's public API, each with its reason. See
- * docs/writes.md ("The seam with @tanstack/offline-transactions").
+ * The seam with `@tanstack/offline-transactions` 1.0.53. The outbox uses only
+ * its public API: `OfflineExecutor` (`waitForInit`, `isOfflineEnabled`,
+ * `resolveTransaction`, `rejectTransaction`, `registerRestorationTransaction`,
+ * `removeFromOutbox`, `peekOutbox`), the exported `OutboxManager`, and the
+ * `LeaderElection`, `OnlineDetector` and `StorageAdapter` interfaces with
+ * `beforeRetry`. See docs/writes.md ("The seam with
+ * @tanstack/offline-transactions").
  *
- * Public API used elsewhere: `OfflineExecutor` (`waitForInit`,
- * `isOfflineEnabled`, `waitForTransactionCompletion`, `resolveTransaction`,
- * `rejectTransaction`, `registerRestorationTransaction`, `removeFromOutbox`),
- * `OutboxManager` (exported) and the `LeaderElection`, `OnlineDetector`,
- * `StorageAdapter` interfaces. Parking a write releases its live
- * transaction with the public `resolveTransaction` before it registers the
- * overlay, so it needs no private member either.
+ * Division of labour: the library keeps the durable records and, when a tab
+ * becomes leader (at start or by promotion), loads them, restores their
+ * optimistic rows and runs them with backoff. A write made in this session
+ * never enters the library's running queue: the outbox stores its record
+ * here and sends it itself, like a follower tab's writes, and removes the
+ * record once it is settled. (The library's own path for a new write,
+ * `createOfflineTransaction`, decides "durable or not" when the transaction
+ * is created — before the executor has initialised every write would
+ * silently be non-durable — and a write's optimistic rows must appear in the
+ * same task as the call that made it.)
  */
 import type { OfflineExecutor, OfflineTransaction, OutboxManager } from "@tanstack/offline-transactions";
 
-/** PRIVATE in 1.0.53: the executor's `TransactionExecutor` (its `execute` schedules a record and runs the queue). */
-interface RunningQueue {
-  execute(record: OfflineTransaction): Promise<void>;
-}
-
-function runningQueueOf(executor: OfflineExecutor): RunningQueue | undefined {
-  const queue = (executor as unknown as { executor?: RunningQueue | null }).executor;
-  return queue && typeof queue.execute === "function" ? queue : undefined;
-}
-
 /**
- * Stores `record` (with the public `OutboxManager` over the executor's
- * storage) and runs it in the leader's queue — what the library's own
- * `OfflineTransaction` does through its private `persistTransaction`.
- *
- * Lunora does not go through `createOfflineTransaction` because that path
- * decides "durable or not" when the transaction is *created* (before the
- * executor has initialised every write would silently be non-durable), while
- * a write's optimistic rows must appear in the same task as the call that
- * made it. Split so the caller learns when the record is in storage: running
- * the queue can take as long as the network is away.
- *
- * Private member used: `executor.execute` (the `TransactionExecutor`).
+ * Stores `record` among the durable records when this tab leads the queue
+ * (so a reload, or the next leader if this tab goes away, replays it).
+ * Resolves `true` once stored, `false` when this tab does not lead (the
+ * caller sends it anyway); rejects when storage fails.
  */
-export async function persistOfflineTransaction(
-  executor: OfflineExecutor,
-  records: OutboxManager,
-  record: OfflineTransaction,
-  onStored: () => void,
-): Promise<void> {
+export async function storeOfflineRecord(executor: OfflineExecutor, records: OutboxManager, record: OfflineTransaction): Promise<boolean> {
   await executor.waitForInit();
-  const queue = runningQueueOf(executor);
-  if (!executor.isOfflineEnabled || !queue) {
-    // Not the leader (or no storage): the caller sends it outside the queue.
-    executor.resolveTransaction(record.id, undefined);
-    onStored();
-    return;
-  }
+  if (!executor.isOfflineEnabled) return false;
   await records.add(record);
-  onStored();
-  await queue.execute(record);
+  return true;
 }

@@ -16,7 +16,7 @@ import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
 import { StoredWrites } from "./stored-writes.js";
 import { TAB_WRITE_PREFIX, TabPresence, parseTabWrite, serializeTabWrite, tabWriteKey } from "./tab-writes.js";
-import { persistOfflineTransaction } from "./offline-queue.js";
+import { storeOfflineRecord } from "./offline-queue.js";
 import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
 import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type WriteRejectedEvent } from "./reporting.js";
 import { RoomSender, wake, type PendingWrite, type RoomState } from "./room-sending.js";
@@ -483,26 +483,14 @@ export class LunoraOutbox {
       metadata: transaction.metadata,
       version: 1,
     };
-    const completion = executor.waitForTransactionCompletion(write.id);
-    completion.catch(noop);
     try {
-      await persistOfflineTransaction(executor, records, record, stored);
-    } catch (error) {
-      // Not in the durable queue (storage failed; reported as it happened):
-      // the write still goes out while online, it just won't survive a reload.
-      stored();
-      executor.rejectTransaction(write.id, error instanceof Error ? error : new Error(String(error)));
-      return this.#runDirect(write);
+      write.queuedRecord = await storeOfflineRecord(executor, records, record);
+    } catch {
+      // Not stored (reported by the guarded storage): the write still goes
+      // out while online, it just won't survive a reload.
     }
     stored();
-    try {
-      const result = await completion;
-      // The executor skips the queue when this tab lost leadership meanwhile.
-      if (write.outcome === undefined && !write.parked) return this.#runDirect(write);
-      return result;
-    } catch (error) {
-      throw write.rejection ?? write.dropped ?? error;
-    }
+    return this.#runDirect(write);
   }
 
   /** A write whose optimistic body touched nothing: TanStack would complete it at once, so it is settled here. */
@@ -520,21 +508,56 @@ export class LunoraOutbox {
     );
   }
 
-  /** Writes not in the durable queue (non-leader tab, storage failure): sent and retried from memory. */
-  async #runDirect(write: PendingWrite): Promise<unknown> {
+  /**
+   * Sends a write of this session from memory until it is settled, retrying
+   * transient failures with backoff — whatever its record is (a `tx:` record
+   * of the leader, a tab-write record of a follower, none after a storage
+   * failure). Resolves with the outcome, or early when the write is parked
+   * (its rows then live in an overlay the executor settles or rolls back).
+   */
+  #runDirect(write: PendingWrite): Promise<unknown> {
+    const parked = new Promise<undefined>((resolve) => (write.onParked = () => resolve(undefined)));
+    const settled = this.#sendUntilSettled(write);
+    settled.catch(noop); // a parked write's outcome is reported, not awaited
+    return Promise.race([settled, parked]);
+  }
+
+  async #sendUntilSettled(write: PendingWrite): Promise<unknown> {
     try {
       for (let failures = 0; ; ) {
         const outcome = await this.#sender.deliver(write);
-        if (outcome.status === "applied") return outcome.result;
-        if (outcome.status === "rejected") throw this.#rejectionOf(write, outcome.error);
+        if (outcome.status === "applied") {
+          this.#settleParked(write, undefined);
+          return outcome.result;
+        }
+        if (outcome.status === "rejected") {
+          const error = this.#rejectionOf(write, outcome.error);
+          this.#settleParked(write, error);
+          throw error;
+        }
         failures++;
-        await sleep(Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        write.transientFailures++;
+        if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
+        // Backoff, cut short by a drop (identity switch): its rows roll back at once.
+        await new Promise<void>((resolve) => {
+          write.wake.add(resolve);
+          setTimeout(resolve, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        });
         if (this.#disposed) return never();
       }
     } finally {
       this.#unregister(write);
       if (write.tabRecord) void this.#storage.delete(write.tabRecord);
+      if (write.queuedRecord) void this.#executor?.removeFromOutbox(write.id).catch(noop);
     }
+  }
+
+  /** The outcome of a parked write settles (or rolls back) the overlay that holds its rows. */
+  #settleParked(write: PendingWrite, error: LunoraError | undefined): void {
+    const executor = this.#executor;
+    if (!write.parked || !write.onParked || !executor) return;
+    if (error) executor.rejectTransaction(write.id, error);
+    else executor.resolveTransaction(write.id, undefined);
   }
 
   // ---- writes sent outside the durable queue (see tab-writes.ts) -----------
@@ -663,12 +686,10 @@ export class LunoraOutbox {
       collection._state.transactions.set(overlay.id, overlay);
       collection._state.recomputeOptimisticState(true);
     }
-    // Release the live transaction first: the public `resolveTransaction`
-    // also cleans up an overlay registered under this id (none yet). Then
-    // hand the overlay to the executor, which settles it when the write
-    // succeeds and rolls it back when it is rejected.
-    executor.resolveTransaction(write.id, undefined);
+    // The executor holds the overlay; the write's outcome settles or rolls
+    // it back (#settleParked). Then the live transaction is released.
     executor.registerRestorationTransaction(write.id, overlay);
+    write.onParked?.();
   }
 
   // ---- identity --------------------------------------------------------------
@@ -801,6 +822,8 @@ export class LunoraOutbox {
       identityGeneration: this.client.identityGeneration,
       settled: undefined,
       tabRecord: undefined,
+      queuedRecord: false,
+      onParked: undefined,
     };
     this.#writes.set(id, write);
     room.writes.add(write);

@@ -28,8 +28,12 @@ export interface PendingWrite {
   identityGeneration: number;
   /** Settles when the write's live TanStack transaction has completed or rolled back (this session's writes only). */
   settled: Promise<void> | undefined;
-  /** Its `lunora:tab-write:` record, when it is sent outside the durable queue (see tab-writes.ts); deleted once settled. */
+  /** Its `lunora:tab-write:` record, when a follower sends it (see tab-writes.ts); deleted once settled. */
   tabRecord: string | undefined;
+  /** Its `tx:` record is in storage and this session sends it; removed once settled. */
+  queuedRecord: boolean;
+  /** Set while this session sends it: releases its live transaction when it is parked. */
+  onParked: (() => void) | undefined;
 }
 
 /** The sending state of one room (party + room name). */
@@ -220,10 +224,12 @@ export class RoomSender {
     armed.sort((a, b) => a.createdAt!.getTime() - b.createdAt!.getTime());
     const clientId = armed[0].meta.clientId!;
     // Outcomes carry no clientId: one writer in flight per socket at a time.
-    if (room.inFlight.size > 0 && room.inFlightClientId !== clientId) return;
-    const batch = (this.#pipeline ? [...room.writes] : armed)
+    if (room.inFlight.size > 0 && (room.inFlightClientId !== clientId || !this.#pipeline)) return;
+    const pending = [...room.writes]
       .filter((write) => current(write) && write.meta.clientId === clientId)
       .sort((a, b) => a.meta.clientSeq! - b.meta.clientSeq!);
+    // Not pipelined: the lowest pending clientSeq alone, one round trip each.
+    const batch = this.#pipeline ? pending : pending.slice(0, 1);
     const mutations: Mutation[] = [];
     const gap = room.gap;
     if (gap && gap.clientId === clientId) {
