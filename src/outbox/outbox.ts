@@ -105,23 +105,28 @@ const noop = () => undefined;
  * `commit()`; TanStack DB holds that sync commit while the transaction
  * persists and applies it in the same step that drops the optimistic row.
  *
- * **When the head write keeps failing transiently.** The library runs one
- * global FIFO, one write at a time, and TanStack DB holds sync commits to
- * every collection touched by a write that is still persisting — which
- * includes every write queued behind the head. So while the head write of
- * the queue fails with `INTERNAL` / `QUOTA_EXCEEDED` (retried with the
- * library's backoff: 1 s, 2 s, 4 s … capped at 60 s), writes behind it wait
- * and the collections they touch show no new server rows. This is bounded:
- * after `maxTransientFailures` (default 5) the write is *parked* — its
- * optimistic rows move to a plain pending overlay (the same form a write
- * restored after a reload takes) and its own transaction resolves, so the
- * collections it touches receive pokes again; the write itself stays in the
- * durable queue and keeps being retried with backoff, and its later outcome
- * settles or rolls back that overlay (a permanent rejection is still
- * reported through `onWriteRejected`). Writes queued behind it still wait for
- * it: the room applies a writer's writes in `clientSeq` order, so nothing
- * after it could be applied anyway. A room that stays unreachable is not a
- * failure: the head write waits for the socket without consuming retries.
+ * **Who sends what.** A write made in this session is stored (the leader's
+ * `tx:` record through the library's `OutboxManager`, or a follower's
+ * tab-write record) and sent by this outbox at once, per room, in
+ * `clientSeq` order. The library's queue only replays the records found when
+ * this tab becomes leader (at start, or when the previous leader went away),
+ * one at a time, with its own backoff.
+ *
+ * **When a write keeps failing transiently.** TanStack DB holds sync
+ * commits to every collection touched by a write that is still persisting.
+ * So while a write fails with `INTERNAL` / `QUOTA_EXCEEDED` (retried with
+ * backoff: 1 s, 2 s, 4 s … capped at 30 s; replayed records: the library's,
+ * capped at 60 s) the collections it touches show no new server rows. This
+ * is bounded: after `maxTransientFailures` (default 5) the write is *parked*
+ * — its optimistic rows move to a plain pending overlay (the same form a
+ * write restored after a reload takes) and its own transaction resolves, so
+ * the collections it touches receive pokes again; the write itself stays
+ * stored and keeps being retried, and its later outcome settles or rolls
+ * back that overlay (a permanent rejection is still reported through
+ * `onWriteRejected`). Later writes of the same writer and room wait for it:
+ * the room applies a writer's writes in `clientSeq` order. A room that stays
+ * unreachable is not a failure: a write waits for the socket without
+ * consuming retries.
  *
  * One outbox per client (`outboxFor`); `defineCollections` and
  * `bindMutators` share it.
