@@ -347,6 +347,7 @@ export class LunoraOutbox {
       onLeadershipChange: (isLeader) => this.#onLeadershipChange(isLeader),
     });
     this.#records = new OutboxManager(this.#storage, this.#collections);
+    this.#unsubscribe.push(this.#executor.getOnlineDetector().subscribe(() => this.#sender.resume()));
     try {
       await this.#executor.waitForInit();
     } catch (error) {
@@ -701,6 +702,8 @@ export class LunoraOutbox {
 
   /** Before a batch goes out on `room`'s socket: the identity to send as, or `undefined` to send nothing now. */
   async #prepareSend(room: RoomState): Promise<string | undefined> {
+    // The online detector gates sending ("allowed to send"); going online resumes every room.
+    if (!this.#executor || !this.#executor.isOnline()) return undefined;
     await this.#checkIdentity();
     const presented = await this.client.roomIdentity(room.room, room.party);
     if (presented !== undefined && presented !== this.#identity) {

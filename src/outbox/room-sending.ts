@@ -179,6 +179,13 @@ export class RoomSender {
     }
   }
 
+  /** Sends what is due in every room (sending was allowed again). */
+  resume(): void {
+    for (const room of this.rooms.values()) {
+      if ([...room.writes].some((write) => write.waiting > 0 && write.sentGeneration !== room.generation)) this.#kick(room);
+    }
+  }
+
   onRoomStatus(party: string, roomName: string, status: string): void {
     const room = this.rooms.get(roomKey(party, roomName));
     if (!room) return;

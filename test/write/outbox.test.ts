@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { IDBObjectStore } from "fake-indexeddb";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { bindMutators, defineMutator } from "../../src/mutators/index.js";
+import { manualOnlineDetector } from "../../src/outbox/index.js";
 import type { LunoraClient } from "../../src/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
@@ -414,6 +415,36 @@ describe("counting what is undelivered", () => {
     await waitFor(async () => (await serverItems(worker, room)).length === 1, { message: "delivered" });
     await waitFor(() => a.client.pendingWrites === 0 && b.client.pendingWrites === 0, { message: "every tab back to 0" });
     expect(await queued(b)).toBe(0);
+  });
+});
+
+describe("the online detector", () => {
+  test("while the detector reports offline a write stays queued although the socket is up; going online sends it once", async () => {
+    const room = freshRoom("gate");
+    const online = manualOnlineDetector(false);
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), onlineDetector: online });
+    await session.db.executor.waitForInit();
+    await waitFor(() => session.client.roomStatus(room) === "connected", { message: "the room's socket is up" });
+
+    const { id, transaction } = session.db.actions.items({ listId: "L", title: "held by the detector" });
+    await session.db.executor.whenStored();
+    await waitFor(async () => (await queued(session)) === 1, { message: "stored" });
+    // A write made later by another client goes through the same steps
+    // (identity, writer counter, push) and reaches this client's socket as a
+    // poke: by then the held write would have been pushed, were it not held.
+    const other = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: "user:bob" });
+    const later = other.db.actions.items({ listId: "L", title: "made later, sent at once" });
+    await later.transaction.isPersisted.promise;
+    // (Its row is not shown yet: the collection holds sync commits while the held write persists.)
+    await waitFor(() => session.log.frames.some((frame) => frame.includes(later.id)), { message: "the later write reached this client's socket" });
+    expect(session.log.pushes()).toEqual([]);
+    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([later.id]);
+
+    online.setOnline(true);
+    await transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.id).sort()).toEqual([id, later.id].sort());
+    expect(session.log.pushes()).toHaveLength(1);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
   });
 });
 
