@@ -9,13 +9,12 @@ import {
   type StorageAdapter,
 } from "@tanstack/offline-transactions";
 import type { LunoraClient } from "../client/lunora-client.js";
-import { reportListenerError } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
 import { StoredWrites } from "./stored-writes.js";
-import { TAB_WRITE_PREFIX, TabPresence, parseTabWrite, serializeTabWrite, tabWriteKey } from "./tab-writes.js";
+import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
 import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
 import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type WriteRejectedEvent } from "./reporting.js";
@@ -153,10 +152,8 @@ export class LunoraOutbox {
   readonly #clock = monotonicClock();
   /** What is undelivered in storage, across tabs: `pendingCount` is counted from it. */
   readonly #stored: StoredWrites;
-  /** This tab's Web Lock presence (browsers): lets the leader adopt the writes of a tab that is gone. */
-  readonly #presence: TabPresence | undefined;
-  #adopting: Promise<void> | undefined;
-  #adoptAgain = false;
+  /** Writes tabs send themselves (browsers, with Web Locks): storing this tab's, adopting those of tabs that are gone. */
+  readonly #tabWrites: TabWrites | undefined;
   #identity: string | undefined;
   #durable: Writer | undefined;
   #ephemeral: Writer | undefined;
@@ -182,10 +179,26 @@ export class LunoraOutbox {
     });
     this.#stored = new StoredWrites(this.#storage, () => {
       this.#reportPending();
-      this.#adoptOrphans();
+      this.#tabWrites?.adoptOrphans();
     });
     const locks = platformLocks();
-    this.#presence = locks ? new TabPresence(locks) : undefined;
+    this.#tabWrites = locks
+      ? new TabWrites(locks, this.#storage, {
+          canAdopt: () => this.isLeader && !this.#disposed,
+          ready: () => this.#ready,
+          identity: () => this.#identity,
+          knows: (id) => this.#writes.has(id),
+          storedKeys: () => this.#stored.tabWriteKeys(),
+          adopt: (id, record, key) => {
+            const write = this.#register(id, record.meta);
+            write.assigned = true;
+            write.createdAt = new Date(record.createdAt);
+            write.tabRecord = key;
+            void this.#runDirect(write).catch(noop);
+          },
+          refuse: (record) => this.#reports.rejected(record.meta, identityChanged()),
+        })
+      : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
     this.#onlineDetector = options.onlineDetector ?? defaultOnlineDetector();
     this.#maxTransientFailures = options.maxTransientFailures ?? 5;
@@ -322,7 +335,7 @@ export class LunoraOutbox {
     this.#disposed = true;
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
     this.#executor?.dispose();
-    this.#presence?.dispose();
+    this.#tabWrites?.dispose();
     this.#stored.dispose();
     this.#writers.dispose();
     this.#sender.dispose();
@@ -397,7 +410,7 @@ export class LunoraOutbox {
   #onLeadershipChange(isLeader: boolean): void {
     this.#reports.leadership(isLeader);
     // Reported before `isOfflineEnabled` flips; adopt once the executor sees it.
-    if (isLeader) queueMicrotask(() => this.#adoptOrphans());
+    if (isLeader) queueMicrotask(() => this.#tabWrites?.adoptOrphans());
     // Another tab may have handed out clientSeqs while it led: start from storage.
     if (isLeader && this.#identity !== undefined) {
       const identity = this.#identity;
@@ -472,7 +485,7 @@ export class LunoraOutbox {
     const executor = this.#executor;
     const records = this.#records;
     if (!write.durable || !executor || !records) {
-      if (this.#presence) await this.#storeTabWrite(write);
+      if (this.#tabWrites) write.tabRecord = await this.#tabWrites.store(write.id, write.meta as AssignedWriteMetadata, write.createdAt!);
       stored();
       return this.#runDirect(write);
     }
@@ -564,81 +577,6 @@ export class LunoraOutbox {
     if (!write.parked || !write.onParked || !executor) return;
     if (error) executor.rejectTransaction(write.id, error);
     else executor.resolveTransaction(write.id, undefined);
-  }
-
-  // ---- writes sent outside the durable queue (see tab-writes.ts) -----------
-
-  /** Stores a write this tab sends itself, so other tabs count it and the leader can adopt it if this tab goes away. */
-  async #storeTabWrite(write: PendingWrite): Promise<void> {
-    const key = tabWriteKey(write.id);
-    const record = serializeTabWrite({
-      v: 1,
-      owner: this.#presence!.tabId,
-      createdAt: write.createdAt!.getTime(),
-      meta: write.meta as AssignedWriteMetadata,
-    });
-    try {
-      await this.#storage.set(key, record);
-      write.tabRecord = key;
-    } catch {
-      // Reported by the guarded storage: it still goes out from this tab.
-    }
-  }
-
-  /**
-   * The leader sends the stored writes of tabs that are gone (closed or
-   * crashed before their writes were delivered), and watches the owners of
-   * the others so it hears when they go. Coalesced: one pass at a time.
-   */
-  #adoptOrphans(): void {
-    if (!this.#presence || !this.isLeader || this.#disposed) return;
-    if (this.#adopting) {
-      this.#adoptAgain = true;
-      return;
-    }
-    this.#adopting = (async () => {
-      try {
-        do {
-          this.#adoptAgain = false;
-          await this.#adoptPass();
-        } while (this.#adoptAgain && !this.#disposed);
-      } catch (error) {
-        reportListenerError(error);
-      } finally {
-        this.#adopting = undefined;
-      }
-    })();
-  }
-
-  async #adoptPass(): Promise<void> {
-    await this.#ready;
-    const presence = this.#presence!;
-    for (const key of this.#stored.tabWriteKeys()) {
-      const id = key.slice(TAB_WRITE_PREFIX.length);
-      if (this.#writes.has(id) || this.#disposed || !this.isLeader) continue;
-      const value = await this.#storage.get(key).catch(() => null);
-      const record = value === null ? undefined : parseTabWrite(value);
-      if (!record) {
-        if (value !== null) await this.#storage.delete(key); // unreadable: nobody can send it
-        continue;
-      }
-      if (record.owner === presence.tabId) continue;
-      if (await presence.isAlive(record.owner)) {
-        presence.whenGone(record.owner, () => this.#adoptOrphans());
-        continue;
-      }
-      if (this.#writes.has(id)) continue;
-      if (record.meta.identity !== this.#identity) {
-        this.#reports.rejected(record.meta, identityChanged());
-        await this.#storage.delete(key);
-        continue;
-      }
-      const write = this.#register(id, record.meta);
-      write.assigned = true;
-      write.createdAt = new Date(record.createdAt);
-      write.tabRecord = key;
-      void this.#runDirect(write).catch(noop);
-    }
   }
 
   // ---- the durable queue ---------------------------------------------------

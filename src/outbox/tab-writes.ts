@@ -1,3 +1,5 @@
+import type { StorageAdapter } from "@tanstack/offline-transactions";
+import { reportListenerError } from "../client/listeners.js";
 import { isAssigned, type AssignedWriteMetadata } from "./write.js";
 import type { LockManagerLike } from "./leadership.js";
 
@@ -115,5 +117,107 @@ export class TabPresence {
   dispose(): void {
     this.#abort.abort();
     this.#release();
+  }
+}
+
+/** What {@link TabWrites} needs of the outbox. */
+export interface TabWritesHost {
+  /** Whether this tab may adopt now (it leads, and is not disposed). */
+  canAdopt(): boolean;
+  /** Resolves once the outbox knows its identity. */
+  ready(): Promise<void>;
+  identity(): string | undefined;
+  /** Whether the outbox already holds the write `id`. */
+  knows(id: string): boolean;
+  /** Keys of the tab-write records at the last count of storage. */
+  storedKeys(): string[];
+  /** Sends the write of a tab that is gone, under its stored clientId / clientSeq; deletes `key` once settled. */
+  adopt(id: string, record: TabWriteRecord, key: string): void;
+  /** A gone tab's write of another identity: never sent, reported. */
+  refuse(record: TabWriteRecord): void;
+}
+
+/**
+ * This tab's part in the writes tabs send themselves: storing its own
+ * (when it does not lead) and, when it leads, adopting those of tabs that
+ * are gone.
+ */
+export class TabWrites {
+  readonly presence: TabPresence;
+  readonly #storage: StorageAdapter;
+  readonly #host: TabWritesHost;
+  #adopting: Promise<void> | undefined;
+  #again = false;
+
+  constructor(locks: LockManagerLike, storage: StorageAdapter, host: TabWritesHost) {
+    this.presence = new TabPresence(locks);
+    this.#storage = storage;
+    this.#host = host;
+  }
+
+  /** Stores a write this tab sends itself; resolves its record key, or `undefined` when storage failed (reported by the guarded storage). */
+  async store(id: string, meta: AssignedWriteMetadata, createdAt: Date): Promise<string | undefined> {
+    const key = tabWriteKey(id);
+    try {
+      await this.#storage.set(key, serializeTabWrite({ v: 1, owner: this.presence.tabId, createdAt: createdAt.getTime(), meta }));
+      return key;
+    } catch {
+      return undefined; // it still goes out from this tab
+    }
+  }
+
+  /**
+   * Adopts the stored writes of tabs that are gone (closed or crashed before
+   * their writes were delivered), and watches the owners of the others so
+   * it hears when they go. Coalesced: one pass at a time.
+   */
+  adoptOrphans(): void {
+    if (!this.#host.canAdopt()) return;
+    if (this.#adopting) {
+      this.#again = true;
+      return;
+    }
+    this.#adopting = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#adoptPass();
+        } while (this.#again && this.#host.canAdopt());
+      } catch (error) {
+        reportListenerError(error);
+      } finally {
+        this.#adopting = undefined;
+      }
+    })();
+  }
+
+  dispose(): void {
+    this.presence.dispose();
+  }
+
+  async #adoptPass(): Promise<void> {
+    await this.#host.ready();
+    for (const key of this.#host.storedKeys()) {
+      const id = key.slice(TAB_WRITE_PREFIX.length);
+      if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
+      const value = await this.#storage.get(key).catch(() => null);
+      const record = value === null ? undefined : parseTabWrite(value);
+      if (!record) {
+        if (value !== null) await this.#storage.delete(key); // unreadable: nobody can send it
+        continue;
+      }
+      if (record.owner === this.presence.tabId) continue;
+      if (await this.presence.isAlive(record.owner)) {
+        this.presence.whenGone(record.owner, () => this.adoptOrphans());
+        continue;
+      }
+      if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
+      if (record.meta.identity !== this.#host.identity()) {
+        this.#host.refuse(record);
+        await this.#storage.delete(key);
+        continue;
+      }
+      this.#host.adopt(id, record, key);
+    }
   }
 }
