@@ -1,4 +1,5 @@
 import type { LeaderElection, OnlineDetector } from "@tanstack/offline-transactions";
+import { WebLocksLeadership, platformLocks } from "./leadership.js";
 
 /**
  * A leader election that always wins: for environments with one instance
@@ -69,15 +70,16 @@ export function manualOnlineDetector(initiallyOnline = true): ManualOnlineDetect
 }
 
 /**
- * The library's defaults need a browser: Web Locks for the election, `window`
- * events for connectivity. Elsewhere Lunora picks the single-instance
- * equivalents, so Node and React Native work without configuration.
+ * With Web Locks (browsers), an election in which followers wait for the
+ * lock (see {@link WebLocksLeadership}); elsewhere the single-instance
+ * equivalent, so Node and React Native work without configuration.
  */
-export function defaultLeaderElection(): LeaderElection | undefined {
-  const locks = (globalThis as { navigator?: { locks?: unknown } }).navigator?.locks;
-  return locks ? undefined : alwaysLeader();
+export function defaultLeaderElection(): LeaderElection {
+  const locks = platformLocks();
+  return locks ? new WebLocksLeadership(locks) : alwaysLeader();
 }
 
+/** The library's `window` events in browsers; elsewhere always online (Lunora waits for the socket itself). */
 export function defaultOnlineDetector(): OnlineDetector | undefined {
   return typeof (globalThis as { window?: unknown }).window !== "undefined" ? undefined : manualOnlineDetector(true);
 }

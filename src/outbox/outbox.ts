@@ -4,51 +4,38 @@ import type {
   OfflineExecutor,
   OfflineTransaction,
   OnlineDetector,
+  OutboxManager,
   StorageAdapter,
 } from "@tanstack/offline-transactions";
 import type { LunoraClient } from "../client/lunora-client.js";
-import { Listeners, reportListenerError } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
-import { LunoraError, type ErrorBody, type Mutation, type MutationResult } from "../protocol/index.js";
+import { LunoraError, type ErrorBody } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
-import { createIndexedDbPersistence, storageFailureCode, type OutboxPersistence } from "./persistence.js";
+import { platformLocks } from "./leadership.js";
+import { StoredWrites } from "./stored-writes.js";
+import { TabWrites } from "./tab-writes.js";
+import { storeOfflineRecord } from "./offline-queue.js";
+import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
+import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type WriteRejectedEvent } from "./reporting.js";
+import { RoomSender, wake, type PendingWrite, type RoomState } from "./room-sending.js";
+import { WriterStore, ephemeralWriter, identityChanged, raiseCounter, type Writer } from "./writer.js";
 import {
   TransientWriteError,
   WRITE_METADATA_KEY,
   WRITE_MUTATION_FN,
   assertWriteFits,
-  chunkMutations,
   compareRecords,
   isAssigned,
   monotonicClock,
-  roomKey,
   writeMetadataOf,
   type AssignedWriteMetadata,
   type WriteMetadata,
 } from "./write.js";
 
-/** What `onWriteRejected` receives: once per permanently rejected write, before its rollback. */
-export interface WriteRejectedEvent {
-  /** The collection the write belongs to (for a custom mutator: the first collection it touched, else its `serverRef`). */
-  collection: string;
-  /** The optimistic row being rolled back (inserts; for custom mutators the first row they wrote), if any. */
-  row: Record<string, unknown> | undefined;
-  error: LunoraError;
-  /** The server's code (`INVALID_ARGS`, `CONFLICT`, …) or `IDENTITY_CHANGED`. */
-  code: string;
-  /** The server mutator and the args it was sent with. */
-  mutator: string;
-  args: unknown;
-}
-
-/** What `onStorageFailure` receives. The write still goes out while online; it will not survive a reload. */
-export interface StorageFailureEvent {
-  code: "STORAGE_FAILURE" | "QUOTA_EXCEEDED";
-  message: string;
-}
+export type { StorageFailureEvent, WriteRejectedEvent };
 
 /** Options of the durable outbox (`defineCollections` and `bindMutators` take them). */
-export interface OutboxOptions {
+export interface OutboxOptions extends OutboxCallbacks {
   /** Storage of the outbox; defaults to the client's `persistence`, else `createIndexedDbPersistence()`. */
   persistence?: OutboxPersistence;
   /**
@@ -76,9 +63,6 @@ export interface OutboxOptions {
    * growing the queue without bound. Default 10,000.
    */
   maxPendingWrites?: number;
-  onWriteRejected?: (event: WriteRejectedEvent) => void;
-  onStorageFailure?: (event: StorageFailureEvent) => void;
-  onLeadershipChange?: (isLeader: boolean) => void;
 }
 
 /** One write as a queue request (`actions.<table>` and bound mutators build these). */
@@ -94,59 +78,6 @@ export interface WriteRequest {
   apply: () => void;
 }
 
-interface Writer {
-  identity: string;
-  clientId: string;
-  seqs: Map<string, number>;
-  durable: boolean;
-  dirty: boolean;
-}
-
-interface RoomState {
-  key: string;
-  party: string;
-  room: string;
-  writes: Set<PendingWrite>;
-  /** Bumped on every status change: a write sent under an older generation counts as unsent. */
-  generation: number;
-  /** Writes sent on the current socket and not answered yet, by clientSeq (one clientId at a time). */
-  inFlight: Map<number, PendingWrite>;
-  inFlightClientId: string | undefined;
-  /** The room expects a clientSeq no pending write carries (a write lost with storage): filled before the next batch. */
-  gap: { clientId: string; expected: number } | undefined;
-  release: (() => void) | undefined;
-  sending: boolean;
-  again: boolean;
-}
-
-interface PendingWrite {
-  id: string;
-  meta: WriteMetadata;
-  room: RoomState;
-  assigned: boolean;
-  durable: boolean;
-  createdAt: Date | undefined;
-  sentGeneration: number;
-  outcome: Extract<MutationResult, { status: "applied" | "rejected" }> | undefined;
-  transient: ErrorBody | undefined;
-  dropped: LunoraError | undefined;
-  rejection: LunoraError | undefined;
-  waiting: number;
-  wake: Set<() => void>;
-  reported: boolean;
-  transientFailures: number;
-  /** Its rows were handed to a pending overlay after too many transient failures (see {@link LunoraOutbox}). */
-  parked: boolean;
-  /** The client's identity generation when the write was made: it belongs to that identity even before being assigned a writer. */
-  identityGeneration: number;
-  /** Settles when the write's live TanStack transaction has completed or rolled back (this session's writes only). */
-  settled: Promise<void> | undefined;
-}
-
-type DeliveryOutcome = MutationResult;
-
-/** Gap filler: an unknown mutator name is a recorded permanent rejection, which moves the room's watermark past it. */
-const GAP_MUTATOR = "__lunora:gap";
 const DIRECT_RETRY_MIN_MS = 1_000;
 const DIRECT_RETRY_MAX_MS = 30_000;
 const IDENTITY_RETRY_MAX_MS = 10_000;
@@ -186,23 +117,28 @@ async function loadOfflineTransactions(): Promise<OfflineTransactionsModule> {
  * `commit()`; TanStack DB holds that sync commit while the transaction
  * persists and applies it in the same step that drops the optimistic row.
  *
- * **When the head write keeps failing transiently.** The library runs one
- * global FIFO, one write at a time, and TanStack DB holds sync commits to
- * every collection touched by a write that is still persisting — which
- * includes every write queued behind the head. So while the head write of
- * the queue fails with `INTERNAL` / `QUOTA_EXCEEDED` (retried with the
- * library's backoff: 1 s, 2 s, 4 s … capped at 60 s), writes behind it wait
- * and the collections they touch show no new server rows. This is bounded:
- * after `maxTransientFailures` (default 5) the write is *parked* — its
- * optimistic rows move to a plain pending overlay (the same form a write
- * restored after a reload takes) and its own transaction resolves, so the
- * collections it touches receive pokes again; the write itself stays in the
- * durable queue and keeps being retried with backoff, and its later outcome
- * settles or rolls back that overlay (a permanent rejection is still
- * reported through `onWriteRejected`). Writes queued behind it still wait for
- * it: the room applies a writer's writes in `clientSeq` order, so nothing
- * after it could be applied anyway. A room that stays unreachable is not a
- * failure: the head write waits for the socket without consuming retries.
+ * **Who sends what.** A write made in this session is stored (the leader's
+ * `tx:` record through the library's `OutboxManager`, or a follower's
+ * tab-write record) and sent by this outbox at once, per room, in
+ * `clientSeq` order. The library's queue only replays the records found when
+ * this tab becomes leader (at start, or when the previous leader went away),
+ * one at a time, with its own backoff.
+ *
+ * **When a write keeps failing transiently.** TanStack DB holds sync
+ * commits to every collection touched by a write that is still persisting.
+ * So while a write fails with `INTERNAL` / `QUOTA_EXCEEDED` (retried with
+ * backoff: 1 s, 2 s, 4 s … capped at 30 s; replayed records: the library's,
+ * capped at 60 s) the collections it touches show no new server rows. This
+ * is bounded: after `maxTransientFailures` (default 5) the write is *parked*
+ * — its optimistic rows move to a plain pending overlay (the same form a
+ * write restored after a reload takes) and its own transaction resolves, so
+ * the collections it touches receive pokes again; the write itself stays
+ * stored and keeps being retried, and its later outcome settles or rolls
+ * back that overlay (a permanent rejection is still reported through
+ * `onWriteRejected`). Later writes of the same writer and room wait for it:
+ * the room applies a writer's writes in `clientSeq` order. A room that stays
+ * unreachable is not a failure: a write waits for the socket without
+ * consuming retries.
  *
  * One outbox per client (`outboxFor`); `defineCollections` and
  * `bindMutators` share it.
@@ -218,42 +154,77 @@ export class LunoraOutbox {
   readonly #maxPendingWrites: number;
   readonly #collections: Record<string, Collection<any, any, any, any, any>> = {};
   readonly #collectionNames = new Map<Collection<any, any, any, any, any>, string>();
-  readonly #rooms = new Map<string, RoomState>();
+  readonly #sender: RoomSender;
+  readonly #writers: WriterStore;
   readonly #writes = new Map<string, PendingWrite>();
   /** This session's transactions of queued writes, by id (parking needs them). */
   readonly #liveTransactions = new Map<string, Transaction<any>>();
   readonly #unassigned: PendingWrite[] = [];
-  readonly #rejected = new Listeners<[WriteRejectedEvent]>();
-  readonly #storageFailures = new Listeners<[StorageFailureEvent]>();
-  readonly #leadership = new Listeners<[isLeader: boolean]>();
+  readonly #reports = new OutboxReports();
   readonly #unsubscribe: Array<() => void> = [];
   readonly #clock = monotonicClock();
+  /** What is undelivered in storage, across tabs: `pendingCount` is counted from it. */
+  readonly #stored: StoredWrites;
+  /** Writes tabs send themselves (browsers, with Web Locks): storing this tab's, adopting those of tabs that are gone. */
+  readonly #tabWrites: TabWrites | undefined;
   #identity: string | undefined;
   #durable: Writer | undefined;
   #ephemeral: Writer | undefined;
   #executor: OfflineExecutor | undefined;
+  /** Adds records to the executor's storage (the library's public `OutboxManager`). */
+  #records: OutboxManager | undefined;
   #ready: Promise<void>;
   #identityCheck: Promise<void> | undefined;
-  #savingWriter: Promise<void> | undefined;
-  #lastStorageFailure: string | undefined;
   #disposed = false;
 
   constructor(client: LunoraClient<any>, options: OutboxOptions = {}) {
+    const outbox = this;
     this.client = client;
     this.pipeline = options.pipeline ?? true;
     this.persistence = options.persistence ?? client.persistence ?? createIndexedDbPersistence();
-    this.#storage = this.#guardStorage(this.persistence.storage);
+    this.#storage = this.#reports.guardStorage(this.persistence.storage, () => void this.#stored.refresh());
+    this.#writers = new WriterStore(this.#storage);
+    this.#sender = new RoomSender(client, this.pipeline, {
+      prepare: (room) => this.#prepareSend(room),
+      get disposed() {
+        return outbox.#disposed;
+      },
+    });
+    this.#stored = new StoredWrites(this.#storage, () => {
+      this.#reportPending();
+      this.#tabWrites?.adoptOrphans();
+    });
+    const locks = platformLocks();
+    this.#tabWrites = locks
+      ? new TabWrites(locks, this.#storage, {
+          canAdopt: () => this.isLeader && !this.#disposed,
+          ready: () => this.#ready,
+          identity: () => this.#identity,
+          knows: (id) => this.#writes.has(id),
+          storedKeys: () => this.#stored.tabWriteKeys(),
+          adopt: (id, record, key) => {
+            const write = this.#register(id, record.meta);
+            write.assigned = true;
+            write.createdAt = new Date(record.createdAt);
+            write.tabRecord = key;
+            void this.#runDirect(write).catch(noop);
+          },
+          refuse: (record) => this.#reports.rejected(record.meta, identityChanged()),
+        })
+      : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
     this.#onlineDetector = options.onlineDetector ?? defaultOnlineDetector();
     this.#maxTransientFailures = options.maxTransientFailures ?? 5;
     this.#maxPendingWrites = options.maxPendingWrites ?? DEFAULT_MAX_PENDING_WRITES;
     this.addListeners(options);
     this.#unsubscribe.push(
-      client.onMutationResults((room, results, party) => this.#onResults(party, room, results)),
-      client.onRoomStatusChange((room, status, party) => this.#onRoomStatus(party, room, status)),
+      client.onMutationResults((room, results, party) => this.#sender.onResults(party, room, results)),
+      client.onRoomStatusChange((room, status, party) => this.#sender.onRoomStatus(party, room, status)),
       // Roll back and report the old identity's writes as soon as the switch is noticed.
       client.onIdentityChange(() => this.#checkIdentity()),
     );
+    const unwatch = this.persistence.onChange?.(() => void this.#stored.refresh());
+    if (unwatch) this.#unsubscribe.push(unwatch);
     // Started after the current task so collections registered in the same
     // task (defineCollections, then bindMutators) are in the executor's registry.
     this.#ready = Promise.resolve().then(() => this.#init());
@@ -269,11 +240,15 @@ export class LunoraOutbox {
     return this.#executor?.isOfflineEnabled ?? false;
   }
 
-  /** Writes queued and not yet settled. Also `client.pendingWrites`. */
+  /**
+   * Writes of this identity not delivered yet: those this tab holds, and
+   * those in storage — queued by any tab of the origin (the leader's queue
+   * and other tabs' own writes). Also `client.pendingWrites`.
+   */
   get pendingCount(): number {
-    let count = 0;
-    for (const write of this.#writes.values()) if (!write.dropped) count++;
-    return count;
+    const ids = this.#stored.idsOf(this.#identity);
+    for (const write of this.#writes.values()) if (!write.dropped) ids.add(write.id);
+    return ids.size;
   }
 
   /** The stable clientId of the current identity in this storage (after {@link waitForInit}). */
@@ -287,10 +262,8 @@ export class LunoraOutbox {
   }
 
   /** Adds the callbacks of another `defineCollections` / `bindMutators` call. */
-  addListeners(options: Pick<OutboxOptions, "onWriteRejected" | "onStorageFailure" | "onLeadershipChange">): void {
-    if (options.onWriteRejected) this.#rejected.add(options.onWriteRejected);
-    if (options.onStorageFailure) this.#storageFailures.add(options.onStorageFailure);
-    if (options.onLeadershipChange) this.#leadership.add(options.onLeadershipChange);
+  addListeners(options: OutboxCallbacks): void {
+    this.#reports.add(options);
   }
 
   /**
@@ -375,8 +348,10 @@ export class LunoraOutbox {
     this.#disposed = true;
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
     this.#executor?.dispose();
-    for (const room of this.#rooms.values()) room.release?.();
-    this.#rooms.clear();
+    this.#tabWrites?.dispose();
+    this.#stored.dispose();
+    this.#writers.dispose();
+    this.#sender.dispose();
   }
 
   // ---- start-up ------------------------------------------------------------
@@ -386,13 +361,13 @@ export class LunoraOutbox {
     if (this.#disposed) return;
     this.#identity = identity;
     this.#ephemeral = ephemeralWriter(identity);
-    this.#durable = await this.#loadWriter(identity);
+    this.#durable = await this.#writers.load(identity);
     if (this.#disposed) return;
     let peer: OfflineTransactionsModule;
     try {
       peer = await loadOfflineTransactions();
     } catch (error) {
-      this.#reportStorageFailure(
+      this.#reports.storageFailure(
         new LunoraError("STORAGE_FAILURE", `writes need the optional peer @tanstack/offline-transactions (npm install @tanstack/offline-transactions): ${String(error)}`),
       );
       throw error;
@@ -407,11 +382,14 @@ export class LunoraOutbox {
       beforeRetry: (records) => this.#restore(records),
       onLeadershipChange: (isLeader) => this.#onLeadershipChange(isLeader),
     });
+    this.#records = new peer.OutboxManager(this.#storage, this.#collections);
+    this.#unsubscribe.push(this.#executor.getOnlineDetector().subscribe(() => this.#sender.resume()));
     try {
       await this.#executor.waitForInit();
     } catch (error) {
-      this.#reportStorageFailure(error);
+      this.#reports.storageFailure(error);
     }
+    void this.#stored.refresh();
   }
 
   /** The identity, waiting out a failing token provider (offline token refresh) instead of guessing. */
@@ -422,25 +400,6 @@ export class LunoraOutbox {
       } catch {
         await sleep(Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** attempt));
       }
-    }
-  }
-
-  async #loadWriter(identity: string): Promise<Writer | undefined> {
-    const key = writerKey(identity);
-    try {
-      const stored = await this.#storage.get(key);
-      const parsed = stored ? (JSON.parse(stored) as { clientId?: unknown; seqs?: unknown }) : undefined;
-      if (parsed && typeof parsed.clientId === "string" && typeof parsed.seqs === "object" && parsed.seqs !== null) {
-        const seqs = new Map(Object.entries(parsed.seqs as Record<string, number>).filter(([, seq]) => Number.isInteger(seq)));
-        return { identity, clientId: parsed.clientId, seqs, durable: true, dirty: false };
-      }
-      const writer: Writer = { identity, clientId: crypto.randomUUID(), seqs: new Map(), durable: true, dirty: true };
-      await this.#saveWriter(writer);
-      return writer.dirty ? undefined : writer;
-    } catch {
-      // Reported by the guarded storage. Without a durable writer every write
-      // goes out under a per-session clientId and is not kept across reloads.
-      return undefined;
     }
   }
 
@@ -458,33 +417,34 @@ export class LunoraOutbox {
         continue;
       }
       if (meta.identity !== this.#identity) {
-        this.#emitRejected(meta, identityChanged());
+        this.#reports.rejected(meta, identityChanged());
         continue;
       }
       const write = this.#register(record.id, meta);
       write.assigned = true;
       write.durable = true;
       write.createdAt = record.createdAt;
-      const durable = this.#durable;
-      if (durable && durable.clientId === meta.clientId) {
-        const key = roomKey(meta.party, meta.room);
-        if ((durable.seqs.get(key) ?? 0) < meta.clientSeq) {
-          durable.seqs.set(key, meta.clientSeq);
-          durable.dirty = true;
-        }
-      }
+      if (this.#durable) raiseCounter(this.#durable, meta);
       kept.push(record);
     }
     return kept.sort(compareRecords);
   }
 
   #onLeadershipChange(isLeader: boolean): void {
-    this.#leadership.emit(isLeader);
+    this.#reports.leadership(isLeader);
+    // Reported before `isOfflineEnabled` flips; adopt once the executor sees it.
+    if (isLeader) queueMicrotask(() => this.#tabWrites?.adoptOrphans());
     // Another tab may have handed out clientSeqs while it led: start from storage.
     if (isLeader && this.#identity !== undefined) {
       const identity = this.#identity;
-      const loading = this.#loadWriter(identity).then((writer) => {
-        if (this.#identity === identity) this.#durable = writer;
+      const loading = this.#writers.load(identity).then((writer) => {
+        if (this.#identity !== identity) return;
+        // The old leader stores its counter only before sending: writes it
+        // queued offline carry clientSeqs past the stored counter. Those
+        // restored before this load finished were counted on the previous
+        // writer object; count them again so no clientSeq is handed out twice.
+        if (writer) for (const write of this.#writes.values()) raiseCounter(writer, write.meta);
+        this.#durable = writer;
       });
       this.#ready = this.#ready.then(() => loading);
     }
@@ -546,7 +506,9 @@ export class LunoraOutbox {
     }
     this.#assignThrough(write);
     const executor = this.#executor;
-    if (!write.durable || !executor) {
+    const records = this.#records;
+    if (!write.durable || !executor || !records) {
+      if (this.#tabWrites) write.tabRecord = await this.#tabWrites.store(write.id, write.meta as AssignedWriteMetadata, write.createdAt!);
       stored();
       return this.#runDirect(write);
     }
@@ -563,26 +525,14 @@ export class LunoraOutbox {
       metadata: transaction.metadata,
       version: 1,
     };
-    const completion = executor.waitForTransactionCompletion(write.id);
-    completion.catch(noop);
     try {
-      await persistOfflineTransaction(executor, record, stored);
-    } catch (error) {
-      // Not in the durable queue (storage failed; reported as it happened):
-      // the write still goes out while online, it just won't survive a reload.
-      stored();
-      executor.rejectTransaction(write.id, error instanceof Error ? error : new Error(String(error)));
-      return this.#runDirect(write);
+      write.queuedRecord = await storeOfflineRecord(executor, records, record);
+    } catch {
+      // Not stored (reported by the guarded storage): the write still goes
+      // out while online, it just won't survive a reload.
     }
     stored();
-    try {
-      const result = await completion;
-      // The executor skips the queue when this tab lost leadership meanwhile.
-      if (write.outcome === undefined && !write.parked) return this.#runDirect(write);
-      return result;
-    } catch (error) {
-      throw write.rejection ?? write.dropped ?? error;
-    }
+    return this.#runDirect(write);
   }
 
   /** A write whose optimistic body touched nothing: TanStack would complete it at once, so it is settled here. */
@@ -600,20 +550,56 @@ export class LunoraOutbox {
     );
   }
 
-  /** Writes not in the durable queue (non-leader tab, storage failure): sent and retried from memory. */
-  async #runDirect(write: PendingWrite): Promise<unknown> {
+  /**
+   * Sends a write of this session from memory until it is settled, retrying
+   * transient failures with backoff — whatever its record is (a `tx:` record
+   * of the leader, a tab-write record of a follower, none after a storage
+   * failure). Resolves with the outcome, or early when the write is parked
+   * (its rows then live in an overlay the executor settles or rolls back).
+   */
+  #runDirect(write: PendingWrite): Promise<unknown> {
+    const parked = new Promise<undefined>((resolve) => (write.onParked = () => resolve(undefined)));
+    const settled = this.#sendUntilSettled(write);
+    settled.catch(noop); // a parked write's outcome is reported, not awaited
+    return Promise.race([settled, parked]);
+  }
+
+  async #sendUntilSettled(write: PendingWrite): Promise<unknown> {
     try {
       for (let failures = 0; ; ) {
-        const outcome = await this.#deliver(write);
-        if (outcome.status === "applied") return outcome.result;
-        if (outcome.status === "rejected") throw this.#rejectionOf(write, outcome.error);
+        const outcome = await this.#sender.deliver(write);
+        if (outcome.status === "applied") {
+          this.#settleParked(write, undefined);
+          return outcome.result;
+        }
+        if (outcome.status === "rejected") {
+          const error = this.#rejectionOf(write, outcome.error);
+          this.#settleParked(write, error);
+          throw error;
+        }
         failures++;
-        await sleep(Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        write.transientFailures++;
+        if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
+        // Backoff, cut short by a drop (identity switch): its rows roll back at once.
+        await new Promise<void>((resolve) => {
+          write.wake.add(resolve);
+          setTimeout(resolve, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        });
         if (this.#disposed) return never();
       }
     } finally {
       this.#unregister(write);
+      if (write.tabRecord) void this.#storage.delete(write.tabRecord);
+      if (write.queuedRecord) void this.#executor?.removeFromOutbox(write.id).catch(noop);
     }
+  }
+
+  /** The outcome of a parked write settles (or rolls back) the overlay that holds its rows. */
+  #settleParked(write: PendingWrite, error: LunoraError | undefined): void {
+    const executor = this.#executor;
+    if (!write.parked || !write.onParked || !executor) return;
+    if (error) executor.rejectTransaction(write.id, error);
+    else executor.resolveTransaction(write.id, undefined);
   }
 
   // ---- the durable queue ---------------------------------------------------
@@ -632,7 +618,7 @@ export class LunoraOutbox {
       write.durable = true;
     }
     if (meta.identity !== this.#identity) this.#drop(write, identityChanged());
-    const outcome = await this.#deliver(write);
+    const outcome = await this.#sender.deliver(write);
     if (outcome.status === "applied") {
       this.#unregister(write);
       return outcome.result;
@@ -667,142 +653,29 @@ export class LunoraOutbox {
       collection._state.transactions.set(overlay.id, overlay);
       collection._state.recomputeOptimisticState(true);
     }
+    // The executor holds the overlay; the write's outcome settles or rolls
+    // it back (#settleParked). Then the live transaction is released.
     executor.registerRestorationTransaction(write.id, overlay);
-    releaseLiveTransaction(executor, write.id);
+    write.onParked?.();
   }
 
-  // ---- sending -------------------------------------------------------------
+  // ---- identity --------------------------------------------------------------
 
-  /**
-   * Waits for the outcome of `write`, sending it (and, pipelined, every
-   * other pending write of its room) whenever its room is connected and it
-   * has not been sent on the current socket.
-   */
-  async #deliver(write: PendingWrite): Promise<DeliveryOutcome> {
-    const seq = write.meta.clientSeq ?? 0;
-    write.waiting++;
-    try {
-      for (let outOfOrder = 0; ; ) {
-        if (write.dropped) return { clientSeq: seq, status: "rejected", error: write.dropped.toBody() };
-        if (write.outcome) return write.outcome;
-        const transient = write.transient;
-        if (transient) {
-          write.transient = undefined;
-          // A gap or an earlier write still in flight: resend at once (the gap is filled), a few times.
-          if (transient.code === "OUT_OF_ORDER" && outOfOrder++ < 3) continue;
-          return { clientSeq: seq, status: "error", error: transient };
-        }
-        if (write.sentGeneration !== write.room.generation) this.#kick(write.room);
-        await new Promise<void>((resolve) => write.wake.add(resolve));
-      }
-    } finally {
-      write.waiting--;
-    }
-  }
-
-  #kick(room: RoomState): void {
-    if (room.sending) {
-      room.again = true;
-      return;
-    }
-    room.sending = true;
-    void (async () => {
-      try {
-        do {
-          room.again = false;
-          await this.#sendPending(room);
-        } while (room.again && !this.#disposed);
-      } catch (error) {
-        reportListenerError(error);
-      } finally {
-        room.sending = false;
-      }
-    })();
-  }
-
-  async #sendPending(room: RoomState): Promise<void> {
-    if (this.#disposed || this.client.roomStatus(room.room, room.party) !== "connected") return;
+  /** Before a batch goes out on `room`'s socket: the identity to send as, or `undefined` to send nothing now. */
+  async #prepareSend(room: RoomState): Promise<string | undefined> {
+    // The online detector gates sending ("allowed to send"); going online resumes every room.
+    if (!this.#executor || !this.#executor.isOnline()) return undefined;
     await this.#checkIdentity();
     const presented = await this.client.roomIdentity(room.room, room.party);
     if (presented !== undefined && presented !== this.#identity) {
       // The socket still speaks for the previous token: nothing goes out on it.
       this.client.reconnectRoom(room.room, room.party);
-      return;
+      return undefined;
     }
     // A clientSeq reaches the room only after the counter that handed it out is stored.
-    await this.#saveWriter(this.#durable);
-    if (this.#disposed || this.client.roomStatus(room.room, room.party) !== "connected") return;
-
-    const current = (write: PendingWrite) =>
-      write.assigned && !write.outcome && !write.dropped && write.meta.identity === this.#identity && write.sentGeneration !== room.generation;
-    const armed = [...room.writes].filter((write) => write.waiting > 0 && current(write));
-    if (armed.length === 0) return;
-    armed.sort((a, b) => a.createdAt!.getTime() - b.createdAt!.getTime());
-    const clientId = armed[0].meta.clientId!;
-    // Outcomes carry no clientId: one writer in flight per socket at a time.
-    if (room.inFlight.size > 0 && room.inFlightClientId !== clientId) return;
-    const batch = (this.pipeline ? [...room.writes] : armed)
-      .filter((write) => current(write) && write.meta.clientId === clientId)
-      .sort((a, b) => a.meta.clientSeq! - b.meta.clientSeq!);
-    const mutations: Mutation[] = [];
-    const gap = room.gap;
-    if (gap && gap.clientId === clientId) {
-      room.gap = undefined;
-      const known = new Set([...room.writes].filter((w) => w.meta.clientId === clientId).map((w) => w.meta.clientSeq));
-      for (let seq = gap.expected; seq < batch[0].meta.clientSeq!; seq++) {
-        if (!known.has(seq)) mutations.push({ clientSeq: seq, name: GAP_MUTATOR, args: null });
-      }
-    }
-    for (const write of batch) mutations.push({ clientSeq: write.meta.clientSeq!, name: write.meta.name, args: write.meta.args });
-    const bySeq = new Map(batch.map((write) => [write.meta.clientSeq!, write]));
-    for (const chunk of chunkMutations(mutations)) {
-      if (!this.client.push(room.room, { clientId, mutations: chunk }, room.party)) return;
-      room.inFlightClientId = clientId;
-      for (const mutation of chunk) {
-        const write = bySeq.get(mutation.clientSeq);
-        if (!write) continue;
-        write.sentGeneration = room.generation;
-        room.inFlight.set(mutation.clientSeq, write);
-      }
-    }
+    await this.#writers.save(this.#durable);
+    return this.#identity;
   }
-
-  #onResults(party: string, roomName: string, results: MutationResult[]): void {
-    const room = this.#rooms.get(roomKey(party, roomName));
-    if (!room) return;
-    for (const result of results) {
-      const write = room.inFlight.get(result.clientSeq);
-      if (!write) continue;
-      room.inFlight.delete(result.clientSeq);
-      if (result.status === "error") {
-        write.sentGeneration = -1;
-        const expected = (result.error.data as { expected?: unknown } | undefined)?.expected;
-        if (result.error.code === "OUT_OF_ORDER" && typeof expected === "number" && expected < result.clientSeq) {
-          if (!room.gap || room.gap.expected > expected) room.gap = { clientId: write.meta.clientId!, expected };
-        }
-        // Only the write being waited for takes the failure; the others are simply sent again.
-        if (write.waiting > 0) write.transient = result.error;
-      } else {
-        write.outcome = result;
-      }
-      wake(write);
-    }
-    if (room.inFlight.size === 0) {
-      room.inFlightClientId = undefined;
-      if ([...room.writes].some((write) => write.waiting > 0 && write.sentGeneration !== room.generation)) this.#kick(room);
-    }
-  }
-
-  #onRoomStatus(party: string, roomName: string, status: string): void {
-    const room = this.#rooms.get(roomKey(party, roomName));
-    if (!room) return;
-    room.generation++;
-    room.inFlight.clear();
-    room.inFlightClientId = undefined;
-    if (status === "connected") this.#kick(room);
-  }
-
-  // ---- identity --------------------------------------------------------------
 
   /**
    * Re-reads the identity. After a change, nothing queued under the old one
@@ -837,7 +710,7 @@ export class LunoraOutbox {
           this.#identity = current;
           this.#ephemeral = ephemeralWriter(current);
           this.#durable = undefined;
-          loading = this.#loadWriter(current).then((writer) => {
+          loading = this.#writers.load(current).then((writer) => {
             if (this.#identity === current) this.#durable = writer;
           });
           this.#ready = this.#ready.then(() => loading);
@@ -894,36 +767,10 @@ export class LunoraOutbox {
     write.createdAt = this.#clock();
   }
 
-  async #saveWriter(writer: Writer | undefined): Promise<void> {
-    while (writer?.dirty && !this.#disposed) {
-      if (this.#savingWriter) {
-        await this.#savingWriter;
-        continue;
-      }
-      writer.dirty = false;
-      const value = JSON.stringify({ clientId: writer.clientId, seqs: Object.fromEntries(writer.seqs) });
-      let failed = false;
-      this.#savingWriter = this.#storage
-        .set(writerKey(writer.identity), value)
-        .catch(() => {
-          failed = true;
-        })
-        .finally(() => {
-          this.#savingWriter = undefined;
-        });
-      await this.#savingWriter;
-      if (failed) {
-        // Reported by the guarded storage; the write still goes out online.
-        writer.dirty = true;
-        return;
-      }
-    }
-  }
-
   // ---- bookkeeping -----------------------------------------------------------
 
   #register(id: string, meta: WriteMetadata): PendingWrite {
-    const room = this.#roomFor(meta.party, meta.room);
+    const room = this.#sender.roomFor(meta.party, meta.room);
     const write: PendingWrite = {
       id,
       meta,
@@ -943,6 +790,9 @@ export class LunoraOutbox {
       parked: false,
       identityGeneration: this.client.identityGeneration,
       settled: undefined,
+      tabRecord: undefined,
+      queuedRecord: false,
+      onParked: undefined,
     };
     this.#writes.set(id, write);
     room.writes.add(write);
@@ -953,37 +803,8 @@ export class LunoraOutbox {
   #unregister(write: PendingWrite): void {
     if (this.#writes.get(write.id) === write) this.#writes.delete(write.id);
     this.#liveTransactions.delete(write.id);
-    const room = write.room;
-    room.writes.delete(write);
-    if (room.writes.size === 0 && this.#rooms.get(room.key) === room) {
-      room.release?.();
-      this.#rooms.delete(room.key);
-    }
+    this.#sender.remove(write);
     this.#reportPending();
-  }
-
-  #roomFor(party: string, name: string): RoomState {
-    const key = roomKey(party, name);
-    let room = this.#rooms.get(key);
-    if (!room) {
-      room = {
-        key,
-        party,
-        room: name,
-        writes: new Set(),
-        generation: 0,
-        inFlight: new Map(),
-        inFlightClientId: undefined,
-        gap: undefined,
-        release: undefined,
-        sending: false,
-        again: false,
-      };
-      this.#rooms.set(key, room);
-      // Writes keep the room's socket open (and open it) until they settle.
-      if (!this.#disposed) room.release = this.client.retainRoom(name, party);
-    }
-    return room;
   }
 
   #reportPending(): void {
@@ -1001,117 +822,9 @@ export class LunoraOutbox {
   #report(write: PendingWrite, error: LunoraError): void {
     if (write.reported) return;
     write.reported = true;
-    this.#emitRejected(write.meta, error);
+    this.#reports.rejected(write.meta, error);
   }
 
-  #emitRejected(meta: WriteMetadata, error: LunoraError): void {
-    this.#rejected.emit({
-      collection: meta.collection ?? meta.name,
-      row: meta.row,
-      error,
-      code: error.code,
-      mutator: meta.name,
-      args: meta.args,
-    });
-  }
-
-  #guardStorage(storage: StorageAdapter): StorageAdapter {
-    const guard =
-      <A extends unknown[], R>(operation: (...args: A) => Promise<R>, options: { swallow?: R; resets?: boolean } = {}) =>
-      async (...args: A): Promise<R> => {
-        try {
-          const result = await operation(...args);
-          if (options.resets) this.#lastStorageFailure = undefined;
-          return result;
-        } catch (error) {
-          this.#reportStorageFailure(error);
-          if ("swallow" in options) return options.swallow as R;
-          throw error;
-        }
-      };
-    return {
-      get: guard((key: string) => storage.get(key)),
-      set: guard((key: string, value: string) => storage.set(key, value), { resets: true }),
-      // A record that cannot be deleted is replayed after a reload and answered from the room's stored outcome.
-      delete: guard((key: string) => storage.delete(key), { swallow: undefined }),
-      keys: guard(() => storage.keys()),
-      clear: guard(() => storage.clear()),
-    };
-  }
-
-  #reportStorageFailure(error: unknown): void {
-    const code = storageFailureCode(error);
-    if (this.#lastStorageFailure === code) return; // once per streak, not once per write
-    this.#lastStorageFailure = code;
-    const message = error instanceof Error ? error.message : String(error);
-    this.#storageFailures.emit({
-      code,
-      message: `the write outbox could not use its storage (${message}); writes still go out online but will not survive a reload`,
-    });
-  }
-}
-
-/**
- * Adds a record to the durable queue and runs the queue. This is
- * `OfflineExecutor.persistTransaction`, the step `createOfflineTransaction`
- * performs inside its own mutationFn; it is private in
- * `@tanstack/offline-transactions` 1.0.53. Lunora calls it directly because
- * the public path decides "durable or not" when the transaction is *created*
- * (before the executor has initialised, every write would silently be
- * non-durable) and stamps `createdAt` itself (ties of one millisecond would
- * then reorder writes of one room after a reload).
- */
-async function persistOfflineTransaction(executor: OfflineExecutor, record: OfflineTransaction, onStored: () => void): Promise<void> {
-  // The same steps as the private `persistTransaction` (wait for init, add to
-  // the outbox, run the queue), split so the caller learns when the record is
-  // in storage: running the queue can take as long as the network is away.
-  const inner = executor as unknown as {
-    initPromise: Promise<void>;
-    isOfflineEnabled: boolean;
-    outbox?: { add(record: OfflineTransaction): Promise<void> };
-    executor?: { execute(record: OfflineTransaction): Promise<void> };
-    resolveTransaction(id: string, result: unknown): void;
-  };
-  await inner.initPromise;
-  if (!inner.isOfflineEnabled || !inner.outbox || !inner.executor) {
-    inner.resolveTransaction(record.id, undefined);
-    onStored();
-    return;
-  }
-  await inner.outbox.add(record);
-  onStored();
-  await inner.executor.execute(record);
-}
-
-/**
- * Resolves the completion a live write's transaction waits on, without the
- * rest of `OfflineExecutor.resolveTransaction` (which would also clean up the
- * restoration overlay of that id — the overlay parking just registered).
- * The map is private in `@tanstack/offline-transactions` 1.0.53.
- */
-function releaseLiveTransaction(executor: OfflineExecutor, id: string): void {
-  const pending = (executor as unknown as { pendingTransactionPromises: Map<string, { resolve(value: unknown): void }> })
-    .pendingTransactionPromises;
-  pending.get(id)?.resolve(undefined);
-  pending.delete(id);
-}
-
-function ephemeralWriter(identity: string): Writer {
-  return { identity, clientId: crypto.randomUUID(), seqs: new Map(), durable: false, dirty: false };
-}
-
-function writerKey(identity: string): string {
-  return `lunora:writer:${identity}`;
-}
-
-function identityChanged(): LunoraError {
-  return new LunoraError("IDENTITY_CHANGED", "the write was queued under another identity and is not sent under this one");
-}
-
-function wake(write: PendingWrite): void {
-  const waiters = [...write.wake];
-  write.wake.clear();
-  for (const resolve of waiters) resolve();
 }
 
 function sleep(ms: number): Promise<void> {

@@ -16,6 +16,14 @@ export interface OutboxPersistence {
   readonly kind: "indexeddb" | "memory";
   /** The key-value store, in the shape `@tanstack/offline-transactions` expects. */
   readonly storage: StorageAdapter;
+  /**
+   * Calls `listener` after entries changed, whoever changed them: another
+   * client over the same object, or another tab of the origin over the same
+   * IndexedDB database. Every tab counts what is queued from storage, so each
+   * one hears of writes stored or delivered by the others. Optional: without
+   * it a client only sees its own changes.
+   */
+  onChange?(listener: () => void): () => void;
 }
 
 /** Options of {@link createIndexedDbPersistence}. */
@@ -52,7 +60,82 @@ const STORE = "entries";
  * ```
  */
 export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions = {}): OutboxPersistence {
-  return { kind: "indexeddb", storage: new IndexedDbStorage(options.databaseName ?? "lunora-outbox", options.indexedDB) };
+  const name = options.databaseName ?? "lunora-outbox";
+  const changes = new ChangeFeed(`lunora-outbox:${name}`);
+  return {
+    kind: "indexeddb",
+    storage: new IndexedDbStorage(name, options.indexedDB, () => changes.announce()),
+    onChange: (listener) => changes.subscribe(listener),
+  };
+}
+
+/**
+ * "Entries changed" notices: to listeners in this realm directly, and to
+ * other tabs (and workers) of the origin over a `BroadcastChannel`, which
+ * does not deliver a message to the object that posted it. The channel is
+ * opened only while someone listens and is `unref`'d under Node, so it
+ * never keeps a process alive.
+ */
+class ChangeFeed {
+  readonly #name: string;
+  readonly #listeners = new Set<() => void>();
+  #channel: BroadcastChannel | undefined;
+
+  constructor(name: string) {
+    this.#name = name;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    this.#open();
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) {
+        this.#channel?.close();
+        this.#channel = undefined;
+      }
+    };
+  }
+
+  announce(): void {
+    this.#emit();
+    try {
+      (this.#open() ?? transientChannel(this.#name))?.postMessage("changed");
+    } catch {
+      // closed concurrently: other tabs re-count on their next own change
+    }
+  }
+
+  #open(): BroadcastChannel | undefined {
+    if (this.#channel || this.#listeners.size === 0 || typeof BroadcastChannel === "undefined") return this.#channel;
+    const channel = new BroadcastChannel(this.#name);
+    (channel as { unref?: () => void }).unref?.();
+    channel.onmessage = () => this.#emit();
+    this.#channel = channel;
+    return channel;
+  }
+
+  #emit(): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        console.warn("[lunora] outbox change listener threw:", error);
+      }
+    }
+  }
+}
+
+/** A channel for one post when nobody in this realm listens (closed right after). */
+function transientChannel(name: string): { postMessage(message: unknown): void } | undefined {
+  if (typeof BroadcastChannel === "undefined") return undefined;
+  return {
+    postMessage(message) {
+      const channel = new BroadcastChannel(name);
+      channel.postMessage(message);
+      channel.close();
+    },
+  };
 }
 
 /**
@@ -69,18 +152,31 @@ export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions 
  */
 export function createInMemoryPersistence(): OutboxPersistence {
   const entries = new Map<string, string>();
+  const listeners = new Set<() => void>();
+  const changed = () => {
+    for (const listener of [...listeners]) listener();
+  };
   return {
     kind: "memory",
     storage: {
       get: async (key) => entries.get(key) ?? null,
       set: async (key, value) => {
         entries.set(key, value);
+        changed();
       },
       delete: async (key) => {
         entries.delete(key);
+        changed();
       },
       keys: async () => [...entries.keys()],
-      clear: async () => entries.clear(),
+      clear: async () => {
+        entries.clear();
+        changed();
+      },
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
   };
 }
@@ -88,11 +184,13 @@ export function createInMemoryPersistence(): OutboxPersistence {
 class IndexedDbStorage implements StorageAdapter {
   readonly #name: string;
   readonly #factory: IDBFactory | undefined;
+  readonly #changed: () => void;
   #db: Promise<IDBDatabase> | undefined;
 
-  constructor(name: string, factory: IDBFactory | undefined) {
+  constructor(name: string, factory: IDBFactory | undefined, changed: () => void) {
     this.#name = name;
     this.#factory = factory;
+    this.#changed = changed;
   }
 
   get(key: string): Promise<string | null> {
@@ -101,10 +199,12 @@ class IndexedDbStorage implements StorageAdapter {
 
   async set(key: string, value: string): Promise<void> {
     await this.#run("readwrite", (store) => store.put(value, key));
+    this.#changed();
   }
 
   async delete(key: string): Promise<void> {
     await this.#run("readwrite", (store) => store.delete(key));
+    this.#changed();
   }
 
   async keys(): Promise<string[]> {
@@ -114,6 +214,7 @@ class IndexedDbStorage implements StorageAdapter {
 
   async clear(): Promise<void> {
     await this.#run("readwrite", (store) => store.clear());
+    this.#changed();
   }
 
   #open(): Promise<IDBDatabase> {

@@ -9,9 +9,12 @@ interface PendingWritesSource {
 }
 
 /**
- * How many writes are queued or in flight (not yet confirmed by the room),
- * including those made offline and restored after a reload. `0` on a client
- * without the write path, and while server rendering.
+ * How many writes of the signed-in identity are queued or in flight (not yet
+ * confirmed by the room): those of this tab and those other tabs of the
+ * origin left queued in the shared outbox storage, including writes made
+ * offline and restored after a reload — so no tab shows "all saved" while a
+ * write is undelivered anywhere. `0` on a client without the write path,
+ * and while server rendering.
  *
  * @example
  * ```tsx

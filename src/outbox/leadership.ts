@@ -1,0 +1,136 @@
+import type { LeaderElection } from "@tanstack/offline-transactions";
+
+/** The Web Locks name the outbox leader holds; every tab of an origin competes for it. */
+export const OUTBOX_LEADER_LOCK = "lunora-outbox-leader";
+
+/** The part of the Web Locks API the election uses (`navigator.locks`). */
+export interface LockManagerLike {
+  request(name: string, options: { mode?: "exclusive" | "shared"; ifAvailable?: boolean; signal?: AbortSignal }, callback: (lock: unknown) => unknown): Promise<unknown>;
+}
+
+/**
+ * A leader election over Web Locks in which a tab that is not the leader
+ * WAITS for the lock, so it is promoted as soon as the leader's lock is
+ * released — the leader tab closed, navigated away, crashed, or its
+ * renderer was killed (the browser releases a dead document's locks).
+ *
+ * Why not the `WebLocksLeader` of `@tanstack/offline-transactions` 1.0.53:
+ * it asks once with `ifAvailable: true` and never queues a waiting request,
+ * so a tab that started as follower stays follower for its whole life, and
+ * writes the old leader left in IndexedDB wait until some tab reloads.
+ *
+ * Protocol of the `LeaderElection` interface the executor drives:
+ * `requestLeadership()` resolves `true` when this tab got the lock at once
+ * (the executor then loads and runs the queue itself), else `false` — and a
+ * waiting request stays queued; when it is granted, listeners registered
+ * with `onLeadershipChange` hear `true` (the executor then loads and runs
+ * what is in storage). `releaseLeadership()` gives the lock up (and cancels
+ * a waiting request), so the next tab in line is promoted.
+ */
+export class WebLocksLeadership implements LeaderElection {
+  readonly #locks: LockManagerLike;
+  readonly #name: string;
+  readonly #listeners = new Set<(isLeader: boolean) => void>();
+  #leader = false;
+  /** Resolving it ends the lock callback, which releases the lock. */
+  #release: (() => void) | undefined;
+  #waiting: AbortController | undefined;
+  #requested: Promise<boolean> | undefined;
+  #released = false;
+
+  constructor(locks: LockManagerLike, name: string = OUTBOX_LEADER_LOCK) {
+    this.#locks = locks;
+    this.#name = name;
+  }
+
+  requestLeadership(): Promise<boolean> {
+    this.#released = false;
+    this.#requested ??= new Promise<boolean>((decided) => {
+      // First ask without waiting, only to answer "leader now or not" at once;
+      // the lock stays held by the callback's pending promise.
+      this.#locks
+        .request(this.#name, { mode: "exclusive", ifAvailable: true }, (lock) => {
+          if (lock === null || this.#released) {
+            decided(false);
+            if (!this.#released) this.#wait();
+            return undefined;
+          }
+          decided(true);
+          return this.#hold(false);
+        })
+        .catch((error: unknown) => {
+          console.warn("[lunora] Web Locks leadership request failed:", error);
+          decided(false);
+        });
+    }).finally(() => {
+      this.#requested = undefined;
+    });
+    return this.#requested;
+  }
+
+  releaseLeadership(): void {
+    this.#released = true;
+    this.#waiting?.abort();
+    this.#waiting = undefined;
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
+  }
+
+  isLeader(): boolean {
+    return this.#leader;
+  }
+
+  onLeadershipChange(callback: (isLeader: boolean) => void): () => void {
+    this.#listeners.add(callback);
+    return () => this.#listeners.delete(callback);
+  }
+
+  /** Queues a request that is granted when every earlier holder and waiter is gone. */
+  #wait(): void {
+    if (this.#waiting) return;
+    const waiting = new AbortController();
+    this.#waiting = waiting;
+    this.#locks
+      .request(this.#name, { mode: "exclusive", signal: waiting.signal }, () => {
+        if (this.#waiting === waiting) this.#waiting = undefined;
+        if (this.#released) return undefined;
+        return this.#hold(true);
+      })
+      .catch((error: unknown) => {
+        if (this.#waiting === waiting) this.#waiting = undefined;
+        // AbortError: releaseLeadership() cancelled the wait.
+        if ((error as { name?: unknown } | null)?.name !== "AbortError") console.warn("[lunora] Web Locks leadership wait failed:", error);
+      });
+  }
+
+  /** Holds the lock until {@link releaseLeadership}; `announce` tells listeners (a promotion, not the first answer). */
+  #hold(announce: boolean): Promise<void> {
+    if (!announce) this.#leader = true;
+    const held = new Promise<void>((resolve) => {
+      this.#release = () => {
+        this.#setLeader(false);
+        resolve();
+      };
+    });
+    if (announce) this.#setLeader(true);
+    return held;
+  }
+
+  #setLeader(isLeader: boolean): void {
+    if (isLeader === this.#leader) return;
+    this.#leader = isLeader;
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(isLeader);
+      } catch (error) {
+        console.warn("[lunora] leadership listener threw:", error);
+      }
+    }
+  }
+}
+
+/** `navigator.locks` when the platform has Web Locks. */
+export function platformLocks(): LockManagerLike | undefined {
+  return (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator?.locks;
+}

@@ -1,0 +1,105 @@
+import type { StorageAdapter } from "@tanstack/offline-transactions";
+import { Listeners } from "../client/listeners.js";
+import type { LunoraError } from "../protocol/index.js";
+import { storageFailureCode } from "./persistence.js";
+import type { WriteMetadata } from "./write.js";
+
+/** What `onWriteRejected` receives: once per permanently rejected write, before its rollback. */
+export interface WriteRejectedEvent {
+  /** The collection the write belongs to (for a custom mutator: the first collection it touched, else its `serverRef`). */
+  collection: string;
+  /** The optimistic row being rolled back (inserts; for custom mutators the first row they wrote), if any. */
+  row: Record<string, unknown> | undefined;
+  error: LunoraError;
+  /** The server's code (`INVALID_ARGS`, `CONFLICT`, …) or `IDENTITY_CHANGED`. */
+  code: string;
+  /** The server mutator and the args it was sent with. */
+  mutator: string;
+  args: unknown;
+}
+
+/** What `onStorageFailure` receives. The write still goes out while online; it will not survive a reload. */
+export interface StorageFailureEvent {
+  code: "STORAGE_FAILURE" | "QUOTA_EXCEEDED";
+  message: string;
+}
+
+/** The callbacks an app gives `defineCollections` / `bindMutators`. */
+export interface OutboxCallbacks {
+  onWriteRejected?: (event: WriteRejectedEvent) => void;
+  onStorageFailure?: (event: StorageFailureEvent) => void;
+  onLeadershipChange?: (isLeader: boolean) => void;
+}
+
+/**
+ * What the outbox tells the app: rejected writes, storage failures (once per
+ * streak, not once per write) and leadership changes, to every registered
+ * callback.
+ */
+export class OutboxReports {
+  readonly #rejected = new Listeners<[WriteRejectedEvent]>();
+  readonly #storageFailures = new Listeners<[StorageFailureEvent]>();
+  readonly #leadership = new Listeners<[isLeader: boolean]>();
+  #lastStorageFailure: string | undefined;
+
+  add(callbacks: OutboxCallbacks): void {
+    if (callbacks.onWriteRejected) this.#rejected.add(callbacks.onWriteRejected);
+    if (callbacks.onStorageFailure) this.#storageFailures.add(callbacks.onStorageFailure);
+    if (callbacks.onLeadershipChange) this.#leadership.add(callbacks.onLeadershipChange);
+  }
+
+  rejected(meta: WriteMetadata, error: LunoraError): void {
+    this.#rejected.emit({
+      collection: meta.collection ?? meta.name,
+      row: meta.row,
+      error,
+      code: error.code,
+      mutator: meta.name,
+      args: meta.args,
+    });
+  }
+
+  leadership(isLeader: boolean): void {
+    this.#leadership.emit(isLeader);
+  }
+
+  storageFailure(error: unknown): void {
+    const code = storageFailureCode(error);
+    if (this.#lastStorageFailure === code) return;
+    this.#lastStorageFailure = code;
+    const message = error instanceof Error ? error.message : String(error);
+    this.#storageFailures.emit({
+      code,
+      message: `the write outbox could not use its storage (${message}); writes still go out online but will not survive a reload`,
+    });
+  }
+
+  /**
+   * `storage` with every failure reported through `onStorageFailure`;
+   * `changed` runs after each successful change (set, delete, clear).
+   */
+  guardStorage(storage: StorageAdapter, changed: () => void): StorageAdapter {
+    const guard =
+      <A extends unknown[], R>(operation: (...args: A) => Promise<R>, options: { swallow?: R; resets?: boolean; changes?: boolean } = {}) =>
+      async (...args: A): Promise<R> => {
+        try {
+          const result = await operation(...args);
+          if (options.resets) this.#lastStorageFailure = undefined;
+          if (options.changes) changed();
+          return result;
+        } catch (error) {
+          this.storageFailure(error);
+          if ("swallow" in options) return options.swallow as R;
+          throw error;
+        }
+      };
+    return {
+      get: guard((key: string) => storage.get(key)),
+      set: guard((key: string, value: string) => storage.set(key, value), { resets: true, changes: true }),
+      // A record that cannot be deleted is replayed after a reload and answered from the room's stored outcome.
+      delete: guard((key: string) => storage.delete(key), { swallow: undefined, changes: true }),
+      keys: guard(() => storage.keys()),
+      clear: guard(() => storage.clear(), { changes: true }),
+    };
+  }
+}

@@ -1,0 +1,223 @@
+import type { StorageAdapter } from "@tanstack/offline-transactions";
+import { reportListenerError } from "../client/listeners.js";
+import { isAssigned, type AssignedWriteMetadata } from "./write.js";
+import type { LockManagerLike } from "./leadership.js";
+
+/**
+ * Writes of a tab that does not lead the outbox.
+ *
+ * Only the leader tab runs the durable queue of `@tanstack/offline-transactions`.
+ * Another tab sends its own writes itself, at once, on its own socket — so a
+ * follower's write never waits for the leader (which may be busy, offline,
+ * or hidden and throttled). It still stores each one, under
+ * `lunora:tab-write:<id>` with the tab that owns it, for two reasons:
+ *
+ * - every tab counts undelivered writes from storage, so the other tabs show
+ *   it as pending too;
+ * - if the owner tab closes or crashes first, the leader adopts the record
+ *   and sends it under the clientSeq it was given (exactly once: the room
+ *   keeps a watermark per clientId and answers a repeat with the stored
+ *   outcome).
+ *
+ * A record is adopted only once its owner is gone: each tab holds a Web Lock
+ * named after it for its whole life, and the browser releases it when the
+ * document goes away however that happens. While the owner lives, only the
+ * owner sends — two senders of one clientId could otherwise race a gap
+ * filler past a write still in flight.
+ */
+export const TAB_WRITE_PREFIX = "lunora:tab-write:";
+
+export interface TabWriteRecord {
+  v: 1;
+  /** The tab that sends it (its presence lock is {@link tabLockName}). */
+  owner: string;
+  /** Enqueue time (ms), for ordering among records of one room. */
+  createdAt: number;
+  meta: AssignedWriteMetadata;
+}
+
+export function tabWriteKey(id: string): string {
+  return TAB_WRITE_PREFIX + id;
+}
+
+export function serializeTabWrite(record: TabWriteRecord): string {
+  return JSON.stringify(record);
+}
+
+export function parseTabWrite(value: string): TabWriteRecord | undefined {
+  try {
+    const parsed = JSON.parse(value) as Partial<TabWriteRecord> | null;
+    if (!parsed || parsed.v !== 1 || typeof parsed.owner !== "string" || typeof parsed.createdAt !== "number") return undefined;
+    const meta = parsed.meta;
+    if (typeof meta !== "object" || meta === null || !isAssigned(meta) || typeof meta.name !== "string" || typeof meta.room !== "string" || typeof meta.party !== "string") {
+      return undefined;
+    }
+    return parsed as TabWriteRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function tabLockName(tabId: string): string {
+  return `lunora-outbox-tab:${tabId}`;
+}
+
+interface LockQuery {
+  query?(): Promise<{ held?: Array<{ name?: string }> }>;
+}
+
+/**
+ * This tab's presence (a Web Lock held for the tab's life) and the means to
+ * learn when another tab is gone.
+ */
+export class TabPresence {
+  readonly tabId: string = crypto.randomUUID();
+  readonly #locks: LockManagerLike & LockQuery;
+  readonly #release: () => void;
+  readonly #watched = new Set<string>();
+  readonly #abort = new AbortController();
+
+  constructor(locks: LockManagerLike) {
+    this.#locks = locks as LockManagerLike & LockQuery;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    this.#release = release;
+    this.#locks.request(tabLockName(this.tabId), { mode: "exclusive" }, () => held).catch(() => undefined);
+  }
+
+  /** Whether the tab `tabId` is still open (its presence lock is held). */
+  async isAlive(tabId: string): Promise<boolean> {
+    if (tabId === this.tabId) return true;
+    if (this.#locks.query) {
+      const { held = [] } = await this.#locks.query();
+      return held.some((lock) => lock.name === tabLockName(tabId));
+    }
+    // No query(): the lock is free exactly when we can take it at once.
+    let free = false;
+    await this.#locks.request(tabLockName(tabId), { mode: "exclusive", ifAvailable: true }, (lock) => {
+      free = lock !== null;
+      return undefined;
+    });
+    return !free;
+  }
+
+  /** Calls `onGone` once the tab `tabId` is gone (once per tab, however often asked). */
+  whenGone(tabId: string, onGone: () => void): void {
+    if (tabId === this.tabId || this.#watched.has(tabId)) return;
+    this.#watched.add(tabId);
+    this.#locks
+      .request(tabLockName(tabId), { mode: "exclusive", signal: this.#abort.signal }, () => {
+        this.#watched.delete(tabId);
+        onGone();
+        return undefined; // released at once: nobody else needs it
+      })
+      .catch(() => this.#watched.delete(tabId));
+  }
+
+  dispose(): void {
+    this.#abort.abort();
+    this.#release();
+  }
+}
+
+/** What {@link TabWrites} needs of the outbox. */
+export interface TabWritesHost {
+  /** Whether this tab may adopt now (it leads, and is not disposed). */
+  canAdopt(): boolean;
+  /** Resolves once the outbox knows its identity. */
+  ready(): Promise<void>;
+  identity(): string | undefined;
+  /** Whether the outbox already holds the write `id`. */
+  knows(id: string): boolean;
+  /** Keys of the tab-write records at the last count of storage. */
+  storedKeys(): string[];
+  /** Sends the write of a tab that is gone, under its stored clientId / clientSeq; deletes `key` once settled. */
+  adopt(id: string, record: TabWriteRecord, key: string): void;
+  /** A gone tab's write of another identity: never sent, reported. */
+  refuse(record: TabWriteRecord): void;
+}
+
+/**
+ * This tab's part in the writes tabs send themselves: storing its own
+ * (when it does not lead) and, when it leads, adopting those of tabs that
+ * are gone.
+ */
+export class TabWrites {
+  readonly presence: TabPresence;
+  readonly #storage: StorageAdapter;
+  readonly #host: TabWritesHost;
+  #adopting: Promise<void> | undefined;
+  #again = false;
+
+  constructor(locks: LockManagerLike, storage: StorageAdapter, host: TabWritesHost) {
+    this.presence = new TabPresence(locks);
+    this.#storage = storage;
+    this.#host = host;
+  }
+
+  /** Stores a write this tab sends itself; resolves its record key, or `undefined` when storage failed (reported by the guarded storage). */
+  async store(id: string, meta: AssignedWriteMetadata, createdAt: Date): Promise<string | undefined> {
+    const key = tabWriteKey(id);
+    try {
+      await this.#storage.set(key, serializeTabWrite({ v: 1, owner: this.presence.tabId, createdAt: createdAt.getTime(), meta }));
+      return key;
+    } catch {
+      return undefined; // it still goes out from this tab
+    }
+  }
+
+  /**
+   * Adopts the stored writes of tabs that are gone (closed or crashed before
+   * their writes were delivered), and watches the owners of the others so
+   * it hears when they go. Coalesced: one pass at a time.
+   */
+  adoptOrphans(): void {
+    if (!this.#host.canAdopt()) return;
+    if (this.#adopting) {
+      this.#again = true;
+      return;
+    }
+    this.#adopting = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#adoptPass();
+        } while (this.#again && this.#host.canAdopt());
+      } catch (error) {
+        reportListenerError(error);
+      } finally {
+        this.#adopting = undefined;
+      }
+    })();
+  }
+
+  dispose(): void {
+    this.presence.dispose();
+  }
+
+  async #adoptPass(): Promise<void> {
+    await this.#host.ready();
+    for (const key of this.#host.storedKeys()) {
+      const id = key.slice(TAB_WRITE_PREFIX.length);
+      if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
+      const value = await this.#storage.get(key).catch(() => null);
+      const record = value === null ? undefined : parseTabWrite(value);
+      if (!record) {
+        if (value !== null) await this.#storage.delete(key); // unreadable: nobody can send it
+        continue;
+      }
+      if (record.owner === this.presence.tabId) continue;
+      if (await this.presence.isAlive(record.owner)) {
+        this.presence.whenGone(record.owner, () => this.adoptOrphans());
+        continue;
+      }
+      if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
+      if (record.meta.identity !== this.#host.identity()) {
+        this.#host.refuse(record);
+        await this.#storage.delete(key);
+        continue;
+      }
+      this.#host.adopt(id, record, key);
+    }
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * Several tabs of one user in real Chromium (pages of one context: shared
+ * IndexedDB, Web Locks, BroadcastChannel). One tab leads the durable outbox;
+ * the tests close and crash it with writes queued, write in every tab while
+ * offline, and check the room — through bob, another user watching the same
+ * channel — receives every write exactly once, and that every tab counts
+ * what is still undelivered anywhere until it is delivered.
+ *
+ * Alice's tabs reach the server through a TCP proxy so that the network can
+ * really be cut (Chromium keeps open WebSockets across `setOffline`).
+ */
+import type { Browser } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { launchChromium, openChatWindow, type ChatWindow } from "./helpers/browser.js";
+import { startChatServer, type ChatServer } from "./helpers/chat-server.js";
+import { crashTab, isLeader, openUserTabs, waitForLeadership, type UserTabs } from "./helpers/tabs.js";
+
+let server: ChatServer;
+let proxy: TcpProxy;
+let browser: Browser;
+/** Another user in the same channel: what he sees is what the room holds. */
+let bob: ChatWindow;
+let alice: UserTabs | undefined;
+
+beforeAll(async () => {
+  server = await startChatServer();
+  proxy = await TcpProxy.start(server.port);
+  browser = await launchChromium();
+  bob = await openChatWindow(browser, server.url, "bob");
+});
+
+afterEach(async () => {
+  const errors = [...(alice?.pageErrors() ?? []), ...bob.pageErrors];
+  await alice?.context.close();
+  alice = undefined;
+  proxy.setOnline(true);
+  expect(errors).toEqual([]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await proxy?.stop();
+  await server?.stop();
+});
+
+/**
+ * The network is cut at the proxy only: `context.setOffline(false)` on a
+ * context that holds a crashed page stalls for tens of seconds in this
+ * Chromium, and the outbox waits for the room's socket, not for
+ * `navigator.onLine`, so the proxy alone is a real network loss for it.
+ */
+async function goOffline(tabs: UserTabs): Promise<void> {
+  proxy.setOnline(false);
+  for (const tab of tabs.tabs) if (!tab.page.isClosed()) await tab.waitForStatus("offline");
+}
+
+function goOnline(): void {
+  proxy.setOnline(true);
+}
+
+/** The room has `text` exactly once (bob's live view of the channel). */
+async function expectDeliveredOnce(text: string): Promise<void> {
+  await bob.message(text).waitFor();
+  expect(await bob.message(text).count()).toBe(1);
+}
+
+describe("several tabs of one user", () => {
+  it("a follower's write made offline is counted in every tab and reaches the room once when the network is back", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 2);
+    const [leader, follower] = alice.tabs;
+    expect(await isLeader(follower.page)).toBe(false);
+
+    await goOffline(alice);
+    await follower.send("from the follower tab");
+    // No tab says "all saved" while the write is undelivered somewhere.
+    await follower.waitForPending(1);
+    await leader.waitForPending(1);
+
+    goOnline();
+    await expectDeliveredOnce("from the follower tab");
+    await follower.waitForPending(0);
+    await leader.waitForPending(0);
+    for (const tab of alice.tabs) expect(await tab.message("from the follower tab").count()).toBe(1);
+  });
+
+  it("the leader tab closes with a write queued offline: the other tab takes over and delivers it once", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 2);
+    const [leader, follower] = alice.tabs;
+
+    await goOffline(alice);
+    await leader.send("queued in the closed leader tab");
+    await leader.waitForPending(1);
+    await follower.waitForPending(1);
+    await leader.page.close({ runBeforeUnload: true });
+
+    await waitForLeadership(follower.page, true);
+    goOnline();
+    await follower.waitForStatus("connected");
+    await expectDeliveredOnce("queued in the closed leader tab");
+    await follower.waitForPending(0);
+    await follower.message("queued in the closed leader tab").waitFor();
+    expect(await follower.message("queued in the closed leader tab").count()).toBe(1);
+  });
+
+  it("the leader tab crashes (no unload) with a write queued offline: the other tab takes over and delivers it once", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 2);
+    const [leader, follower] = alice.tabs;
+
+    await goOffline(alice);
+    await leader.send("queued in the crashed leader tab");
+    await leader.waitForPending(1);
+    await follower.waitForPending(1);
+    await crashTab(leader.page);
+
+    await waitForLeadership(follower.page, true);
+    goOnline();
+    await follower.waitForStatus("connected");
+    await expectDeliveredOnce("queued in the crashed leader tab");
+    await follower.waitForPending(0);
+  });
+
+  it("a follower tab crashes with its write queued offline: the leader sends it once", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 2);
+    const [leader, follower] = alice.tabs;
+
+    await goOffline(alice);
+    await follower.send("queued in the crashed follower tab");
+    await follower.waitForPending(1);
+    await leader.waitForPending(1);
+    await crashTab(follower.page);
+
+    goOnline();
+    await expectDeliveredOnce("queued in the crashed follower tab");
+    await leader.waitForPending(0);
+    await leader.message("queued in the crashed follower tab").waitFor();
+    expect(await leader.message("queued in the crashed follower tab").count()).toBe(1);
+  });
+
+  it("three tabs each write offline: every tab counts all three, each is delivered once, every counter returns to 0", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 3);
+    const texts = ["offline in tab 1", "offline in tab 2", "offline in tab 3"];
+
+    await goOffline(alice);
+    for (const [i, tab] of alice.tabs.entries()) await tab.send(texts[i]);
+    for (const tab of alice.tabs) await tab.waitForPending(3);
+
+    goOnline();
+    for (const text of texts) await expectDeliveredOnce(text);
+    for (const tab of alice.tabs) {
+      await tab.waitForPending(0);
+      for (const text of texts) {
+        await tab.message(text).waitFor();
+        expect(await tab.message(text).count()).toBe(1);
+      }
+    }
+  });
+
+  it("three tabs: the leader closes while offline with writes of every tab queued; the next leader delivers them once and then the last tab takes over", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 3);
+    const [first, second, third] = alice.tabs;
+
+    await goOffline(alice);
+    await first.send("three tabs: from tab 1");
+    await second.send("three tabs: from tab 2");
+    for (const tab of alice.tabs) await tab.waitForPending(2);
+    await first.page.close({ runBeforeUnload: true });
+    await waitForLeadership(second.page, true);
+    expect(await isLeader(third.page)).toBe(false);
+
+    goOnline();
+    await expectDeliveredOnce("three tabs: from tab 1");
+    await expectDeliveredOnce("three tabs: from tab 2");
+    await second.waitForPending(0);
+    await third.waitForPending(0);
+
+    await crashTab(second.page);
+    await waitForLeadership(third.page, true);
+    await third.send("three tabs: after both leaders left");
+    await expectDeliveredOnce("three tabs: after both leaders left");
+    await third.waitForPending(0);
+  });
+});
