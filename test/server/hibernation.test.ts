@@ -3,6 +3,7 @@
  * its sockets stay open. Slow by nature (two idle windows).
  */
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { CLOSE_CODES } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { RawSocket } from "../helpers/raw-socket.js";
 import { putItems, roomCall, startFixtureRoom } from "../helpers/fixture-room.js";
@@ -49,3 +50,28 @@ test("idle past eviction: sockets stay open, pings are answered without waking, 
   expect(sockets[2].errors).toEqual([]);
   await Promise.all(sockets.map((socket) => socket.close()));
 }, 60_000);
+
+test("a snapshot left half-read past eviction: the socket is closed with 4010 on wake and a new socket gets the whole snapshot", async () => {
+  const room = "hibernating-snapshot";
+  const rows = Array.from({ length: 30_000 }, (_, i) => ({ id: `s-${String(i).padStart(6, "0")}`, listId: "big", title: `row ${i} `.padEnd(60, ".") }));
+  for (let i = 0; i < rows.length; i += 10_000) await putItems(worker, room, rows.slice(i, i + 10_000));
+  const reader = await RawSocket.connect(worker.host, room);
+  reader.acknowledge = false;
+  reader.subscribe("s", { shape: "itemsByList", args: { listId: "big" } });
+  await waitFor(() => reader.frames.some((frame) => frame.type === "pokePart"), { message: "the first part" });
+  const before = await roomCall<Wakes>(worker, room, "/wakes");
+
+  await idle(12_000); // past the eviction window, the poke still open
+  await putItems(worker, room, { id: "s-late", listId: "big", title: "after the eviction" });
+  const after = await roomCall<Wakes>(worker, room, "/wakes");
+  expect(after.constructed).toBeGreaterThan(before.constructed);
+  await waitFor(() => reader.closed, { message: "the interrupted socket closed" });
+  expect(reader.closed!.code).toBe(CLOSE_CODES.INTERRUPTED);
+  expect(reader.pokes.filter((poke) => poke.subs.includes("s"))).toEqual([]);
+
+  const again = await RawSocket.connect(worker.host, room);
+  again.subscribe("s", { shape: "itemsByList", args: { listId: "big" } });
+  const poke = await again.nextPoke("s");
+  expect(poke.ops.length).toBe(30_001);
+  await again.close();
+}, 90_000);
