@@ -515,6 +515,8 @@ export class LunoraOutbox {
     });
     if (write.dropped) {
       stored();
+      // Never assigned, never queued: nothing else will forget it.
+      this.#unregister(write);
       throw write.dropped;
     }
     if (this.#disposed) {
@@ -725,7 +727,8 @@ export class LunoraOutbox {
     const gap = room.gap;
     if (gap && gap.clientId === clientId) {
       room.gap = undefined;
-      const known = new Set([...room.writes].filter((w) => w.meta.clientId === clientId).map((w) => w.meta.clientSeq));
+      // A dropped write keeps its clientSeq but is never sent: its seq is a hole to fill too.
+      const known = new Set([...room.writes].filter((w) => w.meta.clientId === clientId && !w.dropped).map((w) => w.meta.clientSeq));
       for (let seq = gap.expected; seq < batch[0].meta.clientSeq!; seq++) {
         if (!known.has(seq)) mutations.push({ clientSeq: seq, name: GAP_MUTATOR, args: null });
       }
@@ -851,7 +854,9 @@ export class LunoraOutbox {
     if (write.assigned) return;
     while (this.#unassigned.length > 0) {
       const next = this.#unassigned.shift()!;
-      if (!next.assigned) this.#assign(next);
+      // A dropped write is never sent: a clientSeq handed to it would be a
+      // hole the room waits on forever (OUT_OF_ORDER for every later write).
+      if (!next.assigned && !next.dropped) this.#assign(next);
       if (next === write) return;
     }
     this.#assign(write);
