@@ -839,10 +839,13 @@ export class LunoraOutbox {
     write.dropped = error;
     this.#report(write, error);
     wake(write);
-    if (write.waiting === 0 && write.durable && this.#executor) {
-      // Not running now: roll its rows back at once rather than when it reaches the head.
+    if (write.durable && this.#executor) {
+      // Roll its rows back now, also while the queue is running it: a write
+      // restored after a reload has no live transaction refreshAuth() could
+      // wait for, only the executor's overlay, which this removes at once.
       this.#executor.rejectTransaction(write.id, error);
-      void this.#executor.removeFromOutbox(write.id).catch(noop);
+      // Not running now: out of storage now rather than when it reaches the head.
+      if (write.waiting === 0) void this.#executor.removeFromOutbox(write.id).catch(noop);
     }
     this.#reportPending();
   }

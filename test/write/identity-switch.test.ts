@@ -9,8 +9,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, openSession } from "./helpers.js";
+import { freshIndexedDb, freshRoom, onCleanup, openSession } from "./helpers.js";
 
 let worker: LocalWorker;
 
@@ -41,5 +42,38 @@ describe("writes after an identity switch", () => {
     expect(pushed).toEqual([[1, "bob's"]]);
     expect(session.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
     await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
+  });
+
+  // Simulator seed 8200347: a write restored after a reload (its rows are an
+  // overlay the executor holds, not a live transaction) was in flight when the
+  // app switched accounts. refreshAuth() waited only for live transactions to
+  // roll back, so it resolved while the old identity's row was still shown.
+  test("a restored write in flight at the switch is rolled back before refreshAuth() resolves", async () => {
+    const room = freshRoom("idw");
+    const persistence = freshIndexedDb();
+    // Bob has written on this device before: switching to him finds his writer in storage at once.
+    const earlier = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await earlier.db.actions.items({ listId: "L", title: "bob's first" }).transaction.isPersisted.promise;
+    earlier.close();
+    const proxy = await TcpProxy.start(worker.port);
+    proxy.setOnline(false);
+    onCleanup(() => proxy.stop());
+    let token = "user:alice";
+    const first = openSession({ host: proxy.host, room, persistence, token: () => token });
+    const alices = first.db.actions.items({ listId: "L", title: "alice's, queued offline" });
+    await first.db.executor.whenStored();
+    first.close();
+
+    const second = openSession({ host: proxy.host, room, persistence, token: () => token });
+    await waitFor(() => second.items.has(alices.id), { message: "alice's write restored after the reload" });
+    token = "user:bob";
+    await second.client.refreshAuth();
+    expect(second.items.has(alices.id)).toBe(false);
+    expect(second.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
+
+    proxy.setOnline(true);
+    const bobs = second.db.actions.items({ listId: "L", title: "bob's" });
+    await bobs.transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["bob's", "bob's first"]);
   });
 });
