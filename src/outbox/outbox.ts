@@ -239,7 +239,7 @@ export class LunoraOutbox {
       client.onMutationResults((room, results, party) => this.#onResults(party, room, results)),
       client.onRoomStatusChange((room, status, party) => this.#onRoomStatus(party, room, status)),
       // Roll back and report the old identity's writes as soon as the switch is noticed.
-      client.onIdentityChange(() => this.#checkIdentity()),
+      client.onIdentityChange(() => this.#checkIdentity({ fresh: true })),
     );
     // Started after the current task so collections registered in the same
     // task (defineCollections, then bindMutators) are in the executor's registry.
@@ -788,8 +788,18 @@ export class LunoraOutbox {
    * Re-reads the identity. After a change, nothing queued under the old one
    * is sent: those writes are dropped, rolled back and reported as
    * `IDENTITY_CHANGED`; new writes get the new identity's writer.
+   *
+   * `fresh`: the caller was just told of a switch. A check already running
+   * (the one before each send) may have read the token before that switch;
+   * answering with it would leave the outbox on the old identity after
+   * `refreshAuth()` resolved, so a fresh check runs after it.
    */
-  #checkIdentity(): Promise<void> {
+  #checkIdentity(options: { fresh?: boolean } = {}): Promise<void> {
+    const running = this.#identityCheck;
+    if (running && options.fresh) {
+      const again = () => this.#checkIdentity(options);
+      return running.then(again, again);
+    }
     this.#identityCheck ??= (async () => {
       try {
         // Writes made before the client's latest identity change belong to

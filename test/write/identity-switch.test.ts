@@ -44,6 +44,49 @@ describe("writes after an identity switch", () => {
     await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
   });
 
+  // The outbox re-reads the token before each send. A switch announced while
+  // such a check was reading the old token was answered with that check:
+  // refreshAuth() resolved with the outbox still on the old identity, and the
+  // next write was assigned the old identity's writer — then dropped as
+  // IDENTITY_CHANGED although it was made after the switch.
+  test("a switch announced while the outbox is re-reading the token is not lost: the next write goes out under the new identity", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    let holdNextRead = false;
+    let releaseHeldRead: (() => void) | undefined;
+    const auth = (): string | Promise<string> => {
+      const current = token;
+      if (!holdNextRead) return current;
+      holdNextRead = false;
+      return new Promise<string>((resolve) => (releaseHeldRead = () => resolve(current)));
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: auth });
+    await session.db.actions.items({ listId: "L", title: "alice's first" }).transaction.isPersisted.promise;
+
+    // Alice writes; the outbox's pre-send token read is held (it reads alice's token).
+    holdNextRead = true;
+    const alices = session.db.actions.items({ listId: "L", title: "alice's second" });
+    await waitFor(() => releaseHeldRead !== undefined, { message: "the outbox is reading the token" });
+    token = "user:bob";
+    const switching = session.client.refreshAuth();
+    await waitFor(() => session.client.identityGeneration === 1, { message: "the switch is announced" });
+    releaseHeldRead!();
+    await switching;
+
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
+    expect(session.rejected.map((event) => event.row?.id)).not.toContain(bobs.id);
+    const titles = (await serverItems(worker, room)).map((item) => item.title).sort();
+    expect(titles).toContain("bob's");
+    // alice's second write was made before the switch: sent as alice, or dropped and reported — never lost silently.
+    const alicesSettled = await alices.transaction.isPersisted.promise.then(
+      () => "applied",
+      (error: { code?: string }) => error.code,
+    );
+    expect(alicesSettled === "applied" ? titles.includes("alice's second") : alicesSettled === "IDENTITY_CHANGED").toBe(true);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
+  });
+
   // Simulator seed 8200347: a write restored after a reload (its rows are an
   // overlay the executor holds, not a live transaction) was in flight when the
   // app switched accounts. refreshAuth() waited only for live transactions to
