@@ -587,7 +587,9 @@ export class LunoraOutbox {
         if (outcome.status === "applied") return outcome.result;
         if (outcome.status === "rejected") throw this.#rejectionOf(write, outcome.error);
         failures++;
-        await sleep(Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        // A drop (identity switch) or an answer ends the wait: refreshAuth()
+        // waits for the old identity's rows to roll back, not for a backoff.
+        await sleepUnlessWoken(write, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
         if (this.#disposed) return never();
       }
     } finally {
@@ -1111,6 +1113,19 @@ function wake(write: PendingWrite): void {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits `ms`, or less if the write is woken (dropped, or answered) meanwhile. */
+function sleepUnlessWoken(write: PendingWrite, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      write.wake.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    write.wake.add(done);
+  });
 }
 
 const outboxes = new WeakMap<LunoraClient<any>, LunoraOutbox>();

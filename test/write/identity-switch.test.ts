@@ -6,9 +6,12 @@
  * issue 11 §2), replayed deterministically against the fixture room in real
  * workerd over loopback.
  */
+import { randomUUID } from "node:crypto";
+import type { LeaderElection } from "@tanstack/offline-transactions";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { bindMutators, defineMutator } from "../../src/mutators/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
-import { serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
+import { roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
 import { freshIndexedDb, freshRoom, onCleanup, openSession } from "./helpers.js";
@@ -118,5 +121,51 @@ describe("writes after an identity switch", () => {
     const bobs = second.db.actions.items({ listId: "L", title: "bob's" });
     await bobs.transaction.isPersisted.promise;
     expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["bob's", "bob's first"]);
+  });
+
+  // A write the outbox sends from memory (a follower tab, or storage that
+  // failed) sleeps between transient failures (1 s, 2 s, 4 s …). The drop
+  // did not end that sleep, and refreshAuth() waits at most 2 s for the old
+  // identity's rows to roll back: it resolved with them still on screen.
+  test("a write retried from memory and dropped by the switch rolls back before refreshAuth() resolves, without waiting out its backoff", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    const follower: LeaderElection = {
+      requestLeadership: async () => false,
+      releaseLeadership: () => undefined,
+      isLeader: () => false,
+      onLeadershipChange: () => () => undefined,
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: () => token, leaderElection: follower });
+    const mutate = bindMutators(
+      session.client,
+      { collections: session.db.collections },
+      {
+        flaky: defineMutator<{ id: string; listId: string; title: string }>({
+          serverRef: "items:flaky",
+          room,
+          apply: ({ collections }, args) => {
+            collections.items.insert({ ...args, rank: 0 });
+          },
+        }),
+      },
+    );
+    await session.items.toArrayWhenReady();
+    await roomCall(worker, room, "/faults", { flaky: true });
+    onCleanup(() => roomCall(worker, room, "/faults", { flaky: false }));
+
+    const id = randomUUID();
+    const alices = mutate.flaky({ id, listId: "L", title: "alice's, failing" });
+    alices.isPersisted.promise.catch(() => undefined);
+    // After three transient failures the write waits 4 s before its next attempt.
+    const failures = () => session.log.frames.filter((frame) => frame.includes('"status":"error"')).length;
+    await waitFor(() => failures() >= 3, { message: "three transient failures", timeoutMs: 10_000 });
+    expect(session.items.has(id)).toBe(true);
+
+    token = "user:bob";
+    await session.client.refreshAuth();
+    expect(session.items.has(id)).toBe(false);
+    await expect(alices.isPersisted.promise).rejects.toMatchObject({ code: "IDENTITY_CHANGED" });
+    expect(session.rejected.map((event) => event.code)).toEqual(["IDENTITY_CHANGED"]);
   });
 });
