@@ -369,12 +369,18 @@ export class LunoraOutbox {
   // ---- start-up ------------------------------------------------------------
 
   async #init(): Promise<void> {
-    const identity = await this.#readIdentityPatiently();
-    if (this.#disposed) return;
-    this.#identity = identity;
-    this.#ephemeral = ephemeralWriter(identity);
-    this.#durable = await this.#loadWriter(identity);
-    if (this.#disposed) return;
+    // A switch while the identity or its writer is being read (the
+    // identity check skips an outbox that has not started) makes what was
+    // read stale: read again, so no write is stamped with the old identity.
+    for (let generation = -1; generation !== this.client.identityGeneration; ) {
+      generation = this.client.identityGeneration;
+      const identity = await this.#readIdentityPatiently();
+      if (this.#disposed) return;
+      this.#identity = identity;
+      this.#ephemeral = ephemeralWriter(identity);
+      this.#durable = await this.#loadWriter(identity);
+      if (this.#disposed) return;
+    }
     this.#executor = new OfflineExecutor({
       collections: this.#collections,
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },

@@ -168,4 +168,33 @@ describe("writes after an identity switch", () => {
     await expect(alices.isPersisted.promise).rejects.toMatchObject({ code: "IDENTITY_CHANGED" });
     expect(session.rejected.map((event) => event.code)).toEqual(["IDENTITY_CHANGED"]);
   });
+
+  // Simulator seed 8200480: the switch came while the outbox was still
+  // starting. Its start read the identity before the switch and finished
+  // after it, so the outbox stayed on the old identity: the next write, made
+  // after refreshAuth() resolved, was stamped with the old identity's writer
+  // and then dropped as IDENTITY_CHANGED.
+  test("a switch while the outbox is starting: the first write after refreshAuth() goes out under the new identity", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    let releaseStartRead: (() => void) | undefined;
+    const auth = (): string | Promise<string> => {
+      const current = token;
+      // Hold the token read of the outbox's start (only that one: found by its caller).
+      if (releaseStartRead !== undefined || !new Error().stack?.includes("readIdentityPatiently")) return current;
+      return new Promise<string>((resolve) => (releaseStartRead = () => resolve(current)));
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: auth });
+    await waitFor(() => releaseStartRead !== undefined, { message: "the outbox's start is reading alice's token" });
+    token = "user:bob";
+    await session.client.refreshAuth();
+    releaseStartRead!();
+    await session.db.executor.waitForInit();
+    await waitFor(() => session.db.executor.isLeader, { message: "the outbox runs the durable queue" });
+
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
+    expect(session.rejected).toEqual([]);
+    expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
+  });
 });
