@@ -31,9 +31,11 @@ afterAll(() => worker?.stop());
  * receiving pokes), 8200347, 8200458 (a write restored after a reload and
  * in flight at the switch kept its row on screen after refreshAuth()
  * resolved), 8200418 (the old identity's pending note still shown after
- * refreshAuth(); intermittent, not seen again after those fixes).
+ * refreshAuth(); intermittent, not seen again after those fixes), 8200480
+ * (a switch while the outbox was starting: a write made after it was
+ * dropped as IDENTITY_CHANGED).
  */
-const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458];
+const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458, 8200480];
 
 test(`simulator seeds ${CI_SEEDS.join(", ")} hold every invariant`, async () => {
   const lines: string[] = [];
