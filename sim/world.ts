@@ -26,6 +26,8 @@ export interface WriteRecord {
   id: string;
   /** Whether the server must reject it whatever happens (an empty title). */
   mustReject: boolean;
+  /** Identity switches of its device before it was made: only a later switch may drop it (IDENTITY_CHANGED). */
+  switchesBefore: number;
   rejections: string[];
 }
 
@@ -45,6 +47,8 @@ class Device {
   /** While the app is switching accounts (between the token change and `refreshAuth()` resolving). */
   switching = false;
   dropAfterNextPush = false;
+  /** Identity switches so far (completed `refreshAuth()` calls that changed the user). */
+  switches = 0;
 
   constructor(
     readonly index: number,
@@ -241,7 +245,7 @@ export class World {
     switch (step.kind) {
       case "insert": {
         const { id, transaction } = session!.actions.items({ listId: device!.scope, title: step.title });
-        this.writes.push({ step: index, client: device!.index, user: device!.user, mutator: "items:create", id, mustReject: step.title === "", rejections: [] });
+        this.writes.push({ step: index, client: device!.index, user: device!.user, switchesBefore: device!.switches, mutator: "items:create", id, mustReject: step.title === "", rejections: [] });
         this.known.push(id);
         void settleQuietly(transaction);
         break;
@@ -252,14 +256,14 @@ export class World {
         const id = this.known[step.pick % this.known.length];
         const mutator = step.kind === "rename" ? "items:rename" : "items:bump";
         const title = step.kind === "rename" ? `${step.title}#${index}` : undefined;
-        this.writes.push({ step: index, client: device!.index, user: device!.user, mutator, id, mustReject: false, rejections: [], ...(title ? { title } : {}) } as WriteRecord);
+        this.writes.push({ step: index, client: device!.index, user: device!.user, switchesBefore: device!.switches, mutator, id, mustReject: false, rejections: [], ...(title ? { title } : {}) } as WriteRecord);
         const transaction = step.kind === "rename" ? session!.mutators.rename({ id, title: title! }) : session!.mutators.bump({ id });
         void settleQuietly(transaction);
         break;
       }
       case "note": {
         const id = crypto.randomUUID();
-        this.writes.push({ step: index, client: device!.index, user: device!.user, mutator: "notes:add", id, mustReject: false, rejections: [] });
+        this.writes.push({ step: index, client: device!.index, user: device!.user, switchesBefore: device!.switches, mutator: "notes:add", id, mustReject: false, rejections: [] });
         void settleQuietly(session!.mutators.note({ id, body: step.body }));
         break;
       }
@@ -305,6 +309,7 @@ export class World {
         device!.user = previous.endsWith("x") ? previous.slice(0, -1) : `${previous}x`;
         await session!.client.refreshAuth();
         device!.switching = false;
+        device!.switches++;
         // From here on, nothing of the previous user may be on screen.
         for (const row of session!.notes.state.values()) {
           const note = plain<Note>(row);
@@ -403,6 +408,13 @@ export class World {
         this.failures.push({ invariant: "every rejected write is reported once", detail: `${write.mutator} ${write.id} reported ${JSON.stringify(write.rejections)}` });
       }
       const dropped = write.rejections.includes("IDENTITY_CHANGED");
+      // A write made after the last identity switch of its device belongs to the current identity: it must be sent, not dropped.
+      if (dropped && write.switchesBefore === this.devices[write.client].switches) {
+        this.failures.push({
+          invariant: "a write of the current identity is never dropped",
+          detail: `${write.mutator} ${write.id} (client ${write.client}, step ${write.step}, made after its device's last identity switch) reported IDENTITY_CHANGED`,
+        });
+      }
       if (write.mutator === "items:create") {
         if (write.mustReject && !dropped && write.rejections.length !== 1) {
           this.failures.push({ invariant: "every rejected write is reported once", detail: `insert ${write.id} (empty title) reported ${write.rejections.length} times` });

@@ -104,6 +104,9 @@ export class RoomConnection {
   #rowsIdentity: string | undefined;
   /** Set when the app switched identity: this socket's frames belong to the old one and are ignored until it reopens. */
   #stale = false;
+  /** Identity switches announced to this connection, and the latest one's identity (see `#connectionQuery`). */
+  #announcements = 0;
+  #announced: string | undefined;
   #authDelay: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
   /** The next attempt connects at once (first connection, or a reconnect the app asked for). */
   #connectNow = true;
@@ -216,6 +219,8 @@ export class RoomConnection {
    * frames are ignored from now on, and it reconnects with the new token.
    */
   switchIdentity(identity: string): void {
+    this.#announcements++;
+    this.#announced = identity;
     // Already switching (stale until it reopens): one reconnect is enough.
     if (this.#stale || this.#presentedIdentity === undefined || this.#presentedIdentity === identity) return;
     this.#dropRowsOfOtherIdentity(identity);
@@ -301,6 +306,7 @@ export class RoomConnection {
 
   async #connectionQuery(): Promise<Record<string, string | undefined>> {
     await this.#backoff();
+    const announcements = this.#announcements;
     let token: string | undefined;
     try {
       token = await this.#options.readToken();
@@ -334,6 +340,11 @@ export class RoomConnection {
     // before connecting as someone else, every subscription drops its rows
     // and cursor, so the room sends a fresh snapshot for the new identity.
     const identity = await this.#options.fingerprint(token);
+    // The app announced another identity while this attempt was reading its
+    // token (refreshAuth() during the read): the token is older than the
+    // announcement. partysocket's reconnect() cannot stop an attempt already
+    // past its delay, so read again rather than connect as the previous user.
+    if (this.#announcements !== announcements && this.#announced !== identity && !this.#closed) return this.#connectionQuery();
     this.#dropRowsOfOtherIdentity(identity);
     // Set first: the client then switches every *other* socket of the old identity.
     this.#presentedIdentity = identity;

@@ -221,7 +221,7 @@ export class LunoraOutbox {
       client.onMutationResults((room, results, party) => this.#sender.onResults(party, room, results)),
       client.onRoomStatusChange((room, status, party) => this.#sender.onRoomStatus(party, room, status)),
       // Roll back and report the old identity's writes as soon as the switch is noticed.
-      client.onIdentityChange(() => this.#checkIdentity()),
+      client.onIdentityChange(() => this.#checkIdentity({ fresh: true })),
     );
     const unwatch = this.persistence.onChange?.(() => void this.#stored.refresh());
     if (unwatch) this.#unsubscribe.push(unwatch);
@@ -357,12 +357,18 @@ export class LunoraOutbox {
   // ---- start-up ------------------------------------------------------------
 
   async #init(): Promise<void> {
-    const identity = await this.#readIdentityPatiently();
-    if (this.#disposed) return;
-    this.#identity = identity;
-    this.#ephemeral = ephemeralWriter(identity);
-    this.#durable = await this.#writers.load(identity);
-    if (this.#disposed) return;
+    // A switch while the identity or its writer is being read (the
+    // identity check skips an outbox that has not started) makes what was
+    // read stale: read again, so no write is stamped with the old identity.
+    for (let generation = -1; generation !== this.client.identityGeneration; ) {
+      generation = this.client.identityGeneration;
+      const identity = await this.#readIdentityPatiently();
+      if (this.#disposed) return;
+      this.#identity = identity;
+      this.#ephemeral = ephemeralWriter(identity);
+      this.#durable = await this.#writers.load(identity);
+      if (this.#disposed) return;
+    }
     let peer: OfflineTransactionsModule;
     try {
       peer = await loadOfflineTransactions();
@@ -498,6 +504,8 @@ export class LunoraOutbox {
     });
     if (write.dropped) {
       stored();
+      // Never assigned, never queued: nothing else will forget it.
+      this.#unregister(write);
       throw write.dropped;
     }
     if (this.#disposed) {
@@ -580,11 +588,9 @@ export class LunoraOutbox {
         failures++;
         write.transientFailures++;
         if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
-        // Backoff, cut short by a drop (identity switch): its rows roll back at once.
-        await new Promise<void>((resolve) => {
-          write.wake.add(resolve);
-          setTimeout(resolve, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
-        });
+        // A drop (identity switch) or an answer ends the wait: refreshAuth()
+        // waits for the old identity's rows to roll back, not for a backoff.
+        await sleepUnlessWoken(write, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
         if (this.#disposed) return never();
       }
     } finally {
@@ -681,8 +687,18 @@ export class LunoraOutbox {
    * Re-reads the identity. After a change, nothing queued under the old one
    * is sent: those writes are dropped, rolled back and reported as
    * `IDENTITY_CHANGED`; new writes get the new identity's writer.
+   *
+   * `fresh`: the caller was just told of a switch. A check already running
+   * (the one before each send) may have read the token before that switch;
+   * answering with it would leave the outbox on the old identity after
+   * `refreshAuth()` resolved, so a fresh check runs after it.
    */
-  #checkIdentity(): Promise<void> {
+  #checkIdentity(options: { fresh?: boolean } = {}): Promise<void> {
+    const running = this.#identityCheck;
+    if (running && options.fresh) {
+      const again = () => this.#checkIdentity(options);
+      return running.then(again, again);
+    }
     this.#identityCheck ??= (async () => {
       try {
         // Writes made before the client's latest identity change belong to
@@ -732,10 +748,13 @@ export class LunoraOutbox {
     write.dropped = error;
     this.#report(write, error);
     wake(write);
-    if (write.waiting === 0 && write.durable && this.#executor) {
-      // Not running now: roll its rows back at once rather than when it reaches the head.
+    if (write.durable && this.#executor) {
+      // Roll its rows back now, also while the queue is running it: a write
+      // restored after a reload has no live transaction refreshAuth() could
+      // wait for, only the executor's overlay, which this removes at once.
       this.#executor.rejectTransaction(write.id, error);
-      void this.#executor.removeFromOutbox(write.id).catch(noop);
+      // Not running now: out of storage now rather than when it reaches the head.
+      if (write.waiting === 0) void this.#executor.removeFromOutbox(write.id).catch(noop);
     }
     this.#reportPending();
   }
@@ -747,7 +766,9 @@ export class LunoraOutbox {
     if (write.assigned) return;
     while (this.#unassigned.length > 0) {
       const next = this.#unassigned.shift()!;
-      if (!next.assigned) this.#assign(next);
+      // A dropped write is never sent: a clientSeq handed to it would be a
+      // hole the room waits on forever (OUT_OF_ORDER for every later write).
+      if (!next.assigned && !next.dropped) this.#assign(next);
       if (next === write) return;
     }
     this.#assign(write);
@@ -829,6 +850,19 @@ export class LunoraOutbox {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits `ms`, or less if the write is woken (dropped, or answered) meanwhile. */
+function sleepUnlessWoken(write: PendingWrite, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      write.wake.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    write.wake.add(done);
+  });
 }
 
 const outboxes = new WeakMap<LunoraClient<any>, LunoraOutbox>();

@@ -241,7 +241,8 @@ export class RoomSender {
     const gap = room.gap;
     if (gap && gap.clientId === clientId) {
       room.gap = undefined;
-      const known = new Set([...room.writes].filter((w) => w.meta.clientId === clientId).map((w) => w.meta.clientSeq));
+      // A dropped write keeps its clientSeq but is never sent: its seq is a hole to fill too.
+      const known = new Set([...room.writes].filter((w) => w.meta.clientId === clientId && !w.dropped).map((w) => w.meta.clientSeq));
       for (let seq = gap.expected; seq < batch[0].meta.clientSeq!; seq++) {
         if (!known.has(seq)) mutations.push({ clientSeq: seq, name: GAP_MUTATOR, args: null });
       }

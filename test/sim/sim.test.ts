@@ -23,9 +23,19 @@ afterAll(() => worker?.stop());
  * 1 (a write made just before an identity switch was sent under the new
  * identity), 9 (cached rows of the old identity hydrated after a switch),
  * 10 (a write lost by a reload before it was stored), 59 (a write made in
- * a page's first moments, before the outbox started, survived a switch).
+ * a page's first moments, before the outbox started, survived a switch);
+ * after an identity switch (issues 11 §2 and 15): 7341022, 7341074, 7341120,
+ * 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092 (a write
+ * dropped by the switch took a clientSeq of the new identity: every later
+ * write waited on that hole, and the collections they touched stopped
+ * receiving pokes), 8200347, 8200458 (a write restored after a reload and
+ * in flight at the switch kept its row on screen after refreshAuth()
+ * resolved), 8200418 (the old identity's pending note still shown after
+ * refreshAuth(); intermittent, not seen again after those fixes), 8200480
+ * (a switch while the outbox was starting: a write made after it was
+ * dropped as IDENTITY_CHANGED).
  */
-const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59];
+const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458, 8200480];
 
 test(`simulator seeds ${CI_SEEDS.join(", ")} hold every invariant`, async () => {
   const lines: string[] = [];

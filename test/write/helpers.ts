@@ -76,7 +76,7 @@ export function tappedWebSocket(): {
 export interface SessionOptions extends OutboxOptions {
   host: string;
   room: string;
-  token?: string | (() => string);
+  token?: string | (() => string | Promise<string>);
   listId?: string;
 }
 

@@ -1,0 +1,200 @@
+/**
+ * After an identity switch (refreshAuth, or a token the client notices on a
+ * reconnect) every room connection of the new identity must subscribe,
+ * resume or reset, and drain its writes — whatever was in flight at the
+ * switch. Each test here is a cause the seeded simulator found (issue 15,
+ * issue 11 §2), replayed deterministically against the fixture room in real
+ * workerd over loopback.
+ */
+import { randomUUID } from "node:crypto";
+import type { LeaderElection } from "@tanstack/offline-transactions";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { bindMutators, defineMutator } from "../../src/mutators/index.js";
+import type { LocalWorker } from "../../src/testing/index.js";
+import { roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { waitFor } from "../helpers/wait-for.js";
+import { freshIndexedDb, freshRoom, onCleanup, openSession } from "./helpers.js";
+
+let worker: LocalWorker;
+
+beforeAll(async () => {
+  worker = await startFixtureRoom();
+});
+afterAll(() => worker?.stop());
+
+describe("writes after an identity switch", () => {
+  // Simulator seeds 7341022, 7341074, 7341146, … : the dropped write was
+  // still in the outbox's assignment queue and took clientSeq 1 of the new
+  // identity's writer; the room then answered OUT_OF_ORDER (expected 1) to
+  // every later write, and the gap filler skipped seq 1 as "known".
+  test("a write dropped by the switch before it was queued takes no clientSeq: the new identity's next write is clientSeq 1 and applies", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: () => token });
+    // In the page's first moments, before the outbox has started.
+    const alices = session.db.actions.items({ listId: "L", title: "alice's" });
+    token = "user:bob";
+    await session.client.refreshAuth();
+    await expect(alices.transaction.isPersisted.promise).rejects.toMatchObject({ code: "IDENTITY_CHANGED" });
+
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    await waitFor(() => bobs.transaction.state === "completed", { message: "bob's write settles", timeoutMs: 10_000 });
+    expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
+    const pushed = session.log.pushes().flatMap((push) => push.mutations.map((mutation) => [mutation.clientSeq, mutation.args?.title]));
+    expect(pushed).toEqual([[1, "bob's"]]);
+    expect(session.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
+  });
+
+  // The outbox re-reads the token before each send. A switch announced while
+  // such a check was reading the old token was answered with that check:
+  // refreshAuth() resolved with the outbox still on the old identity, and the
+  // next write was assigned the old identity's writer — then dropped as
+  // IDENTITY_CHANGED although it was made after the switch.
+  test("a switch announced while the outbox is re-reading the token is not lost: the next write goes out under the new identity", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    let holdNextRead = false;
+    let releaseHeldRead: (() => void) | undefined;
+    const auth = (): string | Promise<string> => {
+      const current = token;
+      if (!holdNextRead) return current;
+      holdNextRead = false;
+      return new Promise<string>((resolve) => (releaseHeldRead = () => resolve(current)));
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: auth });
+    await session.db.actions.items({ listId: "L", title: "alice's first" }).transaction.isPersisted.promise;
+
+    // Alice writes; the outbox's pre-send token read is held (it reads alice's token).
+    holdNextRead = true;
+    const alices = session.db.actions.items({ listId: "L", title: "alice's second" });
+    await waitFor(() => releaseHeldRead !== undefined, { message: "the outbox is reading the token" });
+    token = "user:bob";
+    const switching = session.client.refreshAuth();
+    await waitFor(() => session.client.identityGeneration === 1, { message: "the switch is announced" });
+    releaseHeldRead!();
+    await switching;
+
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
+    expect(session.rejected.map((event) => event.row?.id)).not.toContain(bobs.id);
+    const titles = (await serverItems(worker, room)).map((item) => item.title).sort();
+    expect(titles).toContain("bob's");
+    // alice's second write was made before the switch: sent as alice, or dropped and reported — never lost silently.
+    const alicesSettled = await alices.transaction.isPersisted.promise.then(
+      () => "applied",
+      (error: { code?: string }) => error.code,
+    );
+    expect(alicesSettled === "applied" ? titles.includes("alice's second") : alicesSettled === "IDENTITY_CHANGED").toBe(true);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
+  });
+
+  // Simulator seed 8200347: a write restored after a reload (its rows are an
+  // overlay the executor holds, not a live transaction) was in flight when the
+  // app switched accounts. refreshAuth() waited only for live transactions to
+  // roll back, so it resolved while the old identity's row was still shown.
+  test("a restored write in flight at the switch is rolled back before refreshAuth() resolves", async () => {
+    const room = freshRoom("idw");
+    const persistence = freshIndexedDb();
+    // Bob has written on this device before: switching to him finds his writer in storage at once.
+    const earlier = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await earlier.db.actions.items({ listId: "L", title: "bob's first" }).transaction.isPersisted.promise;
+    earlier.close();
+    const proxy = await TcpProxy.start(worker.port);
+    proxy.setOnline(false);
+    onCleanup(() => proxy.stop());
+    let token = "user:alice";
+    const first = openSession({ host: proxy.host, room, persistence, token: () => token });
+    const alices = first.db.actions.items({ listId: "L", title: "alice's, queued offline" });
+    await first.db.executor.whenStored();
+    first.close();
+
+    const second = openSession({ host: proxy.host, room, persistence, token: () => token });
+    await waitFor(() => second.items.has(alices.id), { message: "alice's write restored after the reload" });
+    token = "user:bob";
+    await second.client.refreshAuth();
+    expect(second.items.has(alices.id)).toBe(false);
+    expect(second.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
+
+    proxy.setOnline(true);
+    const bobs = second.db.actions.items({ listId: "L", title: "bob's" });
+    await bobs.transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["bob's", "bob's first"]);
+  });
+
+  // A write the outbox sends from memory (a follower tab, or storage that
+  // failed) sleeps between transient failures (1 s, 2 s, 4 s …). The drop
+  // did not end that sleep, and refreshAuth() waits at most 2 s for the old
+  // identity's rows to roll back: it resolved with them still on screen.
+  test("a write retried from memory and dropped by the switch rolls back before refreshAuth() resolves, without waiting out its backoff", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    const follower: LeaderElection = {
+      requestLeadership: async () => false,
+      releaseLeadership: () => undefined,
+      isLeader: () => false,
+      onLeadershipChange: () => () => undefined,
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: () => token, leaderElection: follower });
+    const mutate = bindMutators(
+      session.client,
+      { collections: session.db.collections },
+      {
+        flaky: defineMutator<{ id: string; listId: string; title: string }>({
+          serverRef: "items:flaky",
+          room,
+          apply: ({ collections }, args) => {
+            collections.items.insert({ ...args, rank: 0 });
+          },
+        }),
+      },
+    );
+    await session.items.toArrayWhenReady();
+    await roomCall(worker, room, "/faults", { flaky: true });
+    onCleanup(() => roomCall(worker, room, "/faults", { flaky: false }));
+
+    const id = randomUUID();
+    const alices = mutate.flaky({ id, listId: "L", title: "alice's, failing" });
+    alices.isPersisted.promise.catch(() => undefined);
+    // After three transient failures the write waits 4 s before its next attempt.
+    const failures = () => session.log.frames.filter((frame) => frame.includes('"status":"error"')).length;
+    await waitFor(() => failures() >= 3, { message: "three transient failures", timeoutMs: 10_000 });
+    expect(session.items.has(id)).toBe(true);
+
+    token = "user:bob";
+    await session.client.refreshAuth();
+    expect(session.items.has(id)).toBe(false);
+    await expect(alices.isPersisted.promise).rejects.toMatchObject({ code: "IDENTITY_CHANGED" });
+    expect(session.rejected.map((event) => event.code)).toEqual(["IDENTITY_CHANGED"]);
+  });
+
+  // Simulator seed 8200480: the switch came while the outbox was still
+  // starting. Its start read the identity before the switch and finished
+  // after it, so the outbox stayed on the old identity: the next write, made
+  // after refreshAuth() resolved, was stamped with the old identity's writer
+  // and then dropped as IDENTITY_CHANGED.
+  test("a switch while the outbox is starting: the first write after refreshAuth() goes out under the new identity", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    let releaseStartRead: (() => void) | undefined;
+    const auth = (): string | Promise<string> => {
+      const current = token;
+      // Hold the token read of the outbox's start (only that one: found by its caller).
+      if (releaseStartRead !== undefined || !new Error().stack?.includes("readIdentityPatiently")) return current;
+      return new Promise<string>((resolve) => (releaseStartRead = () => resolve(current)));
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: auth });
+    await waitFor(() => releaseStartRead !== undefined, { message: "the outbox's start is reading alice's token" });
+    token = "user:bob";
+    await session.client.refreshAuth();
+    releaseStartRead!();
+    await session.db.executor.waitForInit();
+    await waitFor(() => session.db.executor.isLeader, { message: "the outbox runs the durable queue" });
+
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
+    expect(session.rejected).toEqual([]);
+    expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
+  });
+});
