@@ -573,6 +573,35 @@ export class RoomConnection {
    */
   #applyPoke(poke: CompletePoke): void {
     const failed: Array<{ entry: SubscriptionEntry; error: unknown }> = [];
+    // Every collection of the poke commits first, then all publish: no
+    // reader sees one collection changed and another not yet (a row moving
+    // from one view to another is never in neither).
+    const deferrals: Array<{ publish(): void; discard(): void }> = [];
+    for (const id of poke.subs) {
+      const entry = this.#subs.get(id);
+      if (!entry || (entry.awaitingReset && !poke.resets.has(id))) continue;
+      try {
+        const deferral = entry.handler.deferPublication?.();
+        if (deferral) deferrals.push(deferral);
+      } catch {
+        // no deferral: that collection publishes at its own commit
+      }
+    }
+    try {
+      this.#applyPokeToSubscriptions(poke, failed);
+    } finally {
+      for (const deferral of deferrals) deferral.publish();
+    }
+    if (poke.mutations && poke.mutations.length > 0) this.#options.onMutationResults(poke.mutations);
+    for (const { entry, error } of failed) {
+      // The handler's rows are in an unknown state: start it over from a snapshot.
+      const message = error instanceof Error ? error.message : String(error);
+      this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
+      this.resubscribe(entry.id, { reset: true });
+    }
+  }
+
+  #applyPokeToSubscriptions(poke: CompletePoke, failed: Array<{ entry: SubscriptionEntry; error: unknown }>): void {
     for (const id of poke.subs) {
       const entry = this.#subs.get(id);
       if (!entry) continue; // unsubscribed meanwhile
@@ -584,13 +613,6 @@ export class RoomConnection {
       } catch (error) {
         failed.push({ entry, error });
       }
-    }
-    if (poke.mutations && poke.mutations.length > 0) this.#options.onMutationResults(poke.mutations);
-    for (const { entry, error } of failed) {
-      // The handler's rows are in an unknown state: start it over from a snapshot.
-      const message = error instanceof Error ? error.message : String(error);
-      this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
-      this.resubscribe(entry.id, { reset: true });
     }
   }
 

@@ -25,6 +25,14 @@ export interface SubscriptionHandler {
    * throws, the subscription is reset and subscribed again without cursor.
    */
   applyPoke(update: PokeUpdate): void;
+  /**
+   * Holds back the change events of what {@link applyPoke} commits until
+   * `publish()` — called once every subscription of the poke has applied —
+   * so a poke that changes several collections is seen whole: a listener or
+   * a live query reacting to one collection already finds the others
+   * changed. Optional (handlers that are not collections need none).
+   */
+  deferPublication?(): { publish(): void; discard(): void } | undefined;
   /** A coded error concerning this subscription (denied read, bad args, bound hit…). */
   onError(error: LunoraError): void;
   /**

@@ -240,6 +240,10 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
         applyPoke: (update) => {
           if (this.#generation === generation) this.#applyPoke(update);
         },
+        // TanStack DB's own mechanism for a coherent multi-collection commit
+        // (what its live queries use): state commits at once, change events
+        // wait until every collection of the poke has committed.
+        deferPublication: () => (this.#generation === generation ? this.#params.collection._deferPublication() : undefined),
         onError: (error) => {
           if (this.#generation === generation) this.#onError(error);
         },
