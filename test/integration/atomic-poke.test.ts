@@ -3,7 +3,7 @@
  * view of a shape to another in one poke is never seen in neither — not by a
  * synchronous change listener of either collection.
  */
-import { createCollection } from "@tanstack/db";
+import { createCollection, createLiveQueryCollection, eq } from "@tanstack/db";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { LunoraClient, lunoraCollectionOptions } from "../../src/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
@@ -45,6 +45,29 @@ test("a row moving from one collection to another in one poke is never observed 
     expect(seen.length).toBeGreaterThanOrEqual(2);
     // Every observation, in either collection's listener, is the moved state.
     expect(seen.every(([inInbox, inArchive]) => !inInbox && inArchive)).toBe(true);
+
+    // A live query joining both views: m2 moves the same way; its joined row
+    // (from one side or the other) must never drop out of the result. (A guard:
+    // TanStack's live-query scheduling already ran after both commits before
+    // the fix; the synchronous listeners above are what saw half a poke.)
+    const both = createLiveQueryCollection((q) =>
+      q
+        .from({ i: inbox })
+        .fullJoin({ a: archive }, ({ i, a }) => eq(i.id, a.id))
+        .select(({ i, a }) => ({ inInbox: i?.id, inArchive: a?.id })),
+    );
+    await both.toArrayWhenReady();
+    const hasM2 = () => both.toArray.some((row) => row.inInbox === "m2" || row.inArchive === "m2");
+    expect(hasM2()).toBe(true);
+    const gaps: number[] = [];
+    const watch = both.subscribeChanges(() => {
+      if (!hasM2()) gaps.push(both.size);
+    });
+    await updateItem(worker, room, { id: "m2", listId: "archive" });
+    await waitFor(() => both.toArray.some((row) => row.inArchive === "m2" && row.inInbox === undefined), { message: "the joined move" });
+    watch.unsubscribe();
+    expect(gaps).toEqual([]);
+    await both.cleanup();
   } finally {
     await inbox.cleanup();
     await archive.cleanup();
