@@ -39,7 +39,11 @@ function scratchNpmEnv(): NodeJS.ProcessEnv {
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 
-/** The required peers, at the versions this repository is tested with. */
+/**
+ * The required peers, at the versions this repository is tested with — which
+ * must be the lower bounds `peerDependencies` declares (checked below), so
+ * this install proves the oldest versions a user may have.
+ */
 const REQUIRED_PEERS = ["@tanstack/db", "partysocket", "ws"];
 /** The entries a read-only app loads (the React one also needs React; its graph is checked statically below). */
 const READ_ONLY_ENTRIES = ["index.js", "collections.js", "react.js"];
@@ -86,6 +90,22 @@ describe("the packed package in an app without the optional peers", () => {
     expect(existsSync(path.join(app, "node_modules/@lunora/db/package.json"))).toBe(true);
     expect(existsSync(path.join(app, "node_modules/@tanstack/db/package.json"))).toBe(true);
     expect(existsSync(path.join(app, "node_modules/@tanstack/offline-transactions"))).toBe(false);
+  });
+
+  test("the peers installed are the lower bounds package.json declares (ranges, not exact pins)", async () => {
+    const manifest = JSON.parse(await readFile(path.join(root, "package.json"), "utf8")) as {
+      peerDependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
+    for (const name of ["@tanstack/db", "@tanstack/offline-transactions", "@tanstack/react-db"]) {
+      const range = manifest.peerDependencies[name];
+      // A range a patch release satisfies (no ERESOLVE for an app one patch ahead)…
+      expect(range).toMatch(/^[~^]\d/);
+      // …whose lower bound is what this repository tests with.
+      expect(range.slice(1)).toBe(manifest.devDependencies[name]);
+    }
+    const installed = JSON.parse(await readFile(path.join(app, "node_modules/@tanstack/db/package.json"), "utf8")) as { version: string };
+    expect(`~${installed.version}`).toBe(manifest.peerDependencies["@tanstack/db"]);
   });
 
   test("no read-only entry statically imports @tanstack/offline-transactions (it loads when an outbox starts)", async () => {
