@@ -3,6 +3,7 @@ import type { LunoraClient } from "../client/lunora-client.js";
 import type { Checkpoints } from "../collections/checkpoints.js";
 import { DEFAULT_ROOM } from "../collections/lunora-collection-options.js";
 import { outboxFor, type OutboxOptions } from "../outbox/outbox.js";
+import type { MutatorInput, MutatorName } from "../collections/types.js";
 import type { LunoraApi } from "../protocol/index.js";
 
 /** What `apply` receives: the local collections the mutator was bound with. */
@@ -34,11 +35,34 @@ export type BoundMutator<Args> = (args: Args) => Transaction<any>;
 export type MutatorArgs<Api extends LunoraApi, D> =
   D extends MutatorDefinition<infer Args, infer Ref>
     ? unknown extends Args
-      ? Ref extends keyof Api["mutators"]
-        ? Api["mutators"][Ref]["args"]
+      ? Ref extends MutatorName<Api>
+        ? MutatorInput<Api, Ref>
         : unknown
       : Args
     : never;
+
+/**
+ * What `bindMutators` requires of one definition, given the client's `Api`:
+ * `serverRef` is one of the room's mutators (a literal: a `string` cannot be
+ * checked), and args the client declares are assignable to that mutator's
+ * input (what the client sends is what the server validates). The failing
+ * case asks for a `serverRef` no definition has, so the error names the cause.
+ * An untyped client (`MutatorName` is `string`) accepts every definition.
+ */
+export type CheckedMutator<Api extends LunoraApi, D> =
+  string extends MutatorName<Api>
+    ? unknown
+    : D extends MutatorDefinition<infer Args, infer Ref>
+      ? string extends Ref
+        ? { serverRef: "(serverRef is a string, not a literal name: annotate apply's args parameter instead of passing defineMutator<Args>, or pass the name too: defineMutator<Args, \"items:rename\">)" }
+        : Ref extends MutatorName<Api>
+          ? unknown extends Args
+            ? unknown
+            : [Args] extends [MutatorInput<Api, Ref>]
+              ? unknown
+              : { serverRef: `${Ref} (the client's args are not assignable to this server mutator's args)` }
+          : { serverRef: MutatorName<Api> }
+      : unknown;
 
 /**
  * Declares a custom mutator's optimistic body.
@@ -92,7 +116,7 @@ export function bindMutators<
 >(
   client: LunoraClient<Api>,
   bindings: { collections: Record<string, Collection<any, any, any, any, any>>; checkpoints?: Checkpoints },
-  mutators: M,
+  mutators: M & { [K in keyof M]: NoInfer<CheckedMutator<Api, M[K]>> },
   options: OutboxOptions = {},
 ): { [K in keyof M]: BoundMutator<MutatorArgs<Api, M[K]>> } {
   const outbox = outboxFor(client, options);
