@@ -98,6 +98,13 @@ export interface DefinedCollections<Api extends LunoraApi, Defs extends Record<s
  * the server row (in the same update: no flicker), and rolls it back on a
  * permanent rejection, reported once through `onWriteRejected`.
  *
+ * With a typed client (`LunoraClient<InferLunoraApi<typeof lunora>>`), the
+ * definitions are checked against the room: `list` and `shape.name` name its
+ * lists and shapes, `shape.args` are the shape's args, `insert.mutation` is
+ * one of its mutators and `insert.toArgs` returns that mutator's input (a
+ * missing or mistyped field is a compile error). `toArgs`'s `row` is `any`
+ * unless annotated. An untyped client accepts any names and args.
+ *
  * @example
  * ```ts
  * import { defineCollections } from "@lunora/db";

@@ -71,14 +71,22 @@ export type CheckedMutator<Api extends LunoraApi, D> =
  * ```ts
  * import { defineMutator } from "@lunora/db/mutators";
  *
- * const renameItem = defineMutator<{ id: string; title: string }>({
+ * // Args declared on `apply` (not as `defineMutator<Args>`): `serverRef`
+ * // stays the literal "items:rename", which `bindMutators` checks against
+ * // the room's mutators when the client is typed.
+ * const renameItem = defineMutator({
  *   serverRef: "items:rename",
  *   room: "default",
- *   apply: ({ collections }, { id, title }) => {
+ *   apply: ({ collections }, { id, title }: { id: string; title: string }) => {
  *     collections.items.update(id, (draft) => { draft.title = title; });
  *   },
  * });
  * ```
+ *
+ * Passing `Args` explicitly (`defineMutator<Args>(…)`) widens `serverRef`
+ * to `string` (TypeScript infers no type argument once one is given), which a
+ * typed client's `bindMutators` rejects: pass the name too,
+ * `defineMutator<Args, "items:rename">(…)`.
  */
 export function defineMutator<Args = unknown, const Ref extends string = string>(
   definition: MutatorDefinition<Args, Ref>,
@@ -101,12 +109,21 @@ export function defineMutator<Args = unknown, const Ref extends string = string>
  * overlay is always held until the server rows arrive — there is no
  * "drop at once" mode.
  *
+ * With a typed client (`LunoraClient<InferLunoraApi<typeof lunora>>`), each
+ * `serverRef` must be a literal name of one of the room's mutators, args a
+ * definition declares must be assignable to that mutator's input, and a
+ * definition that declares none takes the server mutator's input
+ * (see {@link CheckedMutator}). An untyped client accepts any definition.
+ *
  * @example
  * ```ts
  * import { bindMutators } from "@lunora/db/mutators";
  *
- * const mutate = bindMutators(client, { collections: db.collections }, { renameItem });
+ * const bumpItem = defineMutator({ serverRef: "items:bump", apply: () => {} });
+ * const mutate = bindMutators(client, { collections: db.collections }, { renameItem, bumpItem });
  * const tx = mutate.renameItem({ id, title: "new" });
+ * mutate.bumpItem({ id }); // items:bump's input, from the room's definitions
+ * // mutate.renameItem({ id, title: 1 }); // compile error
  * await tx.isPersisted.promise;
  * ```
  */
