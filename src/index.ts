@@ -20,6 +20,7 @@ export { defineCollections } from "./collections/define-collections.js";
 export type {
   CollectionDef,
   InsertBinding,
+  InsertBindingOf,
   DefRow,
   DefInput,
   DefineCollectionsOptions,

@@ -3,7 +3,7 @@ import type { LunoraClient } from "../client/lunora-client.js";
 import { outboxFor, type LunoraOutbox, type OutboxOptions } from "../outbox/outbox.js";
 import { LunoraError, type LunoraApi } from "../protocol/index.js";
 import { DEFAULT_ROOM, lunoraCollectionOptions } from "./lunora-collection-options.js";
-import type { LunoraCollectionUtils } from "./types.js";
+import type { LunoraCollectionUtils, MutatorInput, MutatorName, ShapeRef } from "./types.js";
 
 /**
  * How a table is written: `actions.<table>(input)` generates a UUID, builds
@@ -11,20 +11,34 @@ import type { LunoraCollectionUtils } from "./types.js";
  * `toArgs(row)` to the server mutator `mutation`, which must insert the row
  * with that id (`ctx.db.insert(table, doc, { clientId: id })`) so the
  * server row and the optimistic row share a key.
+ *
+ * With a typed client (`LunoraClient<InferLunoraApi<typeof lunora>>`),
+ * `mutation` must be one of the room's mutators and `toArgs` must return
+ * that mutator's input.
  */
-export interface InsertBinding<Api extends LunoraApi, TRow, TInput, TName extends string = string> {
+export interface InsertBinding<Api extends LunoraApi, TRow, TInput, TName extends MutatorName<Api> = MutatorName<Api>> {
   /** The server mutator, e.g. `"messages:send"`. */
   mutation: TName;
   optimistic: (input: TInput, id: string) => TRow;
-  toArgs: (row: TRow) => TName extends keyof Api["mutators"] ? Api["mutators"][TName]["args"] : unknown;
+  toArgs: (row: TRow) => MutatorInput<Api, TName>;
 }
+
+/**
+ * The insert binding of a `defineCollections` entry: one member per mutator
+ * of the room, discriminated by `mutation`, so `toArgs` is checked against
+ * the named mutator's input. (`TRow`/`TInput` stay open: the input type is
+ * declared on `optimistic`'s parameter.)
+ */
+export type InsertBindingOf<Api extends LunoraApi> = {
+  [M in MutatorName<Api>]: InsertBinding<Api, any, any, M>;
+}[MutatorName<Api>];
 
 /** One entry of {@link defineCollections}: a read source (as in `lunoraCollectionOptions`) plus an optional insert binding. */
 export interface CollectionDef<Api extends LunoraApi = LunoraApi> {
   /** A whole table under its read rule. */
   list?: Extract<keyof Api["tables"], string>;
   /** A shape and its (base) args. */
-  shape?: { name: Extract<keyof Api["shapes"], string>; args?: unknown };
+  shape?: ShapeRef<Api>;
   /** Row key; defaults to `row.id`. */
   getKey?: (row: any) => string | number;
   /** Scope field: the collection syncs nothing until `scope.<name>(args)`; a written row's `row[scopeBy]` is its room. */
@@ -38,7 +52,7 @@ export interface CollectionDef<Api extends LunoraApi = LunoraApi> {
   /** TanStack collection id; defaults to `lunora:<name>`. */
   id?: string;
   gcTime?: number;
-  insert?: InsertBinding<Api, any, any, any>;
+  insert?: InsertBindingOf<Api>;
 }
 
 /** The row type of a definition, from the client's `Api`. */
@@ -83,6 +97,13 @@ export interface DefinedCollections<Api extends LunoraApi, Defs extends Record<s
  * transient failures, settles the row when the room's answer arrives with
  * the server row (in the same update: no flicker), and rolls it back on a
  * permanent rejection, reported once through `onWriteRejected`.
+ *
+ * With a typed client (`LunoraClient<InferLunoraApi<typeof lunora>>`), the
+ * definitions are checked against the room: `list` and `shape.name` name its
+ * lists and shapes, `shape.args` are the shape's args, `insert.mutation` is
+ * one of its mutators and `insert.toArgs` returns that mutator's input (a
+ * missing or mistyped field is a compile error). `toArgs`'s `row` is `any`
+ * unless annotated. An untyped client accepts any names and args.
  *
  * @example
  * ```ts

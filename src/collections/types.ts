@@ -9,6 +9,17 @@ export type ListName<Api extends LunoraApi> = Extract<keyof Api["tables"], strin
 export type ShapeName<Api extends LunoraApi> = Extract<keyof Api["shapes"], string>;
 /** Arguments of a shape. */
 export type ShapeArgs<Api extends LunoraApi, TName extends ShapeName<Api>> = Api["shapes"][TName]["args"];
+/** Mutator names of an API (`string` for an untyped client). */
+export type MutatorName<Api extends LunoraApi> = Extract<keyof Api["mutators"], string>;
+/** What a server mutator accepts: the input of its args schema. */
+export type MutatorInput<Api extends LunoraApi, TName extends MutatorName<Api>> = Api["mutators"][TName]["args"];
+/**
+ * `shape` of a `defineCollections` entry: one member per shape of the room,
+ * so `args` is checked against the named shape's args.
+ */
+export type ShapeRef<Api extends LunoraApi> = {
+  [S in ShapeName<Api>]: { name: S; args?: ShapeArgs<Api, S> };
+}[ShapeName<Api>];
 /** What `scope(args)` of a shape collection takes: any subset of the shape's args. */
 export type ShapeScopeArgs<Api extends LunoraApi, TName extends ShapeName<Api>> =
   ShapeArgs<Api, TName> extends object ? Partial<ShapeArgs<Api, TName>> : Record<string, unknown>;

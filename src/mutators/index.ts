@@ -3,4 +3,4 @@
  * durable outbox.
  */
 export { defineMutator, bindMutators } from "./mutators.js";
-export type { MutatorDefinition, MutatorContext, BoundMutator, MutatorArgs } from "./mutators.js";
+export type { MutatorDefinition, MutatorContext, BoundMutator, MutatorArgs, CheckedMutator } from "./mutators.js";

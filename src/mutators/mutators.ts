@@ -3,6 +3,7 @@ import type { LunoraClient } from "../client/lunora-client.js";
 import type { Checkpoints } from "../collections/checkpoints.js";
 import { DEFAULT_ROOM } from "../collections/lunora-collection-options.js";
 import { outboxFor, type OutboxOptions } from "../outbox/outbox.js";
+import type { MutatorInput, MutatorName } from "../collections/types.js";
 import type { LunoraApi } from "../protocol/index.js";
 
 /** What `apply` receives: the local collections the mutator was bound with. */
@@ -34,11 +35,34 @@ export type BoundMutator<Args> = (args: Args) => Transaction<any>;
 export type MutatorArgs<Api extends LunoraApi, D> =
   D extends MutatorDefinition<infer Args, infer Ref>
     ? unknown extends Args
-      ? Ref extends keyof Api["mutators"]
-        ? Api["mutators"][Ref]["args"]
+      ? Ref extends MutatorName<Api>
+        ? MutatorInput<Api, Ref>
         : unknown
       : Args
     : never;
+
+/**
+ * What `bindMutators` requires of one definition, given the client's `Api`:
+ * `serverRef` is one of the room's mutators (a literal: a `string` cannot be
+ * checked), and args the client declares are assignable to that mutator's
+ * input (what the client sends is what the server validates). The failing
+ * case asks for a `serverRef` no definition has, so the error names the cause.
+ * An untyped client (`MutatorName` is `string`) accepts every definition.
+ */
+export type CheckedMutator<Api extends LunoraApi, D> =
+  string extends MutatorName<Api>
+    ? unknown
+    : D extends MutatorDefinition<infer Args, infer Ref>
+      ? string extends Ref
+        ? { serverRef: "(serverRef is a string, not a literal name: annotate apply's args parameter instead of passing defineMutator<Args>, or pass the name too: defineMutator<Args, \"items:rename\">)" }
+        : Ref extends MutatorName<Api>
+          ? unknown extends Args
+            ? unknown
+            : [Args] extends [MutatorInput<Api, Ref>]
+              ? unknown
+              : { serverRef: `${Ref} (the client's args are not assignable to this server mutator's args)` }
+          : { serverRef: MutatorName<Api> }
+      : unknown;
 
 /**
  * Declares a custom mutator's optimistic body.
@@ -47,14 +71,22 @@ export type MutatorArgs<Api extends LunoraApi, D> =
  * ```ts
  * import { defineMutator } from "@lunora/db/mutators";
  *
- * const renameItem = defineMutator<{ id: string; title: string }>({
+ * // Args declared on `apply` (not as `defineMutator<Args>`): `serverRef`
+ * // stays the literal "items:rename", which `bindMutators` checks against
+ * // the room's mutators when the client is typed.
+ * const renameItem = defineMutator({
  *   serverRef: "items:rename",
  *   room: "default",
- *   apply: ({ collections }, { id, title }) => {
+ *   apply: ({ collections }, { id, title }: { id: string; title: string }) => {
  *     collections.items.update(id, (draft) => { draft.title = title; });
  *   },
  * });
  * ```
+ *
+ * Passing `Args` explicitly (`defineMutator<Args>(…)`) widens `serverRef`
+ * to `string` (TypeScript infers no type argument once one is given), which a
+ * typed client's `bindMutators` rejects: pass the name too,
+ * `defineMutator<Args, "items:rename">(…)`.
  */
 export function defineMutator<Args = unknown, const Ref extends string = string>(
   definition: MutatorDefinition<Args, Ref>,
@@ -77,12 +109,21 @@ export function defineMutator<Args = unknown, const Ref extends string = string>
  * overlay is always held until the server rows arrive — there is no
  * "drop at once" mode.
  *
+ * With a typed client (`LunoraClient<InferLunoraApi<typeof lunora>>`), each
+ * `serverRef` must be a literal name of one of the room's mutators, args a
+ * definition declares must be assignable to that mutator's input, and a
+ * definition that declares none takes the server mutator's input
+ * (see {@link CheckedMutator}). An untyped client accepts any definition.
+ *
  * @example
  * ```ts
  * import { bindMutators } from "@lunora/db/mutators";
  *
- * const mutate = bindMutators(client, { collections: db.collections }, { renameItem });
+ * const bumpItem = defineMutator({ serverRef: "items:bump", apply: () => {} });
+ * const mutate = bindMutators(client, { collections: db.collections }, { renameItem, bumpItem });
  * const tx = mutate.renameItem({ id, title: "new" });
+ * mutate.bumpItem({ id }); // items:bump's input, from the room's definitions
+ * // mutate.renameItem({ id, title: 1 }); // compile error
  * await tx.isPersisted.promise;
  * ```
  */
@@ -92,7 +133,7 @@ export function bindMutators<
 >(
   client: LunoraClient<Api>,
   bindings: { collections: Record<string, Collection<any, any, any, any, any>>; checkpoints?: Checkpoints },
-  mutators: M,
+  mutators: M & { [K in keyof M]: NoInfer<CheckedMutator<Api, M[K]>> },
   options: OutboxOptions = {},
 ): { [K in keyof M]: BoundMutator<MutatorArgs<Api, M[K]>> } {
   const outbox = outboxFor(client, options);

@@ -1,7 +1,9 @@
 import { createCollection } from "@tanstack/db";
-import { describe, expectTypeOf, it } from "vitest";
+import { describe, expect, expectTypeOf, it } from "vitest";
 import { LunoraClient } from "../../src/client/index.js";
 import { lunoraCollectionOptions } from "../../src/collections/index.js";
+import { defineCollections } from "../../src/index.js";
+import { bindMutators, defineMutator } from "../../src/mutators/index.js";
 import type { LunoraApi } from "../../src/protocol/index.js";
 import { onCleanup } from "./helpers/harness.js";
 
@@ -49,5 +51,32 @@ describe("types", () => {
     const anything = createCollection(lunoraCollectionOptions({ client, list: "whatever" }).config);
     expectTypeOf<(typeof anything.toArray)[number]["anyColumn"]>().toEqualTypeOf<unknown>();
     lunoraCollectionOptions({ client, shape: { name: "s", args: { x: 1 } }, scopeBy: "x" });
+  });
+
+  it("an untyped client writes through any mutator name with any args", () => {
+    const client = new LunoraClient({ host: "127.0.0.1:1", party: "chat" });
+    onCleanup(() => client.close());
+    // Type-only: building the outbox needs IndexedDB, which this test does not set up.
+    const check = () => {
+      const db = defineCollections(client, {
+        anything: {
+          shape: { name: "whatever", args: { x: 1 } },
+          insert: {
+            mutation: "any:name",
+            optimistic: (input: { text: string }, id) => ({ id, ...input }),
+            toArgs: (row) => ({ whatever: row, n: 1 }),
+          },
+        },
+      });
+      expectTypeOf(db.actions.anything).parameter(0).toEqualTypeOf<{ text: string }>();
+      const declared = defineMutator<{ id: string }>({ serverRef: "any:name", apply: () => {} });
+      const undeclared = defineMutator({ serverRef: "other:name", apply: () => {} });
+      const mutate = bindMutators(client, { collections: db.collections }, { declared, undeclared });
+      expectTypeOf(mutate.declared).parameter(0).toEqualTypeOf<{ id: string }>();
+      // Without declared args the bound mutator takes what the (unknown) server mutator takes: anything.
+      expectTypeOf(mutate.undeclared).parameter(0).toBeAny();
+      mutate.undeclared({ anything: 1 });
+    };
+    expect(typeof check).toBe("function");
   });
 });

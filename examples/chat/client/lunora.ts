@@ -95,7 +95,7 @@ export function createChat(session: Session, callbacks: ChatCallbacks) {
    * server refuses (e.g. FORBIDDEN: not your message), the change rolls back.
    */
   const mutators = bindMutators(client, { collections: db.collections }, {
-    editMessage: defineMutator<MutatorArgs<"messages:edit">>({
+    editMessage: defineMutator<MutatorArgs<"messages:edit">, "messages:edit">({
       serverRef: "messages:edit",
       room: ({ channelId }) => channelId,
       apply: ({ collections }, { id, text }) => {
@@ -105,7 +105,7 @@ export function createChat(session: Session, callbacks: ChatCallbacks) {
         });
       },
     }),
-    deleteMessage: defineMutator<MutatorArgs<"messages:delete">>({
+    deleteMessage: defineMutator<MutatorArgs<"messages:delete">, "messages:delete">({
       serverRef: "messages:delete",
       room: ({ channelId }) => channelId,
       apply: ({ collections }, { id }) => {
