@@ -39,10 +39,10 @@ export class MutatorTracker<TArgs extends unknown[], TResult> {
   }
 
   /** Calls `listener` on every change of {@link state}. Returns a function that removes it. */
-  subscribe(listener: (state: MutatorState) => void): () => void {
+  subscribe = (listener: (state: MutatorState) => void): (() => void) => {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
-  }
+  };
 
   /**
    * Calls the handle (its optimistic change applies at once) and returns what
