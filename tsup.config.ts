@@ -19,7 +19,7 @@ export function packageBuilds({ outDir, dts }: { outDir: string; dts: boolean })
     target: "es2022",
     splitting: true,
     treeshake: true,
-    external: [/^@tanstack\//, "partysocket", "react", "cloudflare:workers", "miniflare", "esbuild", "valibot"],
+    external: [/^@tanstack\//, "partysocket", "react", "vue", "solid-js", /^svelte(\/|$)/, "cloudflare:workers", "miniflare", "esbuild", "valibot"],
   };
   return [
     // Browser / Node entries: type-checked with DOM types (tsconfig.json).
@@ -30,6 +30,9 @@ export function packageBuilds({ outDir, dts }: { outDir: string; dts: boolean })
         collections: "src/collections/index.ts",
         mutators: "src/mutators/index.ts",
         react: "src/react/index.ts",
+        vue: "src/vue/index.ts",
+        solid: "src/solid/index.ts",
+        svelte: "src/svelte/index.ts",
         testing: "src/testing/index.ts",
       },
     },

@@ -1,6 +1,7 @@
-import { useCallback, useSyncExternalStore } from "react";
+import { useMemo, useSyncExternalStore } from "react";
 import type { LunoraClient } from "../client/lunora-client.js";
 import type { ConnectionStatus } from "../client/status.js";
+import { connectionStatusOf } from "../frameworks/client-state.js";
 import { useClientOrContext } from "./context.js";
 
 /** Options of {@link useConnectionStatus}. */
@@ -29,22 +30,9 @@ export interface UseConnectionStatusOptions {
  */
 export function useConnectionStatus(options: UseConnectionStatusOptions = {}): ConnectionStatus {
   const client = useClientOrContext(options.client);
-  const { room } = options;
-  const party = options.party ?? client.party;
-  const subscribe = useCallback(
-    (onChange: () => void) =>
-      room === undefined
-        ? client.onStatusChange(onChange)
-        : client.onRoomStatusChange((changed, _status, changedParty) => {
-            if (changed === room && changedParty === party) onChange();
-          }),
-    [client, room, party],
-  );
-  const getSnapshot = useCallback(
-    () => (room === undefined ? client.status : client.roomStatus(room, party)),
-    [client, room, party],
-  );
-  return useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+  const { room, party } = options;
+  const status = useMemo(() => connectionStatusOf(client, { room, party }), [client, room, party]);
+  return useSyncExternalStore(status.subscribe, status.read, getServerSnapshot);
 }
 
 function getServerSnapshot(): ConnectionStatus {

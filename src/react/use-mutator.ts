@@ -1,7 +1,7 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useState, useSyncExternalStore } from "react";
+import { MutatorTracker, type MutatorCallResult } from "../frameworks/mutator-tracker.js";
 
-/** What a mutator handle returns: a TanStack DB `Transaction`, or `{ transaction }` (table actions). */
-export type MutatorCallResult = { isPersisted: { promise: Promise<unknown> } } | { transaction: { isPersisted: { promise: Promise<unknown> } } };
+export type { MutatorCallResult } from "../frameworks/mutator-tracker.js";
 
 /** What {@link useMutator} returns. */
 export interface UseMutatorResult<TArgs extends unknown[], TResult> {
@@ -21,16 +21,13 @@ export interface UseMutatorResult<TArgs extends unknown[], TResult> {
   reset: () => void;
 }
 
-interface MutatorState {
-  inFlight: number;
-  error: unknown;
-  isError: boolean;
-}
-
 /**
  * Wraps a mutator handle (from `bindMutators`, or a table action of
  * `defineCollections`) with React state: `pending` while its writes are
  * unconfirmed and `error` when one fails. `mutate` is stable across renders.
+ * The counting and error rules are shared with the Vue, Solid and Svelte
+ * bindings (`MutatorTracker`); an unmounted component is not updated (its
+ * store subscription is gone).
  *
  * @example
  * ```tsx
@@ -48,49 +45,9 @@ interface MutatorState {
 export function useMutator<TArgs extends unknown[], TResult extends MutatorCallResult>(
   handle: (...args: TArgs) => TResult,
 ): UseMutatorResult<TArgs, TResult> {
-  const [state, setState] = useState<MutatorState>({ inFlight: 0, error: undefined, isError: false });
-  const handleRef = useRef(handle);
-  handleRef.current = handle;
-  const mounted = useRef(true);
-  useEffect(() => {
-    mounted.current = true;
-    return () => {
-      mounted.current = false;
-    };
-  }, []);
-
-  const mutate = useCallback((...args: TArgs): TResult => {
-    let result: TResult;
-    try {
-      result = handleRef.current(...args);
-    } catch (error) {
-      setState((s) => ({ ...s, error, isError: true }));
-      throw error;
-    }
-    setState((s) => ({ inFlight: s.inFlight + 1, error: undefined, isError: false }));
-    const settle = (failed: boolean, error?: unknown) => {
-      if (!mounted.current) return;
-      setState((s) => ({
-        inFlight: s.inFlight - 1,
-        error: failed ? error : s.error,
-        isError: failed || s.isError,
-      }));
-    };
-    persistedPromise(result).then(
-      () => settle(false),
-      (error: unknown) => settle(true, error),
-    );
-    return result;
-  }, []);
-
-  const reset = useCallback(() => setState((s) => ({ ...s, error: undefined, isError: false })), []);
-
-  return { mutate, pending: state.inFlight > 0, error: state.error, isError: state.isError, reset };
-}
-
-/** The promise that settles with the write; a handle that returned something else counts as settled. */
-function persistedPromise(result: MutatorCallResult): Promise<unknown> {
-  const value = result as Partial<{ isPersisted: { promise?: unknown }; transaction: { isPersisted?: { promise?: unknown } } }> | undefined;
-  const promise = value?.isPersisted?.promise ?? value?.transaction?.isPersisted?.promise;
-  return promise instanceof Promise ? promise : Promise.resolve(result);
+  const [tracker] = useState(() => new MutatorTracker(handle));
+  // The latest handle is called (a new closure every render is the norm).
+  tracker.handle = handle;
+  const state = useSyncExternalStore(tracker.subscribe, () => tracker.state, () => tracker.state);
+  return { mutate: tracker.mutate, pending: state.inFlight > 0, error: state.error, isError: state.isError, reset: tracker.reset };
 }

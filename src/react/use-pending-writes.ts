@@ -1,12 +1,7 @@
-import { useCallback, useSyncExternalStore } from "react";
+import { useMemo, useSyncExternalStore } from "react";
 import type { LunoraClient } from "../client/lunora-client.js";
+import { pendingWritesOf } from "../frameworks/client-state.js";
 import { useClientOrContext } from "./context.js";
-
-/** What the write path adds to the client: the number of writes not yet confirmed, and its change event. */
-interface PendingWritesSource {
-  readonly pendingWrites?: number;
-  onPendingWritesChange?(listener: (count: number) => void): () => void;
-}
 
 /**
  * How many writes of the signed-in identity are queued or in flight (not yet
@@ -25,16 +20,10 @@ interface PendingWritesSource {
  * ```
  */
 export function usePendingWrites(client?: LunoraClient<any>): number {
-  const source = useClientOrContext(client) as unknown as PendingWritesSource;
-  const subscribe = useCallback(
-    (onChange: () => void) => source.onPendingWritesChange?.(() => onChange()) ?? noop,
-    [source],
-  );
-  const getSnapshot = useCallback(() => source.pendingWrites ?? 0, [source]);
-  return useSyncExternalStore(subscribe, getSnapshot, getServerSnapshot);
+  const chosen = useClientOrContext(client);
+  const pending = useMemo(() => pendingWritesOf(chosen), [chosen]);
+  return useSyncExternalStore(pending.subscribe, pending.read, getServerSnapshot);
 }
-
-function noop(): void {}
 
 function getServerSnapshot(): number {
   return 0;
