@@ -81,7 +81,11 @@ describe("several tabs of one user", () => {
     await expectDeliveredOnce("from the follower tab");
     await follower.waitForPending(0);
     await leader.waitForPending(0);
-    for (const tab of alice.tabs) expect(await tab.message("from the follower tab").count()).toBe(1);
+    for (const tab of alice.tabs) {
+      // The leader tab shows it once its own socket, back online, has the poke.
+      await tab.message("from the follower tab").waitFor();
+      expect(await tab.message("from the follower tab").count()).toBe(1);
+    }
   });
 
   it("the leader tab closes with a write queued offline: the other tab takes over and delivers it once", async () => {
