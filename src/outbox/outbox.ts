@@ -357,6 +357,19 @@ export class LunoraOutbox {
   // ---- start-up ------------------------------------------------------------
 
   async #init(): Promise<void> {
+    // The peer first: once the identity is known the executor must exist
+    // without another await in between, or a switch landing in that gap
+    // would drop writes whose rows no executor can roll back.
+    let peer: OfflineTransactionsModule;
+    try {
+      peer = await loadOfflineTransactions();
+    } catch (error) {
+      this.#reports.storageFailure(
+        new LunoraError("STORAGE_FAILURE", `writes need the optional peer @tanstack/offline-transactions (npm install @tanstack/offline-transactions): ${String(error)}`),
+      );
+      throw error;
+    }
+    if (this.#disposed) return;
     // A switch while the identity or its writer is being read (the
     // identity check skips an outbox that has not started) makes what was
     // read stale: read again, so no write is stamped with the old identity.
@@ -369,16 +382,6 @@ export class LunoraOutbox {
       this.#durable = await this.#writers.load(identity);
       if (this.#disposed) return;
     }
-    let peer: OfflineTransactionsModule;
-    try {
-      peer = await loadOfflineTransactions();
-    } catch (error) {
-      this.#reports.storageFailure(
-        new LunoraError("STORAGE_FAILURE", `writes need the optional peer @tanstack/offline-transactions (npm install @tanstack/offline-transactions): ${String(error)}`),
-      );
-      throw error;
-    }
-    if (this.#disposed) return;
     this.#executor = new peer.OfflineExecutor({
       collections: this.#collections,
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
