@@ -14,12 +14,12 @@
  * - The on-demand half of W7 (`syncMode: "on-demand"`) is not built yet:
  *   reported as not measured.
  */
-import { execFileSync } from "node:child_process";
 import { createCollection, eq } from "@tanstack/db";
 import { createLiveQueryCollection } from "@tanstack/db";
 import { LunoraClient, lunoraCollectionOptions } from "../src/index.js";
 import { recordingWebSocket } from "../test/helpers/recording-websocket.js";
 import { RawSocket } from "../test/helpers/raw-socket.js";
+import { workerdRssKiB } from "../test/helpers/workerd-rss.js";
 import type { BenchContext, Metric } from "./lib/context.js";
 import { roomCall } from "./lib/room.js";
 import { until } from "./lib/stats.js";
@@ -27,18 +27,7 @@ import { until } from "./lib/stats.js";
 const bytes = (frames: string[]) => frames.reduce((sum, frame) => sum + Buffer.byteLength(frame, "utf8"), 0);
 
 /** Resident memory of the workerd processes this process started (MiB). */
-function workerdRssMiB(): number {
-  try {
-    const out = execFileSync("ps", ["-o", "rss=,comm=", "--ppid", String(process.pid)], { encoding: "utf8" });
-    const kib = out
-      .split("\n")
-      .filter((line) => line.includes("workerd"))
-      .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
-    return kib / 1024;
-  } catch {
-    return Number.NaN;
-  }
-}
+const workerdRssMiB = () => workerdRssKiB() / 1024;
 
 async function eager(ctx: BenchContext, rows: number): Promise<Metric[]> {
   const room = ctx.freshRoom("w7");

@@ -109,6 +109,14 @@ export interface SocketState {
   waiting: Array<() => unknown>;
 }
 
+/**
+ * A socket's in-memory state. `ackCredit`: 0 for a socket just accepted; one
+ * ack interval for one rebuilt after a wake (see {@link SocketState.ackCredit}).
+ */
+export function newSocketState(attachment: SocketAttachment, ackCredit: number): SocketState {
+  return { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit, waiting: [] };
+}
+
 export function errorFrame(error: ErrorBody, sub?: string): string {
   return JSON.stringify(sub === undefined ? { type: "error", error } : { type: "error", sub, error });
 }

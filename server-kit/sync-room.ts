@@ -35,6 +35,7 @@ import {
   attachmentSize,
   closeQuietly,
   errorFrame,
+  newSocketState,
   readAttachment,
   sendQuietly,
   sourceName,
@@ -278,7 +279,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const server = pair[1];
     this.ctx.acceptWebSocket(server, [SYNC_SOCKET_TAG]);
     server.serializeAttachment(attachment);
-    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: 0, waiting: [] };
+    const state = newSocketState(attachment, 0);
     this.sockets.set(server, state);
     this.sendFrame(server, state, this.helloFrame(attachment.room));
     return new Response(null, { status: 101, webSocket: pair[0] });
@@ -304,7 +305,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       closeQuietly(ws, CLOSE_CODES.INTERRUPTED, "snapshot interrupted");
       return null;
     }
-    const state: SocketState = { attachment, stored: new Map(), subs: new Map(), protocolErrors: 0, unacked: 0, ackCredit: ACK_EVERY_CHARS, waiting: [] };
+    const state = newSocketState(attachment, ACK_EVERY_CHARS);
     this.sockets.set(ws, state);
     for (const sub of attachment.subs) {
       try {

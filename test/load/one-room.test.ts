@@ -5,7 +5,6 @@
  * on time). The subscribers are plain `ws` sockets with a minimal frame
  * reader so the test harness does not compete with the room for the CPU.
  */
-import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
@@ -13,6 +12,7 @@ import { PROTOCOL_VERSION } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { startFixtureRoom } from "../helpers/fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
+import { workerdRssKiB } from "../helpers/workerd-rss.js";
 
 let worker: LocalWorker;
 beforeAll(async () => {
@@ -20,18 +20,6 @@ beforeAll(async () => {
 });
 afterAll(() => worker?.stop());
 
-/** Resident memory of the workerd processes this test started (KiB). */
-function workerdRssKiB(): number {
-  try {
-    const out = execFileSync("ps", ["-o", "rss=,comm=", "--ppid", String(process.pid)], { encoding: "utf8" });
-    return out
-      .split("\n")
-      .filter((line) => line.includes("workerd"))
-      .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
-  } catch {
-    return Number.NaN;
-  }
-}
 
 const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
 
