@@ -1,43 +1,9 @@
 import { LunoraError } from "../src/protocol/errors.js";
 import { isBlobValue } from "./values.js";
 
-/**
- * A row predicate, returned by a table's `read` rule and a shape's `where`.
- *
- * It is data, not SQL, because the room needs it twice: compiled to a
- * parameterized `WHERE` for snapshots, and evaluated in JavaScript against
- * change-log images to compute membership diffs without re-running queries.
- * Both evaluations follow SQLite's rules (see `compareSqlite`).
- *
- * ```ts
- * { channelId: "general" }                       // channelId = ?
- * { authorId: { in: ["u1", "u2"] }, deleted: 0 } // AND of both
- * { $or: [{ public: 1 }, { ownerId: userId }] }
- * true                                            // every row
- * false                                           // no row: a read rule returning false is FORBIDDEN
- * ```
- */
-export type Where = boolean | WhereObject;
+import type { Where } from "../src/protocol/where.js";
 
-export type WhereScalar = string | number | boolean | null;
-
-export interface WhereCondition {
-  eq?: WhereScalar;
-  /** Null-safe: `{ ne: "x" }` matches NULL. */
-  ne?: WhereScalar;
-  gt?: string | number;
-  gte?: string | number;
-  lt?: string | number;
-  lte?: string | number;
-  /** NULL never matches, as in SQL. One bound parameter whatever the length. */
-  in?: readonly WhereScalar[];
-}
-
-export type WhereObject = {
-  $and?: readonly Where[];
-  $or?: readonly Where[];
-  $not?: Where;
-} & { [column: string]: WhereScalar | WhereCondition | readonly Where[] | Where | undefined };
+export type { Where, WhereCondition, WhereObject, WhereScalar } from "../src/protocol/where.js";
 
 /** SQLite's limit on bound parameters per statement in Durable Objects. */
 export const MAX_BOUND_PARAMETERS = 100;

@@ -7,6 +7,8 @@ export * from "./version.js";
 export * from "./errors.js";
 export * from "./common.js";
 export * from "./subscribe.js";
+export * from "./subset.js";
+export type * from "./where.js";
 export * from "./push.js";
 export * from "./poke.js";
 export * from "./connect.js";

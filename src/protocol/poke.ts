@@ -1,6 +1,7 @@
 import * as v from "valibot";
 import { cursorSchema, nameSchema, rowKeySchema, rowSchema } from "./common.js";
 import { mutationResultSchema } from "./push.js";
+import { resolvedSubsetSchema } from "./subset.js";
 
 /**
  * Pokes carry row changes from a room to one socket.
@@ -36,6 +37,8 @@ export const pokeStartSchema = v.strictObject({
   pokeId: nameSchema,
   subs: v.array(nameSchema),
   resets: v.optional(v.array(nameSchema)),
+  /** For limited subsets in `resets`: the predicate each was resolved to (resume with it). */
+  subsets: v.optional(v.array(resolvedSubsetSchema)),
 });
 export type PokeStart = v.InferOutput<typeof pokeStartSchema>;
 
@@ -70,6 +73,7 @@ export const pokeSchema = v.strictObject({
   pokeId: nameSchema,
   subs: v.array(nameSchema),
   resets: v.optional(v.array(nameSchema)),
+  subsets: v.optional(v.array(resolvedSubsetSchema)),
   ops: v.array(rowOpSchema),
   cursor: cursorSchema,
   mutations: v.optional(v.array(mutationResultSchema)),

@@ -1,5 +1,6 @@
 import * as v from "valibot";
 import { cursorSchema, nameSchema } from "./common.js";
+import { subsetSchema } from "./subset.js";
 
 /**
  * What a subscription reads: a whole table under its read rule (`list`) or a
@@ -17,13 +18,15 @@ export type Source = v.InferOutput<typeof sourceSchema>;
  * `subscribe`: start (or resume) a subscription on this socket. With a
  * `cursor` the room sends only what changed since it (coalesced per key), or
  * a reset if it cannot; without one it sends a snapshot. Re-using a live `id`
- * replaces that subscription.
+ * replaces that subscription. With `subset` it reads only part of a shape
+ * (on-demand sync; see `subsetSchema`).
  */
 export const subscribeSchema = v.strictObject({
   type: v.literal("subscribe"),
   id: nameSchema,
   source: sourceSchema,
   cursor: v.optional(cursorSchema),
+  subset: v.optional(subsetSchema),
 });
 export type Subscribe = v.InferOutput<typeof subscribeSchema>;
 

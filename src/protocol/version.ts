@@ -10,8 +10,9 @@
  * - 2: exact row values (BLOB as `{ $blob: hex }`, every bit of a REAL,
  *   unsafe integers refused); snapshots streamed under `ack` flow control in
  *   one poke that lists every subscription of the socket; close code 4010.
+ * - 3: on-demand subsets (`subscribe.subset`, `subsets` in reset pokes).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /**
  * Close codes the room uses. 4000–4999 is the application range; the runtime
