@@ -15,7 +15,17 @@ import type { BenchContext, Metric } from "./lib/context.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const ENTRIES = ["src/index.ts", "src/collections/index.ts", "src/mutators/index.ts", "src/react/index.ts"];
-const PEERS = ["@tanstack/*", "partysocket", "partysocket/*", "react", "react/*", "react-dom", "react-dom/*"];
+const PEERS = ["@tanstack/*", "partysocket", "partysocket/*", "react", "react/*", "react-dom", "react-dom/*", "vue", "solid-js", "solid-js/*", "svelte", "svelte/*"];
+/**
+ * The framework bindings besides React. Each is measured alone (an app uses
+ * one framework), with the framework and the other peers external; they are
+ * not part of the all-entries total, which is what a React app ships.
+ */
+const FRAMEWORK_ENTRIES = [
+  ["vue", "src/vue/index.ts"],
+  ["solid", "src/solid/index.ts"],
+  ["svelte", "src/svelte/index.ts"],
+] as const;
 const PEER_PACKAGES = ["@tanstack/db", "@tanstack/offline-transactions", "@tanstack/react-db", "partysocket"];
 
 async function gzipOf(contents: string, external: string[]): Promise<{ minified: number; gzip: number; byArea: Record<string, number> }> {
@@ -80,6 +90,14 @@ export async function runBundleSize(ctx: BenchContext): Promise<Metric[]> {
   }
   ctx.note("bundle", `typical app imports (gzip): ${typicalParts.join("; ")}`);
 
+  const frameworkMetrics: Metric[] = [];
+  for (const [name, file] of FRAMEWORK_ENTRIES) {
+    if (!existsSync(path.join(root, file))) continue;
+    const one = await gzipOf(entrySource([file]), PEERS);
+    frameworkMetrics.push({ name: `bundle_${name}_gzip_bytes`, value: one.gzip });
+  }
+  ctx.note("bundle", `framework entries alone (gzip, framework external): ${frameworkMetrics.map((m) => `${m.name.split("_")[1]} ${m.value.toLocaleString("en-US")}`).join("; ")}`);
+
   let peersTotal = 0;
   const peerParts: string[] = [];
   for (const name of PEER_PACKAGES) {
@@ -95,5 +113,6 @@ export async function runBundleSize(ctx: BenchContext): Promise<Metric[]> {
     { name: "bundle_gzip_bytes", value: all.gzip },
     { name: "bundle_minified_bytes", value: all.minified },
     { name: "bundle_peers_gzip_bytes", value: peersTotal },
+    ...frameworkMetrics,
   ];
 }
