@@ -11,7 +11,7 @@ import path from "node:path";
 import type { Miniflare, MiniflareOptions, WorkerOptions } from "miniflare";
 import { LunoraError } from "../protocol/errors.js";
 import { bundleWorker } from "./bundle.js";
-import { readWranglerWorker, type WranglerWorker } from "./wrangler-worker.js";
+import { importWranglersMiniflare, readWranglerWorker, type WranglerWorker } from "./wrangler-worker.js";
 
 /** Default compatibility date: new enough for SQLite DOs, old enough for the pinned workerd. */
 export const DEFAULT_COMPATIBILITY_DATE = "2026-04-01";
@@ -190,9 +190,9 @@ export async function startLocalWorker(options: StartLocalWorkerOptions): Promis
     throw new Error(`startLocalWorker: port must be an integer 0–65535, got ${String(options.port)}`);
   }
 
-  let mfModule: typeof import("miniflare");
+  let mfModule: typeof import("miniflare") | undefined = fromConfig ? await importWranglersMiniflare() : undefined;
   try {
-    mfModule = await import("miniflare");
+    mfModule ??= await import("miniflare");
   } catch (error) {
     throw new LunoraError(
       "MISSING_PEER",

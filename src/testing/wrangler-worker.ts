@@ -13,7 +13,9 @@
  * wrangler is an optional peer: it is imported only when a config is given,
  * and its absence is a coded error rather than a module-resolution trace.
  */
+import { createRequire } from "node:module";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import type { WorkerOptions } from "miniflare";
 import { LunoraError } from "../protocol/errors.js";
 
@@ -54,6 +56,22 @@ function loadWrangler(): Promise<Wrangler> {
     throw error;
   });
   return wranglerModule;
+}
+
+/**
+ * The `miniflare` that the installed wrangler depends on: the options
+ * wrangler builds are for that version, and under a strict layout (pnpm) it is
+ * the only one reachable without a direct dependency. Undefined when it
+ * cannot be located that way (the caller then imports `miniflare` itself).
+ */
+export async function importWranglersMiniflare(): Promise<typeof import("miniflare") | undefined> {
+  try {
+    const wranglerEntry = createRequire(import.meta.url).resolve("wrangler");
+    const miniflareEntry = createRequire(wranglerEntry).resolve("miniflare");
+    return (await import(pathToFileURL(miniflareEntry).href)) as typeof import("miniflare");
+  } catch {
+    return undefined;
+  }
 }
 
 function invalidConfig(configPath: string, message: string, cause?: unknown): LunoraError {
