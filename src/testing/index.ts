@@ -219,7 +219,7 @@ export async function startLocalWorker(options: StartLocalWorkerOptions): Promis
       }
     }
     const persist: string | false =
-      options.persist === false ? false : options.persist ? path.resolve(options.persist) : path.join(tempRoot, "do");
+      options.persist === false ? false : options.persist ? path.resolve(options.persist) : path.join(tempRoot, "storage");
 
     const { Miniflare: MiniflareClass, Log, LogLevel, NoOpLog, supportedCompatibilityDate } = mfModule;
     const workerOptions: WorkerOptions = {
