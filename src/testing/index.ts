@@ -240,6 +240,13 @@ export async function startLocalWorker(options: StartLocalWorkerOptions): Promis
       // KV, R2, D1, … in subdirectories Miniflare names after each plugin.
       durableObjectsPersist: persist,
       ...(persist === false ? {} : { defaultPersistRoot: persist }),
+      // A service binding to a Worker that is not running here: under
+      // `wrangler dev` it starts and answers with an error at call time
+      // rather than stopping the Worker from starting. Miniflare does that when
+      // it has a dev registry; this one is private to the instance, so a test
+      // never reaches a `wrangler dev` session that happens to run on the
+      // machine.
+      unsafeDevRegistryPath: path.join(tempRoot, "dev-registry"),
       host: "127.0.0.1",
       port: listenPort,
       log: options.log ? new Log(LogLevel.INFO) : new NoOpLog(),

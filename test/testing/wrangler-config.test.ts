@@ -96,6 +96,27 @@ describe("a wrangler.toml with an [env.staging] section", () => {
     }
   });
 
+  test("a service binding to a Worker that is not running: the Worker starts, and the call answers with an error (as under wrangler dev)", async () => {
+    const config = path.join(persist, "other-service.toml");
+    await writeFile(
+      config,
+      [
+        'name = "lunora-fixture-envs"',
+        `main = ${JSON.stringify(path.join(repo, "test/fixtures/envs/worker.ts"))}`,
+        'compatibility_date = "2026-04-01"',
+        'services = [{ binding = "SELF", service = "a-worker-not-running-here" }]',
+      ].join("\n"),
+    );
+    const worker = await startLocalWorker({ config, persist: false });
+    try {
+      const { status, body } = await text(worker, "/self");
+      expect(status).toBe(200); // the Worker's own response, wrapping what the binding answered
+      expect(body).toMatch(/^via service: .*"a-worker-not-running-here" not found/);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   test("an environment the config does not define is INVALID_CONFIG, naming the ones it has", async () => {
     const error = await codedError(startLocalWorker({ config: envsConfig, env: "stagin" }));
     expect(error.code).toBe("INVALID_CONFIG");
