@@ -31,7 +31,10 @@ export interface StartLocalWorkerOptions {
    * `alias`, and the `[env.x]` section chosen by {@link env}. Explicit
    * options override what the file says. Not applied: `build.command`
    * (build first), `no_bundle`, module rules (the entry is bundled with
-   * esbuild into one module).
+   * esbuild into one module). One Worker runs: a service binding to another
+   * Worker answers calls with a "not found" error, as under `wrangler dev`
+   * when that Worker is not running; Durable Objects of another Worker
+   * (`script_name`) are an `INVALID_CONFIG` error.
    */
   config?: string;
   /**
