@@ -40,10 +40,11 @@ describe("a wrangler.toml with an [env.staging] section", () => {
   });
   afterAll(() => rm(persist, { recursive: true, force: true }));
 
-  test("the top level: its var, its KV namespace (write, then read through the Worker), D1 and a service binding to itself", async () => {
+  test("the top level: its var, its define, its KV namespace (write, then read through the Worker), D1 and a service binding to itself", async () => {
     const worker = await startLocalWorker({ config: envsConfig, persist });
     try {
       expect(await text(worker, "/greeting")).toEqual({ status: 200, body: "hello from the top level" });
+      expect(await text(worker, "/build")).toEqual({ status: 200, body: "top-level build" });
       expect(await (await worker.fetch("/bindings")).json()).toEqual(["DB", "GREETING", "SELF", "STORE"]);
 
       expect(await text(worker, "/kv/shared-key")).toEqual({ status: 404, body: "missing" });
@@ -60,10 +61,11 @@ describe("a wrangler.toml with an [env.staging] section", () => {
     }
   });
 
-  test('env: "staging" sees the environment\'s var, its own KV namespace and its own Worker name', async () => {
+  test('env: "staging" sees the environment\'s var and define, its own KV namespace and its own Worker name', async () => {
     const staging = await startLocalWorker({ config: envsConfig, env: "staging", persist });
     try {
       expect(await text(staging, "/greeting")).toEqual({ status: 200, body: "hello from staging" });
+      expect(await text(staging, "/build")).toEqual({ status: 200, body: "staging build" });
       expect(await (await staging.fetch("/bindings")).json()).toEqual(["DB", "GREETING", "SELF", "STORE"]);
       // wrangler names the Worker of an environment `<name>-<env>`: the
       // environment's service binding to that name reaches this Worker.
