@@ -2,9 +2,9 @@
  * The Worker a wrangler config describes, as wrangler itself reads it.
  *
  * `startLocalWorker({ config })` does not interpret wrangler configs: it asks
- * the installed `wrangler` (its public `unstable_readConfig` and
- * `unstable_getMiniflareWorkerOptions`, the same functions
- * `@cloudflare/vitest-pool-workers` uses) so that `wrangler.toml` /
+ * the installed `wrangler` (its exported `unstable_readConfig`, and
+ * `unstable_getMiniflareWorkerOptions`, the mapping
+ * `@cloudflare/vitest-pool-workers` builds on) so that `wrangler.toml` /
  * `.json` / `.jsonc`, `[env.x]` sections, `.dev.vars`, and every binding kind
  * (vars, Durable Objects with their SQLite migrations, KV, R2, D1, services,
  * queues, assets, …) mean here exactly what they mean under `wrangler dev`.
