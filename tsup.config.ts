@@ -19,7 +19,7 @@ export function packageBuilds({ outDir, dts }: { outDir: string; dts: boolean })
     target: "es2022",
     splitting: true,
     treeshake: true,
-    external: [/^@tanstack\//, "partysocket", "react", "vue", "solid-js", /^svelte(\/|$)/, "cloudflare:workers", "miniflare", "esbuild", "valibot"],
+    external: [/^@tanstack\//, "partysocket", "react", "vue", "solid-js", /^svelte(\/|$)/, "cloudflare:workers", "miniflare", "esbuild", "wrangler", "valibot"],
   };
   return [
     // Browser / Node entries: type-checked with DOM types (tsconfig.json).

@@ -8,12 +8,10 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Miniflare, MiniflareOptions } from "miniflare";
+import type { Miniflare, MiniflareOptions, WorkerOptions } from "miniflare";
+import { LunoraError } from "../protocol/errors.js";
 import { bundleWorker } from "./bundle.js";
-import { readWranglerConfig, type LocalWorkerConfig } from "./wrangler-config.js";
-
-export { parseJsonc, stripJsonc } from "./jsonc.js";
-export { readWranglerConfig, type LocalWorkerConfig } from "./wrangler-config.js";
+import { importWranglersMiniflare, readWranglerWorker, type WranglerWorker } from "./wrangler-worker.js";
 
 /** Default compatibility date: new enough for SQLite DOs, old enough for the pinned workerd. */
 export const DEFAULT_COMPATIBILITY_DATE = "2026-04-01";
@@ -23,12 +21,28 @@ export interface StartLocalWorkerOptions {
   /** Path of the Worker entry (`.ts` or `.js`). It is bundled with esbuild. */
   script?: string;
   /**
-   * Path of a `wrangler.json` / `wrangler.jsonc`. Read: `main`,
-   * `compatibility_date`, `compatibility_flags`, `durable_objects.bindings`,
-   * `migrations` (`new_sqlite_classes` → SQLite storage), `vars` and
-   * `assets` (directory, binding, `run_worker_first: true`, html/not-found handling). Explicit options override what the file says.
+   * Path of a wrangler config (`wrangler.toml`, `wrangler.json` or
+   * `wrangler.jsonc`). It is read by the installed `wrangler` (an optional
+   * peer: `npm i -D wrangler`) with wrangler's own config reader and its own
+   * mapping to Miniflare options, so everything `wrangler dev` reads applies:
+   * `main`, compatibility date and flags, `vars` (plus `.dev.vars` / `.env`
+   * next to the config), Durable Objects (`migrations` decide SQLite
+   * storage), KV, R2, D1, service bindings, queues, `assets`, `define`,
+   * `alias`, and the `[env.x]` section chosen by {@link env}. Explicit
+   * options override what the file says. Not applied: `build.command`
+   * (build first), `no_bundle`, module rules (the entry is bundled with
+   * esbuild into one module). One Worker runs: a service binding to another
+   * Worker answers calls with a "not found" error, as under `wrangler dev`
+   * when that Worker is not running; Durable Objects of another Worker
+   * (`script_name`) are an `INVALID_CONFIG` error.
    */
   config?: string;
+  /**
+   * Environment of the config to use (`[env.staging]` → `"staging"`), as
+   * `wrangler dev --env staging`. Default: the top level. An environment the
+   * config does not define is an `INVALID_CONFIG` error. Needs `config`.
+   */
+  env?: string;
   /**
    * Durable Object bindings: binding name → exported class name (or
    * `{ className, useSQLite }`). Classes given here use SQLite storage unless
@@ -37,14 +51,15 @@ export interface StartLocalWorkerOptions {
   durableObjects?: Record<string, string | { className: string; useSQLite?: boolean }>;
   /** Compatibility date. Default {@link DEFAULT_COMPATIBILITY_DATE}; must not be newer than the installed workerd supports. */
   compatibilityDate?: string;
-  /** Compatibility flags. Default: the config's, else none. */
+  /** Compatibility flags. Default: the config's (for its environment), else none. */
   compatibilityFlags?: string[];
-  /** Plain bindings (`vars`) visible on `env`. Merged over the config's `vars`. */
+  /** Plain bindings (`vars`) visible on the Worker's `env`. Merged over the config's `vars`. */
   bindings?: Record<string, unknown>;
   /**
-   * Directory for Durable Object storage. Default: a fresh temporary
-   * directory (removed by `stop()`), so `restart()` keeps data. `false`:
-   * in memory, lost on `restart()`.
+   * Directory for Durable Object storage (directly in it) and the other
+   * storage bindings (KV, R2, D1, … in subdirectories named after them).
+   * Default: a fresh temporary directory (removed by `stop()`), so
+   * `restart()` keeps data. `false`: in memory, lost on `restart()`.
    */
   persist?: string | false;
   /** Port to listen on (127.0.0.1). Default 0: a free port, kept across `restart()`. */
@@ -80,7 +95,7 @@ export interface LocalWorker {
   miniflare(): Miniflare;
 }
 
-type DurableObjectOption = { className: string; useSQLite: boolean; unsafePreventEviction?: boolean };
+type DurableObjectOption = NonNullable<WorkerOptions["durableObjects"]>[string];
 
 /**
  * Start a Worker and its Durable Objects in local workerd (Miniflare),
@@ -88,6 +103,13 @@ type DurableObjectOption = { className: string; useSQLite: boolean; unsafePreven
  * WebSockets are real (and hibernatable), requests go over a real socket.
  *
  * Always call `stop()` (a Node process with a live workerd does not exit).
+ *
+ * With `config`, the installed `wrangler` reads the file and maps it to
+ * Miniflare options (see {@link StartLocalWorkerOptions.config}), so the
+ * Worker sees the bindings `wrangler dev` would give it. Errors are
+ * `LunoraError`s: `MISSING_PEER` (no `wrangler`, `miniflare` or `esbuild`
+ * installed), `INVALID_CONFIG` (a config or environment wrangler refuses, no
+ * entry).
  *
  * @example
  * ```ts
@@ -97,7 +119,8 @@ type DurableObjectOption = { className: string; useSQLite: boolean; unsafePreven
  * let worker: LocalWorker;
  * beforeAll(async () => {
  *   worker = await startLocalWorker({ config: "./wrangler.jsonc" });
- *   // or: startLocalWorker({ script: "./src/worker.ts", durableObjects: { ROOM: "Room" } })
+ *   // or an environment of a wrangler.toml: startLocalWorker({ config: "./wrangler.toml", env: "staging" })
+ *   // or without wrangler: startLocalWorker({ script: "./src/worker.ts", durableObjects: { ROOM: "Room" } })
  * });
  * afterAll(() => worker?.stop());
  *
@@ -110,43 +133,74 @@ type DurableObjectOption = { className: string; useSQLite: boolean; unsafePreven
  */
 export async function startLocalWorker(options: StartLocalWorkerOptions): Promise<LocalWorker> {
   if (!options || (!options.script && !options.config)) {
-    throw new Error("startLocalWorker: pass `script` (a Worker entry file) or `config` (a wrangler.json/jsonc)");
+    throw new LunoraError(
+      "INVALID_CONFIG",
+      "startLocalWorker: pass `script` (a Worker entry file) or `config` (a wrangler.toml/json/jsonc)",
+    );
   }
-  const config: LocalWorkerConfig | undefined = options.config ? await readWranglerConfig(options.config) : undefined;
-  const entry = options.script ? path.resolve(options.script) : config!.main;
+  if (options.env !== undefined && !options.config) {
+    throw new LunoraError("INVALID_CONFIG", `startLocalWorker: \`env: "${options.env}"\` names an environment of a config; pass \`config\` too`);
+  }
+  const fromConfig: WranglerWorker | undefined = options.config ? await readWranglerWorker(options.config, options.env) : undefined;
+  const configPath = options.config ? path.resolve(options.config) : undefined;
+  const entry = options.script ? path.resolve(options.script) : fromConfig?.main;
+  if (entry === undefined) {
+    throw new LunoraError("INVALID_CONFIG", `startLocalWorker: config has no "main" (the Worker entry file) (config: ${configPath})`, {
+      config: configPath,
+    });
+  }
   if (!(await isFile(entry))) {
-    throw new Error(
-      `startLocalWorker: Worker entry not found: ${entry}` + (options.script ? "" : ` (from "main" in ${path.resolve(options.config!)})`),
+    throw new LunoraError(
+      "INVALID_CONFIG",
+      `startLocalWorker: Worker entry not found: ${entry}` + (options.script ? "" : ` (from "main" in ${configPath})`),
+      { entry },
     );
   }
 
-  const compatibilityDate = options.compatibilityDate ?? config?.compatibilityDate ?? DEFAULT_COMPATIBILITY_DATE;
+  const configured = fromConfig?.workerOptions;
+  const compatibilityDate = options.compatibilityDate ?? configured?.compatibilityDate ?? DEFAULT_COMPATIBILITY_DATE;
   if (!/^\d{4}-\d{2}-\d{2}$/.test(compatibilityDate)) {
     throw new Error(`startLocalWorker: compatibility date must look like "2026-04-01", got "${compatibilityDate}"`);
   }
-  const compatibilityFlags = options.compatibilityFlags ?? config?.compatibilityFlags ?? [];
+  const compatibilityFlags = options.compatibilityFlags ?? configured?.compatibilityFlags ?? [];
 
-  const durableObjects: Record<string, DurableObjectOption> = { ...(config?.durableObjects ?? {}) };
+  const durableObjects: Record<string, DurableObjectOption> = { ...(configured?.durableObjects ?? {}) };
   for (const [binding, value] of Object.entries(options.durableObjects ?? {})) {
     durableObjects[binding] =
       typeof value === "string" ? { className: value, useSQLite: true } : { className: value.className, useSQLite: value.useSQLite ?? true };
   }
-  if (options.preventEviction) {
-    for (const d of Object.values(durableObjects)) d.unsafePreventEviction = true;
+  const ownClasses: Array<[binding: string, className: string]> = [];
+  for (const [binding, d] of Object.entries(durableObjects)) {
+    const definition = typeof d === "string" ? { className: d } : d;
+    if (definition.scriptName !== undefined && definition.scriptName !== fromConfig?.name) {
+      // wrangler dev finds other Workers through its dev registry; this helper runs one Worker.
+      throw new LunoraError(
+        "INVALID_CONFIG",
+        `startLocalWorker: Durable Object binding "${binding}" uses script_name "${definition.scriptName}"; objects of other Workers are not supported (config: ${configPath})`,
+        { config: configPath },
+      );
+    }
+    ownClasses.push([binding, definition.className]);
+    // The Worker runs unnamed (a name would move where Miniflare keeps DO
+    // storage), so a script_name naming this Worker itself is dropped.
+    const { scriptName: _ownName, ...own } = definition;
+    durableObjects[binding] = options.preventEviction ? { ...own, unsafePreventEviction: true } : own;
   }
-  const bindings = { ...(config?.vars ?? {}), ...(options.bindings ?? {}) };
+  const bindings = { ...(configured?.bindings ?? {}), ...(options.bindings ?? {}) };
 
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new Error(`startLocalWorker: port must be an integer 0–65535, got ${String(options.port)}`);
   }
 
-  let mfModule: typeof import("miniflare");
+  let mfModule: typeof import("miniflare") | undefined = fromConfig ? await importWranglersMiniflare() : undefined;
   try {
-    mfModule = await import("miniflare");
+    mfModule ??= await import("miniflare");
   } catch (error) {
-    throw new Error(
+    throw new LunoraError(
+      "MISSING_PEER",
       "startLocalWorker: the `miniflare` package is needed (npm i -D miniflare): " + (error as Error).message,
+      { peer: "miniflare" },
     );
   }
 
@@ -154,42 +208,48 @@ export async function startLocalWorker(options: StartLocalWorkerOptions): Promis
   let current: Miniflare | undefined;
   try {
     const bundleDir = path.join(tempRoot, "bundle");
-    const { outfile, exports } = await bundleWorker(entry, bundleDir, compatibilityFlags);
-    for (const [binding, d] of Object.entries(durableObjects)) {
-      if (!exports.includes(d.className)) {
+    const { outfile, exports } = await bundleWorker(entry, bundleDir, {
+      compatibilityFlags,
+      define: fromConfig?.build.define,
+      alias: fromConfig?.build.alias,
+    });
+    for (const [binding, className] of ownClasses) {
+      if (!exports.includes(className)) {
         throw new Error(
-          `startLocalWorker: Durable Object class "${d.className}" (binding "${binding}") is not exported by ${entry}` +
+          `startLocalWorker: Durable Object class "${className}" (binding "${binding}") is not exported by ${entry}` +
             ` (exports: ${exports.join(", ") || "none"})`,
         );
       }
     }
     const persist: string | false =
-      options.persist === false ? false : options.persist ? path.resolve(options.persist) : path.join(tempRoot, "do");
+      options.persist === false ? false : options.persist ? path.resolve(options.persist) : path.join(tempRoot, "storage");
 
     const { Miniflare: MiniflareClass, Log, LogLevel, NoOpLog, supportedCompatibilityDate } = mfModule;
-    const makeOptions = (listenPort: number): MiniflareOptions => ({
+    const workerOptions: WorkerOptions = {
+      ...configured,
       modules: true,
       scriptPath: outfile,
       modulesRoot: path.dirname(outfile),
       compatibilityDate,
       compatibilityFlags,
-      bindings: bindings as MiniflareOptions["bindings"],
+      bindings: bindings as WorkerOptions["bindings"],
       durableObjects,
+    };
+    const externalWorkers = fromConfig?.externalWorkers ?? [];
+    const makeOptions = (listenPort: number): MiniflareOptions => ({
+      ...(externalWorkers.length > 0 ? { workers: [workerOptions, ...externalWorkers] } : workerOptions),
+      // Durable Objects directly in the directory (the layout before other
+      // storage existed here, so older persisted directories keep working);
+      // KV, R2, D1, … in subdirectories Miniflare names after each plugin.
       durableObjectsPersist: persist,
-      ...(config?.assets
-        ? {
-            assets: {
-              directory: config.assets.directory,
-              binding: config.assets.binding,
-              // Requests that match no asset fall through to the Worker, as in production.
-              routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: config.assets.runWorkerFirst },
-              assetConfig: {
-                html_handling: config.assets.htmlHandling,
-                not_found_handling: config.assets.notFoundHandling,
-              },
-            },
-          }
-        : {}),
+      ...(persist === false ? {} : { defaultPersistRoot: persist }),
+      // A service binding to a Worker that is not running here: under
+      // `wrangler dev` it starts and answers with an error at call time
+      // rather than stopping the Worker from starting. Miniflare does that when
+      // it has a dev registry; this one is private to the instance, so a test
+      // never reaches a `wrangler dev` session that happens to run on the
+      // machine.
+      unsafeDevRegistryPath: path.join(tempRoot, "dev-registry"),
       host: "127.0.0.1",
       port: listenPort,
       log: options.log ? new Log(LogLevel.INFO) : new NoOpLog(),

@@ -167,3 +167,58 @@ client.close();
     expect(result.status).toBe("connected");
   });
 });
+
+describe("the testing entry in an app without wrangler (an optional peer)", () => {
+  test("wrangler is declared an optional peer whose lower bound is the version tested here", async () => {
+    const manifest = JSON.parse(await readFile(path.join(root, "package.json"), "utf8")) as {
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+      devDependencies: Record<string, string>;
+    };
+    expect(manifest.peerDependencies.wrangler).toBe(`^${manifest.devDependencies.wrangler}`);
+    expect(manifest.peerDependenciesMeta.wrangler).toEqual({ optional: true });
+    expect(existsSync(path.join(app, "node_modules/wrangler"))).toBe(false);
+  });
+
+  test("wrangler is imported lazily by the testing entry only: no read-only entry's module graph names it", async () => {
+    for (const entry of READ_ONLY_ENTRIES) {
+      const seen = new Set<string>();
+      const named: string[] = [];
+      const visit = async (file: string): Promise<void> => {
+        if (seen.has(file)) return;
+        seen.add(file);
+        const code = await readFile(path.join(packageDist, file), "utf8");
+        if (/["']wrangler["']/.test(code)) named.push(file);
+        for (const match of code.matchAll(/(?:^|[;\n])\s*(?:import|export)\s*(?:[^'"();]*?\sfrom\s*)?["']([^"']+)["']/g)) {
+          if (match[1].startsWith("./")) await visit(match[1].slice(2));
+        }
+      };
+      await visit(entry);
+      expect(named, entry).toEqual([]);
+    }
+    const testing = await readFile(path.join(packageDist, "testing.js"), "utf8");
+    expect(testing).toMatch(/import\(\s*["']wrangler["']\s*\)/);
+    expect(testing).not.toMatch(/(?:^|[;\n])\s*import\s*[^'"();]*?\sfrom\s*["']wrangler["']/);
+  });
+
+  test("startLocalWorker({ config }) without wrangler is a coded MISSING_PEER error naming it", async () => {
+    await writeFile(path.join(app, "wrangler.toml"), 'main = "./worker.js"\ncompatibility_date = "2026-04-01"\n');
+    await writeFile(
+      path.join(app, "start.mjs"),
+      `
+import { startLocalWorker } from "@lunora/db/testing";
+try {
+  const worker = await startLocalWorker({ config: "./wrangler.toml" });
+  await worker.stop();
+  console.log(JSON.stringify({ started: true }));
+} catch (error) {
+  console.log(JSON.stringify({ name: error.name, code: error.code, data: error.data, message: error.message }));
+}
+`,
+    );
+    const { stdout } = await run(process.execPath, ["start.mjs"], { cwd: app, timeout: 30_000 });
+    const result = JSON.parse(stdout.trim().split("\n").pop()!) as { name?: string; code?: string; data?: unknown; message?: string };
+    expect(result).toMatchObject({ name: "LunoraError", code: "MISSING_PEER", data: { peer: "wrangler" } });
+    expect(result.message).toMatch(/npm i -D wrangler/);
+  });
+});

@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
-import { startLocalWorker, stripJsonc, type LocalWorker } from "../../src/testing/index.js";
+import { startLocalWorker, type LocalWorker } from "../../src/testing/index.js";
 import { waitFor } from "../helpers/wait-for.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -161,26 +161,41 @@ describe("startLocalWorker errors", () => {
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   test("needs script or config", async () => {
-    await expect(startLocalWorker({})).rejects.toThrow(/pass `script`.*or `config`/);
+    await expect(startLocalWorker({})).rejects.toMatchObject({ code: "INVALID_CONFIG", message: expect.stringMatching(/pass `script`.*or `config`/) });
   });
 
   test("config without main", async () => {
     const file = path.join(dir, "no-main.jsonc");
     await writeFile(file, '{ "name": "x", // no main\n }');
-    await expect(startLocalWorker({ config: file })).rejects.toThrow(/startLocalWorker: config has no "main"/);
+    await expect(startLocalWorker({ config: file })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: expect.stringMatching(/startLocalWorker: config has no "main"/),
+    });
   });
 
-  test("config that is not JSON", async () => {
+  test("config that is not JSON or TOML (wrangler's parser refuses it, with the file named)", async () => {
     const file = path.join(dir, "broken.json");
     await writeFile(file, "{ main: ");
-    await expect(startLocalWorker({ config: file })).rejects.toThrow(/not valid JSON/);
+    await expect(startLocalWorker({ config: file })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: expect.stringContaining(`(config: ${file})`),
+    });
+    const toml = path.join(dir, "broken.toml");
+    await writeFile(toml, 'main = "./worker.ts\n[vars\n');
+    await expect(startLocalWorker({ config: toml })).rejects.toMatchObject({ code: "INVALID_CONFIG" });
   });
 
   test("missing config file and missing entry", async () => {
-    await expect(startLocalWorker({ config: path.join(dir, "nope.jsonc") })).rejects.toThrow(/cannot read config file/);
+    await expect(startLocalWorker({ config: path.join(dir, "nope.jsonc") })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: expect.stringMatching(/Could not read file: .*nope\.jsonc/),
+    });
     const file = path.join(dir, "missing-main.json");
     await writeFile(file, JSON.stringify({ main: "./missing.ts" }));
-    await expect(startLocalWorker({ config: file })).rejects.toThrow(/Worker entry not found: .*missing\.ts/);
+    await expect(startLocalWorker({ config: file })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+      message: expect.stringMatching(/Worker entry not found: .*missing\.ts/),
+    });
   });
 
   test("a Durable Object class the entry does not export", async () => {
@@ -200,9 +215,4 @@ describe("startLocalWorker errors", () => {
     await writeFile(file, 'import { x } from "./does-not-exist.js";\nexport default { fetch: () => new Response(String(x)) };\n');
     await expect(startLocalWorker({ script: file })).rejects.toThrow(/could not bundle[\s\S]*does-not-exist/);
   });
-});
-
-test("stripJsonc keeps strings and removes comments and trailing commas", () => {
-  const text = '{ "a": "x // y /* z */", /* c */ "b": [1, 2,], // d\n "c": "\\"," , }';
-  expect(JSON.parse(stripJsonc(text))).toEqual({ a: "x // y /* z */", b: [1, 2], c: '",' });
 });
