@@ -10,8 +10,11 @@ import {
   type ClientFrame,
   type Cursor,
   type MutationResult,
+  type ResolvedSubset,
   type Subscribe,
+  type Subset,
 } from "../src/protocol/index.js";
+import type { Where } from "../src/protocol/where.js";
 import {
   coalesceLog,
   countLogRows,
@@ -49,6 +52,7 @@ import { admitSocket } from "./handshake.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
 import { LunoraDb } from "./db.js";
 import { checkArgsBounds, membershipOp, resolveSubscription, type GroupOp, type ResolvedSubscription } from "./subscriptions.js";
+import { cutWhere, fitsAsSubset, parseSubset, planLimit, readBoundary, type LimitPlan } from "./subsets.js";
 import { SNAPSHOT_WINDOW_CHARS, coveredByPoke, readSnapshotPage } from "./snapshots.js";
 import { installWatermarkTables, type ServerMutatorDefinition } from "./mutators.js";
 import { PushQueue } from "./pushes.js";
@@ -309,7 +313,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.sockets.set(ws, state);
     for (const sub of attachment.subs) {
       try {
-        state.subs.set(sub.id, this.resolveSubscription(sub.id, sub.source, sub.args, attachment));
+        state.subs.set(sub.id, this.resolveSubscription(sub.id, sub.source, sub.args, attachment, sub.subset?.where));
         state.stored.set(sub.id, sub);
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
@@ -465,13 +469,35 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       return;
     }
     let resolved: ResolvedSubscription;
+    let subset: Subset | undefined;
+    let plan: LimitPlan | undefined;
     try {
-      resolved = this.resolveSubscription(id, sourceName(source), args, state.attachment);
+      if (frame.subset !== undefined) subset = parseSubset(frame.subset);
+      resolved = this.resolveSubscription(id, sourceName(source), args, state.attachment, subset?.where);
+      if (subset?.limit) plan = planLimit(resolved, subset.limit, resolved.projected);
     } catch (error) {
       return fail(error);
     }
     // The validated args (the schema's output) are stored, never the raw ones.
     const stored: StoredSubscription = args === undefined ? { id, source: sourceName(source) } : { id, source: sourceName(source), args };
+    let report: ResolvedSubset[] | undefined;
+    if (plan) {
+      // The cut is read at the snapshot's cut: flush first (the previous
+      // subscription of this id, if any, still gets its changes; it is
+      // replaced by a reset right after).
+      this.flush();
+      let where: { where: Where; resolved: ResolvedSubscription };
+      try {
+        where = this.resolveLimit(resolved, stored, subset!.where, plan, state.attachment);
+      } catch (error) {
+        return fail(error);
+      }
+      resolved = where.resolved;
+      stored.subset = { where: where.where };
+      report = [{ sub: id, where: where.where }];
+    } else if (subset?.where !== undefined) {
+      stored.subset = { where: subset.where };
+    }
     const previous = state.stored.get(id);
     state.stored.set(id, stored);
     state.attachment.subs = [...state.stored.values()];
@@ -487,7 +513,34 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.flush();
     this.saveAttachment(ws, state);
     state.subs.set(id, resolved);
-    this.sendInitialPoke(ws, state, resolved, frame.cursor);
+    // A limited subset always starts with a reset: the client's rows (and
+    // its cursor) were for another predicate than the one just resolved.
+    this.sendInitialPoke(ws, state, resolved, plan ? undefined : frame.cursor, report);
+  }
+
+  /**
+   * Resolves a subset's limit into a predicate (see subsets.ts) and the
+   * subscription for it. A cut whose predicate would not fit a resume
+   * (`MAX_SUBSET_CHARS`, bound parameters, depth) is dropped: the subset is
+   * then `where` alone, the wider set.
+   */
+  private resolveLimit(
+    sub: ResolvedSubscription,
+    source: StoredSubscription,
+    where: unknown,
+    plan: LimitPlan,
+    attachment: SocketAttachment,
+  ): { where: Where; resolved: ResolvedSubscription } {
+    const base = (where ?? true) as Where;
+    const cut = cutWhere(where, plan.limit, readBoundary(this.sql, plan));
+    if (cut !== base && fitsAsSubset(cut)) {
+      try {
+        return { where: cut, resolved: this.resolveSubscription(sub.id, source.source, source.args, attachment, cut) };
+      } catch (error) {
+        if (!(error instanceof LunoraError) || error.code !== "INVALID_ARGS") throw error;
+      }
+    }
+    return { where: base, resolved: sub };
   }
 
   /**
@@ -503,13 +556,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   }
 
   /** See {@link resolveSubscription}. */
-  private resolveSubscription(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment): ResolvedSubscription {
+  private resolveSubscription(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment, subsetWhere?: unknown): ResolvedSubscription {
     return resolveSubscription<Auth, Env>(
       { options: this.options, tables: this.tableDefs, shapes: this.shapeDefs, env: this.env, tableInfo: (name) => this.tableInfo(name) },
       id,
       source,
       args,
       attachment,
+      subsetWhere,
     );
   }
 
@@ -518,7 +572,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * still covers it in this epoch (one poke, bounded by `maxResumeLogRows`),
    * else a reset with a streamed snapshot.
    */
-  private sendInitialPoke(ws: WebSocket, state: SocketState, sub: ResolvedSubscription, cursor: Cursor | undefined): void {
+  private sendInitialPoke(ws: WebSocket, state: SocketState, sub: ResolvedSubscription, cursor: Cursor | undefined, subsets?: ResolvedSubset[]): void {
     const through = this.flushedSeq;
     const maxResume = this.options.limits?.maxResumeLogRows ?? DEFAULTS.maxResumeLogRows;
     const canResume =
@@ -527,7 +581,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       cursor.seq >= this.trimmedThrough &&
       cursor.seq <= through &&
       countLogRows(this.sql, cursor.seq, through) <= maxResume;
-    if (!canResume) return this.openSnapshotPoke(ws, state, [sub]);
+    if (!canResume) return this.openSnapshotPoke(ws, state, [sub], subsets);
     try {
       const changes = coalesceLog(readLog(this.sql, cursor.seq, through), this.keys)!;
       const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(through)).start([sub.id]);
@@ -545,11 +599,12 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   /**
    * Opens a poke that resets `targets` and streams their snapshots (see
    * snapshots.ts). It lists every subscription of the socket, so flushes can
-   * append their changes while it is open.
+   * append their changes while it is open. `subsets` reports what limited
+   * subsets among the targets resolved to.
    */
-  private openSnapshotPoke(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[]): void {
+  private openSnapshotPoke(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[], subsets?: ResolvedSubset[]): void {
     const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(this.flushedSeq));
-    writer.start([...state.subs.keys()], targets.map((target) => target.id));
+    writer.start([...state.subs.keys()], targets.map((target) => target.id), subsets);
     state.open = { writer, scans: targets.map((target) => ({ target, after: undefined, done: false })), seq: this.flushedSeq, mutations: [] };
     state.attachment.streaming = true;
     this.saveAttachment(ws, state);
