@@ -311,11 +311,15 @@ describe("live subsets", () => {
     expect(keysOf(socket, "top")).toEqual(["big", "p13", "p14", "p16", "p17"]);
 
     seen = socket.pokes.length;
-    await roomCall(worker, room, "/lunora/reset-epoch");
+    const { epoch } = await roomCall<{ epoch: string }>(worker, room, "/lunora/reset-epoch");
     const reset = await socket.nextPoke("top", seen);
     expect(reset.resets).toEqual(["top"]);
     expect(reset.subsets).toBeUndefined();
     expect(keysOf(socket, "top")).toEqual(["big", "p13", "p14", "p16", "p17"]);
+    // One reset, one new epoch: the emptied log must not read as history that went back.
+    expect(reset.cursor.epoch).toBe(epoch);
+    expect((await roomCall<{ epoch: string }>(worker, room, "/lunora/state")).epoch).toBe(epoch);
+    expect(socket.frames.filter((frame) => frame.type === "hello").length).toBe(2);
   });
 });
 
