@@ -166,3 +166,30 @@ export function cutWhere(where: unknown, limit: SubsetLimit, boundary: { value: 
 export function fitsAsSubset(where: Where): boolean {
   return JSON.stringify({ where }).length <= MAX_SUBSET_CHARS;
 }
+
+/**
+ * Resolves a subset's limit, at the subscribe's cut, into the predicate the
+ * subset stands for from now on and the subscription for it. `resolve`
+ * resolves the subscription with another subset predicate; `sub` is the one
+ * already resolved with `where` alone. A cut whose predicate would not fit a
+ * resume (`MAX_SUBSET_CHARS`, bound parameters, depth) is dropped: the
+ * subset is then `where` alone, the wider set.
+ */
+export function resolveLimitedSubset<Sub>(
+  sql: SqlStorage,
+  plan: LimitPlan,
+  where: unknown,
+  sub: Sub,
+  resolve: (where: Where) => Sub,
+): { where: Where; resolved: Sub } {
+  const base = (where ?? true) as Where;
+  const cut = cutWhere(where, plan.limit, readBoundary(sql, plan));
+  if (cut !== base && fitsAsSubset(cut)) {
+    try {
+      return { where: cut, resolved: resolve(cut) };
+    } catch (error) {
+      if (!(error instanceof LunoraError) || error.code !== "INVALID_ARGS") throw error;
+    }
+  }
+  return { where: base, resolved: sub };
+}
