@@ -82,10 +82,8 @@ export function resolveSubscription<Auth, Env>(
     if (!info.columns.has(column)) throw new LunoraError("INTERNAL", `column "${column}" of "${tableName}" does not exist`);
   }
   const projected = projectedColumns(info, columns);
-  if (subsetWhere !== undefined) {
-    where = andWhere(where, compileSubsetWhere(subsetWhere, projected));
-    checkParameters(where);
-  }
+  if (subsetWhere !== undefined) where = andWhere(where, compileSubsetWhere(subsetWhere, projected));
+  checkParameters(where);
   // JSON of the column list, not a join: a column name may contain a comma.
   return { id, table: tableName, key: info.key, columns, where, projected, group: JSON.stringify([tableName, where, columns]) };
 }

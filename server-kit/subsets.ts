@@ -23,6 +23,7 @@ import * as v from "valibot";
 import { LunoraError, MAX_SUBSET_CHARS, subsetSchema, type Subset, type SubsetLimit } from "../src/protocol/index.js";
 import type { Where, WhereScalar } from "../src/protocol/where.js";
 import type { TableInfo } from "./change-log.js";
+import { SNAPSHOT_PAGE_PARAMETERS } from "./snapshots.js";
 import { MAX_BOUND_PARAMETERS, andWhere, compileWhere, quoteIdent, whereToSql, type Affinity, type CompiledWhere } from "./where.js";
 
 /**
@@ -77,16 +78,21 @@ export function compileSubsetWhere(where: unknown, projected: ReadonlyMap<string
   return compileWhere(where as Where, projected);
 }
 
+/** Bound parameters a subscription's whole predicate may use: a snapshot page binds its own on top. */
+export const MAX_PREDICATE_PARAMETERS = MAX_BOUND_PARAMETERS - SNAPSHOT_PAGE_PARAMETERS;
+
 /**
  * A statement takes at most {@link MAX_BOUND_PARAMETERS}. `compileWhere`
- * bounds each predicate on its own; the subset is ANDed with the shape's
- * `where` and the read rule, so the sum is checked too (else the snapshot's
- * SQL would fail in SQLite instead of being refused with a code).
+ * bounds each predicate on its own; a subscription ANDs the read rule, the
+ * shape's `where` and its subset, and a snapshot page binds one more, so
+ * the sum is checked here (else the snapshot's SQL failed in SQLite with
+ * "too many SQL variables", an INTERNAL error, instead of being refused with
+ * a code).
  */
 export function checkParameters(where: CompiledWhere): void {
   const count = whereToSql(where).params.length;
-  if (count > MAX_BOUND_PARAMETERS) {
-    throw new LunoraError("INVALID_ARGS", `the subscription's predicate needs ${count} bound parameters; the limit is ${MAX_BOUND_PARAMETERS}`);
+  if (count > MAX_PREDICATE_PARAMETERS) {
+    throw new LunoraError("INVALID_ARGS", `the subscription's predicate needs ${count} bound parameters; the limit is ${MAX_PREDICATE_PARAMETERS}`);
   }
 }
 

@@ -427,6 +427,23 @@ describe("hostile subsets: a coded error on that subscription, the socket and th
     expect((await socket.nextPoke("bystander", seen)).ops.map((op) => op.key)).toEqual(["after"]);
   });
 
+  test("the bound on parameters counts the whole predicate, and a subset at the bound still streams its snapshot", async () => {
+    const room = freshRoom();
+    await putProps(room, dataset());
+    const socket = await connect(room);
+    // The shape's `grp` and the read rule's `hidden` take two parameters, a
+    // snapshot page one more: 97 are left for the subset.
+    const ors = (n: number) => ({ where: { $or: Array.from({ length: n }, (_, i) => ({ a: i - 4 })) } });
+    subscribe(socket, "at", ors(97));
+    subscribe(socket, "past", ors(98));
+    const poke = await socket.nextPoke("at");
+    expect(keysOf(socket, "at")).toEqual(await sqlIds(room, "a BETWEEN -4 AND 92"));
+    expect(poke.ops.length).toBeGreaterThan(0);
+    const error = await waitFor(() => socket.errors.find((candidate) => candidate.sub === "past"), { message: "past refused" });
+    expect(error.error.code).toBe("INVALID_ARGS");
+    expect(socket.errors.filter((candidate) => candidate.sub === "at")).toEqual([]);
+  });
+
   test("subsets count towards the socket's 16 KiB attachment: QUOTA_EXCEEDED on the one that does not fit", async () => {
     const room = freshRoom();
     await putProps(room, dataset());
