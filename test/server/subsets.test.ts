@@ -245,6 +245,19 @@ describe("limit: the first count rows, ties included", () => {
     expect(keysOf(socket, "page2").filter((id) => rows.find((row) => row.id === id)!.a! > page1Max).length).toBeGreaterThanOrEqual(3);
   });
 
+  test("the report rides in pokeStart when the reset is split into parts", async () => {
+    const room = freshRoom();
+    const wide = Array.from({ length: 6_000 }, (_, i): Prop => ({ id: `w${String(i).padStart(4, "0")}`, grp: "g3", a: i, b: null, c: "x".repeat(200), hidden: null }));
+    await putProps(room, wide);
+    const socket = await connect(room);
+    subscribe(socket, "wide", { limit: { count: 5_000, column: "a", desc: true } }, { grp: "g3" });
+    const poke = await socket.nextPoke("wide");
+    expect(poke.parts).toBeGreaterThan(1);
+    expect(socket.frames.find((frame) => frame.type === "pokeStart")).toMatchObject({ subsets: [{ sub: "wide", where: { $or: [{ a: null }, { a: { gte: 1_000 } }] } }] });
+    expect(poke.subsets).toEqual([{ sub: "wide", where: { $or: [{ a: null }, { a: { gte: 1_000 } }] } }]);
+    expect(socket.rows("wide").size).toBe(5_000);
+  });
+
   test("a limit always starts with a reset, even with a cursor", async () => {
     const room = freshRoom();
     await putProps(room, dataset());
@@ -359,6 +372,25 @@ describe("resume with the resolved predicate", () => {
       ["del", "p12"],
       ["put", "in-low"],
     ]);
+  });
+
+  test("past a trimmed log: a reset to the same predicate's rows, with no new cut and no `subsets`", async () => {
+    const room = freshRoom();
+    await putProps(room, dataset());
+    const first = await subscribeLimited(room);
+    // 600 changes past the cursor, then a sweep down to the fixture's 500 log rows.
+    const churn = Array.from({ length: 600 }, (_, i): Prop => ({ id: `churn${i}`, grp: "g2", a: i, b: -100, c: "x", hidden: null }));
+    await putProps(room, [...changes(), ...churn]);
+    const { trimmedThrough } = await roomCall<{ trimmedThrough: number }>(worker, room, "/lunora/sweep");
+    expect(trimmedThrough).toBeGreaterThan(first.cursor.seq);
+    const socket = await connect(room);
+    subscribe(socket, "s", { where: first.where }, { cursor: first.cursor });
+    const poke = await socket.nextPoke("s");
+    expect(poke.resets).toEqual(["s"]);
+    expect(poke.subsets).toBeUndefined();
+    // The old cut (b ≤ -1.25 or NULL) plus the row that entered it: not "the first 5" again.
+    expect(keysOf(socket, "s")).toEqual([...first.keys, "in-low"].sort());
+    expect(keysOf(socket, "s")).toEqual(await sqlIds(room, "c IS NOT NULL AND (b IS NULL OR b <= -1.25)"));
   });
 
   test("after a restart of the room: only the delta", async () => {
