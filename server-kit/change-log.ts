@@ -182,8 +182,19 @@ export function installCaptureTriggers(sql: SqlStorage, info: TableInfo): boolea
   return true;
 }
 
+/**
+ * The highest seq the log has issued: its largest row, or AUTOINCREMENT's
+ * high-water mark once the log is empty (after `resetEpoch` cleared it).
+ * Reading only `max(seq)` made an emptied log look like history that went
+ * back, and the next flush started a second epoch. A rolled-back write
+ * still lowers both, so that check keeps working.
+ */
 export function maxLogSeq(sql: SqlStorage): number {
-  const row = sql.exec<{ seq: number | null }>(`SELECT max(seq) AS seq FROM ${LOG_TABLE}`).one();
+  const row = sql
+    .exec<{ seq: number | null }>(
+      `SELECT max(coalesce((SELECT max(seq) FROM ${LOG_TABLE}), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = '${LOG_TABLE}'), 0)) AS seq`,
+    )
+    .one();
   return row.seq ?? 0;
 }
 

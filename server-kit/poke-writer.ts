@@ -1,4 +1,4 @@
-import { MAX_FRAME_BYTES, utf8Length, type Cursor, type MutationResult } from "../src/protocol/index.js";
+import { MAX_FRAME_BYTES, utf8Length, type Cursor, type MutationResult, type ResolvedSubset } from "../src/protocol/index.js";
 
 /**
  * Writes one poke to one socket. Ops are buffered; a poke that fits in one
@@ -13,7 +13,7 @@ export class PokeWriter {
   private partBytes = 0;
   private readonly partHeader: string;
   private readonly frameBudget: number;
-  private head: { subs: string[]; resets?: string[] } | undefined;
+  private head: { subs: string[]; resets?: string[]; subsets?: ResolvedSubset[] } | undefined;
   /** Whether `pokeStart` went out (the poke no longer fits in one frame). */
   private split = false;
   /** Frames sent so far (observable in tests and benchmarks). */
@@ -28,9 +28,13 @@ export class PokeWriter {
     this.frameBudget = maxFrameBytes - utf8Length(this.partHeader) - 2; // "]}"
   }
 
-  /** Opens the poke: the subscriptions it covers, and those it resets. */
-  start(subs: string[], resets?: string[]): this {
+  /**
+   * Opens the poke: the subscriptions it covers, those it resets, and what
+   * the limited subsets among the resets resolved to.
+   */
+  start(subs: string[], resets?: string[], subsets?: ResolvedSubset[]): this {
     this.head = resets && resets.length > 0 ? { subs, resets } : { subs };
+    if (subsets && subsets.length > 0) this.head.subsets = subsets;
     return this;
   }
 

@@ -44,6 +44,12 @@ import { compareSqlite, quoteIdent, whereToSql, type CompiledWhere } from "./whe
 export const SNAPSHOT_WINDOW_CHARS = 2 * 1024 * 1024;
 /** Rows read per page of a snapshot scan (the room's memory is bounded by one page). */
 export const SNAPSHOT_PAGE_ROWS = 500;
+/**
+ * Bound parameters a snapshot page adds to the subscription's predicate (the
+ * last key sent). A predicate may use at most `MAX_BOUND_PARAMETERS` minus
+ * this, or the page's statement would pass SQLite's limit.
+ */
+export const SNAPSHOT_PAGE_PARAMETERS = 1;
 
 type Key = string | number;
 
@@ -97,10 +103,10 @@ export function readSnapshotPage(sql: SqlStorage, scan: SnapshotScan, pageRows =
   const boundary = scan.after === undefined ? "" : ` AND ${key} > ?`;
   const rows = sql
     .exec(
-      `SELECT ${target.columns.map(quoteIdent).join(", ")} FROM ${quoteIdent(target.table)} WHERE (${predicate})${boundary} ORDER BY ${key} LIMIT ?`,
+      // The page size is an integer of ours, inlined: it costs no bound parameter.
+      `SELECT ${target.columns.map(quoteIdent).join(", ")} FROM ${quoteIdent(target.table)} WHERE (${predicate})${boundary} ORDER BY ${key} LIMIT ${Math.trunc(pageRows)}`,
       ...params,
       ...(scan.after === undefined ? [] : [scan.after]),
-      pageRows,
     )
     .toArray();
   if (rows.length < pageRows) scan.done = true;

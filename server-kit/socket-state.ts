@@ -7,6 +7,12 @@ export interface StoredSubscription {
   id: string;
   source: { list: string } | { shape: string };
   args?: unknown;
+  /**
+   * On-demand sync: the subset's predicate as the room RESOLVED it (a limit
+   * already turned into its cut; see subsets.ts), so a wake or a later reset
+   * reads the same rows without resolving the limit again.
+   */
+  subset?: { where: unknown };
 }
 
 /**

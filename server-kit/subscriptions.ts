@@ -9,7 +9,8 @@ import type { KeyChange, TableInfo } from "./change-log.js";
 import type { LunoraContext, LunoraOptions, ShapeDefinition, TableDefinition } from "./definitions.js";
 import { encodeDelTail, encodePutTail } from "./poke-writer.js";
 import type { SocketAttachment, StoredSubscription } from "./socket-state.js";
-import { andWhere, compileWhere, matchesWhere, type CompiledWhere } from "./where.js";
+import { checkParameters, compileSubsetWhere, projectedColumns } from "./subsets.js";
+import { andWhere, compileWhere, matchesWhere, type Affinity, type CompiledWhere } from "./where.js";
 
 /** A subscription with its predicate resolved against the socket's identity. */
 export interface ResolvedSubscription {
@@ -18,6 +19,8 @@ export interface ResolvedSubscription {
   key: string;
   columns: string[];
   where: CompiledWhere;
+  /** The projected columns and their affinities: all a subset may name. */
+  projected: ReadonlyMap<string, Affinity>;
   /** Subscriptions with equal groups receive identical ops, computed once per flush. */
   group: string;
 }
@@ -39,7 +42,12 @@ export interface RoomDefinitions<Auth, Env> {
  * Turns a subscription's source and validated args into a checked
  * predicate and projection for this identity. Throws coded errors:
  * `SHAPE_NOT_FOUND`, `FORBIDDEN` (read rule returned false or `where` threw
- * FORBIDDEN), `INVALID_ARGS` (predicate names unknown columns).
+ * FORBIDDEN), `INVALID_ARGS` (predicate names unknown columns, or a
+ * subset names a column the subscription does not project).
+ *
+ * `subsetWhere` (on-demand sync, see subsets.ts) is ANDed in, so the group
+ * — and with it the ops computed once per flush — is shared only by
+ * subscriptions with the same subset.
  */
 export function resolveSubscription<Auth, Env>(
   room: RoomDefinitions<Auth, Env>,
@@ -47,6 +55,7 @@ export function resolveSubscription<Auth, Env>(
   source: StoredSubscription["source"],
   args: unknown,
   attachment: SocketAttachment,
+  subsetWhere?: unknown,
 ): ResolvedSubscription {
   const ctx: LunoraContext<Auth, Env> = { auth: attachment.auth as Auth, room: attachment.room, env: room.env };
   let tableName: string;
@@ -72,8 +81,11 @@ export function resolveSubscription<Auth, Env>(
   for (const column of columns) {
     if (!info.columns.has(column)) throw new LunoraError("INTERNAL", `column "${column}" of "${tableName}" does not exist`);
   }
+  const projected = projectedColumns(info, columns);
+  if (subsetWhere !== undefined) where = andWhere(where, compileSubsetWhere(subsetWhere, projected));
+  checkParameters(where);
   // JSON of the column list, not a join: a column name may contain a comma.
-  return { id, table: tableName, key: info.key, columns, where, group: JSON.stringify([tableName, where, columns]) };
+  return { id, table: tableName, key: info.key, columns, where, projected, group: JSON.stringify([tableName, where, columns]) };
 }
 
 /** One key's change as seen by one subscription: enter/change → put, leave → del, else nothing. */

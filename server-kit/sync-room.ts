@@ -8,13 +8,13 @@ import {
   PROTOCOL_VERSION,
   parseClientFrame,
   type ClientFrame,
-  type Cursor,
   type MutationResult,
+  type ResolvedSubset,
   type Subscribe,
+  type Subset,
 } from "../src/protocol/index.js";
 import {
   coalesceLog,
-  countLogRows,
   installCaptureTriggers,
   installLogTables,
   maxLogSeq,
@@ -28,31 +28,30 @@ import {
   type TableInfo,
 } from "./change-log.js";
 import type { LunoraOptions, ShapeDefinition, TableDefinition } from "./definitions.js";
-import { PokeWriter, encodePutTail, encodeRowOp } from "./poke-writer.js";
 import {
   MAX_ATTACHMENT_BYTES,
-  SlowConsumer,
   attachmentSize,
   closeQuietly,
   errorFrame,
   newSocketState,
   readAttachment,
-  sendQuietly,
   sourceName,
   toLunoraError,
   type SocketAttachment,
   type SocketState,
   type StoredSubscription,
 } from "./socket-state.js";
+import { SocketOutput } from "./socket-output.js";
+import { InitialPokes, type LogPosition } from "./initial-pokes.js";
+import { fanOut } from "./fan-out.js";
 import { validateWithSchema } from "./validate.js";
 import { admitSocket } from "./handshake.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
 import { LunoraDb } from "./db.js";
-import { checkArgsBounds, membershipOp, resolveSubscription, type GroupOp, type ResolvedSubscription } from "./subscriptions.js";
-import { SNAPSHOT_WINDOW_CHARS, coveredByPoke, readSnapshotPage } from "./snapshots.js";
+import { checkArgsBounds, resolveSubscription, type ResolvedSubscription } from "./subscriptions.js";
+import { parseSubset, planLimit, resolveLimitedSubset, type LimitPlan } from "./subsets.js";
 import { installWatermarkTables, type ServerMutatorDefinition } from "./mutators.js";
 import { PushQueue } from "./pushes.js";
-import { syncedValue } from "./values.js";
 
 /** Tag of every hibernatable socket Lunora accepts; other sockets belong to the room's own code. */
 export const SYNC_SOCKET_TAG = "lunora";
@@ -68,13 +67,17 @@ const DEFAULTS = {
   maxUnackedChars: 8 * 1024 * 1024,
 };
 
-type Send = (frame: string) => void;
-
 /**
  * The sync engine of one Durable Object: change capture, subscriptions,
  * pokes. `withLunora` creates one per object instance; everything it keeps in
  * memory is a cache of what is in SQLite or in socket attachments, so a
  * hibernated object resumes exactly where it was.
+ *
+ * It orchestrates; the concerns live beside it: output to sockets and their
+ * attachments (socket-output.ts), how a subscription starts — resume or
+ * streamed snapshot (initial-pokes.ts, snapshots.ts) —, what a flush sends
+ * (fan-out.ts), resolving subscriptions and subsets (subscriptions.ts,
+ * subsets.ts), and pushes (pushes.ts).
  */
 export class SyncRoom<Auth = unknown, Env = unknown> {
   private readonly sql: SqlStorage;
@@ -88,8 +91,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private flushedSeq = 0;
   private trimmedThrough = 0;
   private rowsSinceSweep = 0;
-  private pokeCounter = 0;
   private flushScheduled = false;
+  /** Counters for tests and benchmarks (per object instance, reset on wake). */
+  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokeFramesSent: 0, slowConsumersClosed: 0 };
+  /** Every frame to a sync socket goes through it (flow control, attachments). */
+  private readonly out: SocketOutput;
+  /** Resumes and streamed snapshots: how subscriptions start. */
+  private readonly initialPokes: InitialPokes;
   /** Pushes are applied one batch at a time, in arrival order, across all sockets. */
   private readonly pushes: PushQueue<Env>;
 
@@ -110,6 +118,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.shapeDefs = new Map(Object.entries(options.shapes ?? {}));
     this.db = new LunoraDb(this.sql, (table) => this.syncedTableInfo(table), () => this.scheduleFlush());
     this.trackTransactions(ctx.storage);
+    const limits = options.limits ?? {};
+    this.out = new SocketOutput(
+      { maxUnackedChars: limits.maxUnackedChars ?? DEFAULTS.maxUnackedChars, maxProtocolErrors: limits.maxProtocolErrors ?? DEFAULTS.maxProtocolErrors },
+      this.stats,
+      (ws) => this.sockets.delete(ws),
+    );
+    this.initialPokes = new InitialPokes(() => this.logPosition(), this.out, limits.maxResumeLogRows ?? DEFAULTS.maxResumeLogRows);
     this.pushes = new PushQueue({
       sql: this.sql,
       storage: ctx.storage,
@@ -281,7 +296,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     server.serializeAttachment(attachment);
     const state = newSocketState(attachment, 0);
     this.sockets.set(server, state);
-    this.sendFrame(server, state, this.helloFrame(attachment.room));
+    this.out.sendFrame(server, state, this.helloFrame(attachment.room));
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
@@ -289,9 +304,6 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private helloFrame(room: string): string {
     return JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, room, epoch: this.epochValue });
   }
-
-  /** Counters for tests and benchmarks (per object instance, reset on wake). */
-  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokeFramesSent: 0, slowConsumersClosed: 0 };
 
   private socketState(ws: WebSocket): SocketState | null {
     const cached = this.sockets.get(ws);
@@ -309,35 +321,31 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.sockets.set(ws, state);
     for (const sub of attachment.subs) {
       try {
-        state.subs.set(sub.id, this.resolveSubscription(sub.id, sub.source, sub.args, attachment));
+        state.subs.set(sub.id, this.resolveSubscription(sub.id, sub.source, sub.args, attachment, sub.subset?.where));
         state.stored.set(sub.id, sub);
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
         // client instead of silently dropping the subscription.
-        this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), sub.id));
+        this.out.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), sub.id));
       }
     }
-    if (state.stored.size !== attachment.subs.length) this.saveAttachment(ws, state);
+    if (state.stored.size !== attachment.subs.length) this.out.saveAttachment(ws, state);
     return state;
   }
 
-  /** Writes the socket's subscriptions to its attachment (which survives hibernation). */
-  private saveAttachment(ws: WebSocket, state: SocketState): void {
-    state.attachment.subs = [...state.stored.values()];
-    try {
-      ws.serializeAttachment(state.attachment);
-    } catch {
-      // closed
+  /** The sync sockets the room may still serve, with their state (rebuilt after a wake; expired tokens closed). */
+  private *servedSockets(): Generator<[WebSocket, SocketState]> {
+    for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
+      const state = this.socketState(ws);
+      if (state === null) continue;
+      if (!this.out.checkExpiry(ws, state)) continue;
+      yield [ws, state];
     }
   }
 
-  /**
-   * Every frame to a sync socket goes through here, so flow control counts
-   * what the client counts: all text but the runtime's pong.
-   */
-  private sendFrame(ws: WebSocket, state: SocketState, frame: string): boolean {
-    state.unacked += frame.length;
-    return sendQuietly(ws, frame);
+  /** Where the log stands, for the pokes that start subscriptions. */
+  private logPosition(): LogPosition {
+    return { sql: this.sql, epoch: this.epochValue, flushedSeq: this.flushedSeq, trimmedThrough: this.trimmedThrough, keys: this.keys };
   }
 
   /**
@@ -347,7 +355,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    */
   private onAck(ws: WebSocket, state: SocketState, received: number): void {
     if (received > state.unacked + state.ackCredit) {
-      this.protocolError(ws, state, new LunoraError("PROTOCOL_ERROR", "ack claims more text than the room sent"));
+      this.out.protocolError(ws, state, new LunoraError("PROTOCOL_ERROR", "ack claims more text than the room sent"));
       return;
     }
     const fromUnacked = Math.min(received, state.unacked);
@@ -356,53 +364,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     if (state.open) {
       // The client made room: append what changed, then read more pages.
       this.flush();
-      this.pumpSnapshot(ws, state);
+      this.initialPokes.pump(ws, state);
     }
-  }
-
-  /** A bad frame: a coded error; past the bound the socket is closed (4008). */
-  private protocolError(ws: WebSocket, state: SocketState, error: LunoraError): void {
-    this.sendFrame(ws, state, errorFrame(error.toBody()));
-    state.protocolErrors++;
-    if (state.protocolErrors >= (this.options.limits?.maxProtocolErrors ?? DEFAULTS.maxProtocolErrors)) {
-      closeQuietly(ws, CLOSE_CODES.POLICY, "too many protocol errors");
-    }
-  }
-
-  /**
-   * A frame sender for pokes to one socket, with flow control: the runtime
-   * buffers whatever a slow reader has not taken, without limit, so the room
-   * counts what the client has not acknowledged and closes the socket
-   * (4009, the client resumes from its cursor) past the bound.
-   */
-  private pokeSender(ws: WebSocket, state: SocketState): Send {
-    const max = this.options.limits?.maxUnackedChars ?? DEFAULTS.maxUnackedChars;
-    return (frame: string) => {
-      if (state.unacked > max) {
-        throw new SlowConsumer();
-      }
-      ws.send(frame);
-      state.unacked += frame.length;
-      this.stats.pokeFramesSent++;
-    };
-  }
-
-  private closeSlowConsumer(ws: WebSocket): void {
-    this.stats.slowConsumersClosed++;
-    sendQuietly(ws, errorFrame({ code: "QUOTA_EXCEEDED", message: "the client fell too far behind reading; resume from the cursor" }));
-    closeQuietly(ws, CLOSE_CODES.SLOW_CONSUMER, "slow consumer");
-    this.sockets.delete(ws);
-  }
-
-  /** Closes the socket if its token expired. */
-  private checkExpiry(ws: WebSocket, state: SocketState): boolean {
-    if (state.attachment.exp !== undefined && Date.now() >= state.attachment.exp) {
-      sendQuietly(ws, errorFrame({ code: "UNAUTHENTICATED", message: "token expired" }));
-      closeQuietly(ws, CLOSE_CODES.UNAUTHENTICATED, "token expired");
-      this.sockets.delete(ws);
-      return false;
-    }
-    return true;
   }
 
   /** Handles one frame from a sync socket. Never throws: bad input gets a coded error. */
@@ -410,9 +373,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.ensureReady();
     const state = this.socketState(ws);
     if (state === null) return;
-    if (!this.checkExpiry(ws, state)) return;
+    if (!this.out.checkExpiry(ws, state)) return;
     const parsed = parseClientFrame(message, MAX_INBOUND_FRAME_BYTES);
-    if (!parsed.ok) return this.protocolError(ws, state, parsed.error);
+    if (!parsed.ok) return this.out.protocolError(ws, state, parsed.error);
     await this.onFrame(ws, state, parsed.frame);
   }
 
@@ -423,7 +386,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       case "unsubscribe":
         if (state.stored.delete(frame.id)) {
           state.subs.delete(frame.id);
-          this.saveAttachment(ws, state);
+          this.out.saveAttachment(ws, state);
         }
         return;
       case "push":
@@ -436,7 +399,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private async subscribe(ws: WebSocket, state: SocketState, frame: Subscribe): Promise<void> {
     const { id, source } = frame;
     const fail = (error: unknown) => {
-      this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), id));
+      this.out.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), id));
     };
     const isNew = !state.stored.has(id);
     const max = this.options.limits?.maxSubscriptionsPerSocket ?? DEFAULTS.maxSubscriptionsPerSocket;
@@ -465,13 +428,37 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       return;
     }
     let resolved: ResolvedSubscription;
+    let subset: Subset | undefined;
+    let plan: LimitPlan | undefined;
     try {
-      resolved = this.resolveSubscription(id, sourceName(source), args, state.attachment);
+      if (frame.subset !== undefined) subset = parseSubset(frame.subset);
+      resolved = this.resolveSubscription(id, sourceName(source), args, state.attachment, subset?.where);
+      if (subset?.limit) plan = planLimit(resolved, subset.limit, resolved.projected);
     } catch (error) {
       return fail(error);
     }
     // The validated args (the schema's output) are stored, never the raw ones.
     const stored: StoredSubscription = args === undefined ? { id, source: sourceName(source) } : { id, source: sourceName(source), args };
+    let report: ResolvedSubset[] | undefined;
+    if (plan) {
+      // The cut is read at the snapshot's cut: flush first (the previous
+      // subscription of this id, if any, still gets its changes; it is
+      // replaced by a reset right after).
+      this.flush();
+      let limited: ReturnType<typeof resolveLimitedSubset<ResolvedSubscription>>;
+      try {
+        limited = resolveLimitedSubset(this.sql, plan, subset!.where, resolved, (where) =>
+          this.resolveSubscription(id, stored.source, stored.args, state.attachment, where),
+        );
+      } catch (error) {
+        return fail(error);
+      }
+      resolved = limited.resolved;
+      stored.subset = { where: limited.where };
+      report = [{ sub: id, where: limited.where }];
+    } else if (subset?.where !== undefined) {
+      stored.subset = { where: subset.where };
+    }
     const previous = state.stored.get(id);
     state.stored.set(id, stored);
     state.attachment.subs = [...state.stored.values()];
@@ -485,133 +472,23 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     // subscription starts from the same seq as everyone else.
     state.subs.delete(id);
     this.flush();
-    this.saveAttachment(ws, state);
+    this.out.saveAttachment(ws, state);
     state.subs.set(id, resolved);
-    this.sendInitialPoke(ws, state, resolved, frame.cursor);
-  }
-
-  /**
-   * Ends a subscription the room cannot serve (e.g. a row larger than a
-   * frame). The error frame also tells the client to drop a poke for it that
-   * is still open.
-   */
-  private endSubscription(ws: WebSocket, state: SocketState, id: string, error: unknown): void {
-    state.stored.delete(id);
-    state.subs.delete(id);
-    this.saveAttachment(ws, state);
-    this.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), id));
+    // A limited subset always starts with a reset: the client's rows (and
+    // its cursor) were for another predicate than the one just resolved.
+    this.initialPokes.send(ws, state, resolved, plan ? undefined : frame.cursor, report);
   }
 
   /** See {@link resolveSubscription}. */
-  private resolveSubscription(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment): ResolvedSubscription {
+  private resolveSubscription(id: string, source: StoredSubscription["source"], args: unknown, attachment: SocketAttachment, subsetWhere?: unknown): ResolvedSubscription {
     return resolveSubscription<Auth, Env>(
       { options: this.options, tables: this.tableDefs, shapes: this.shapeDefs, env: this.env, tableInfo: (name) => this.tableInfo(name) },
       id,
       source,
       args,
       attachment,
+      subsetWhere,
     );
-  }
-
-  /**
-   * The first poke of a subscription: the delta since its cursor when the log
-   * still covers it in this epoch (one poke, bounded by `maxResumeLogRows`),
-   * else a reset with a streamed snapshot.
-   */
-  private sendInitialPoke(ws: WebSocket, state: SocketState, sub: ResolvedSubscription, cursor: Cursor | undefined): void {
-    const through = this.flushedSeq;
-    const maxResume = this.options.limits?.maxResumeLogRows ?? DEFAULTS.maxResumeLogRows;
-    const canResume =
-      cursor !== undefined &&
-      cursor.epoch === this.epochValue &&
-      cursor.seq >= this.trimmedThrough &&
-      cursor.seq <= through &&
-      countLogRows(this.sql, cursor.seq, through) <= maxResume;
-    if (!canResume) return this.openSnapshotPoke(ws, state, [sub]);
-    try {
-      const changes = coalesceLog(readLog(this.sql, cursor.seq, through), this.keys)!;
-      const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(through)).start([sub.id]);
-      for (const change of changes.values()) {
-        const op = membershipOp(sub, change);
-        if (op) this.addOp(writer, sub, op[0], op[1]);
-      }
-      writer.end({ seq: through, epoch: this.epochValue });
-    } catch (error) {
-      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
-      this.endSubscription(ws, state, sub.id, error);
-    }
-  }
-
-  /**
-   * Opens a poke that resets `targets` and streams their snapshots (see
-   * snapshots.ts). It lists every subscription of the socket, so flushes can
-   * append their changes while it is open.
-   */
-  private openSnapshotPoke(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[]): void {
-    const writer = new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(this.flushedSeq));
-    writer.start([...state.subs.keys()], targets.map((target) => target.id));
-    state.open = { writer, scans: targets.map((target) => ({ target, after: undefined, done: false })), seq: this.flushedSeq, mutations: [] };
-    state.attachment.streaming = true;
-    this.saveAttachment(ws, state);
-    this.pumpSnapshot(ws, state);
-  }
-
-  /** Reads snapshot pages into the open poke while the socket has window; ends the poke when every scan is done. */
-  private pumpSnapshot(ws: WebSocket, state: SocketState): void {
-    const open = state.open;
-    if (open === undefined) return;
-    let scan = open.scans.find((candidate) => !candidate.done);
-    try {
-      while (scan !== undefined && state.unacked < SNAPSHOT_WINDOW_CHARS) {
-        const sub = state.subs.get(scan.target.id);
-        if (sub === undefined) {
-          scan.done = true; // unsubscribed meanwhile
-        } else {
-          for (const raw of readSnapshotPage(this.sql, scan)) {
-            const row: Record<string, unknown> = {};
-            for (const column of sub.columns) {
-              const value = raw[column];
-              row[column] = syncedValue(value);
-            }
-            this.addOp(open.writer, sub, "put", encodePutTail(row[sub.key] as string | number, row));
-          }
-        }
-        if (scan.done) scan = open.scans.find((candidate) => !candidate.done);
-      }
-      if (scan !== undefined) return; // the next ack reads on
-      state.open = undefined;
-      delete state.attachment.streaming;
-      this.saveAttachment(ws, state);
-      open.writer.end({ seq: open.seq, epoch: this.epochValue }, open.mutations);
-    } catch (error) {
-      state.open = undefined;
-      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
-      // A row larger than a frame: the error frame also tells the client to
-      // drop the open poke, and the client subscribes the other subscriptions
-      // it covered again. Outcomes it carried still reach the writer.
-      delete state.attachment.streaming;
-      if (scan !== undefined) this.endSubscription(ws, state, scan.target.id, error);
-      this.sendOutcomesOnly(ws, state, open.mutations, open.seq);
-      return;
-    }
-    for (const next of state.waiting.splice(0)) {
-      if (state.open) {
-        state.waiting.push(next);
-        continue;
-      }
-      void next();
-    }
-  }
-
-  private addOp(writer: PokeWriter, sub: ResolvedSubscription, op: "put" | "del", tail: string): void {
-    if (!writer.add(encodeRowOp(op, sub.id, tail))) {
-      throw new LunoraError("MESSAGE_TOO_LARGE", `a row of "${sub.table}" is larger than a frame`);
-    }
-  }
-
-  private nextPokeId(seq: number): string {
-    this.pokeCounter = (this.pokeCounter + 1) % 1_000_000;
-    return `${seq.toString(36)}.${this.pokeCounter.toString(36)}`;
   }
 
   // ---------------------------------------------------------------- flush
@@ -649,114 +526,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     const through = logEnd;
     if (through === this.flushedSeq && (outcomes === undefined || outcomes.size === 0)) return;
     this.stats.flushes++;
-    const from = this.flushedSeq;
-    let changes: Map<string, KeyChange> = new Map();
-    const changedTables = new Set<string>();
-    if (through > from) {
-      changes = coalesceLog(readLog(this.sql, from, through), this.keys)!;
-      for (const change of changes.values()) changedTables.add(change.table);
-    }
-    const groups = new Map<string, GroupOp[]>();
-    const end: Cursor = { seq: through, epoch: this.epochValue };
-    for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
-      const state = this.socketState(ws);
-      if (state === null) continue;
-      if (!this.checkExpiry(ws, state)) continue;
-      const mutations = outcomes?.get(ws);
-      const perSub: Array<[ResolvedSubscription, GroupOp[]]> = [];
-      for (const sub of state.subs.values()) {
-        if (!changedTables.has(sub.table)) continue;
-        let ops = groups.get(sub.group);
-        if (ops === undefined) {
-          ops = [];
-          for (const change of changes.values()) {
-            const op = membershipOp(sub, change);
-            if (op) ops.push([op[0], op[1], change.key]);
-          }
-          groups.set(sub.group, ops);
-        }
-        if (ops.length > 0) perSub.push([sub, ops]);
-      }
-      if (state.open) {
-        this.appendToOpenPoke(ws, state, perSub, through, mutations);
-        continue;
-      }
-      if (perSub.length === 0 && mutations === undefined) continue;
-      this.sendPoke(ws, state, perSub, end, mutations);
-    }
+    const changes = through > this.flushedSeq ? coalesceLog(readLog(this.sql, this.flushedSeq, through), this.keys)! : new Map<string, KeyChange>();
+    fanOut(this.out, this.servedSockets(), changes, { seq: through, epoch: this.epochValue }, outcomes);
     if (through > this.flushedSeq) {
       this.rowsSinceSweep += through - this.flushedSeq;
       this.flushedSeq = through;
       writeMeta(this.sql, "flushed_seq", through);
       this.maybeSweep();
-    }
-  }
-
-  private sendPoke(
-    ws: WebSocket,
-    state: SocketState,
-    perSub: Array<[ResolvedSubscription, GroupOp[]]>,
-    end: Cursor,
-    mutations: MutationResult[] | undefined,
-  ): void {
-    const send = this.pokeSender(ws, state);
-    try {
-      // Every live subscription of the socket is listed, so all their cursors
-      // advance, not only those with ops. A subscription with a row too large
-      // for any frame cannot be served without a gap: it is left out of the
-      // poke entirely and ended with MESSAGE_TOO_LARGE.
-      const writer = new PokeWriter(send, this.nextPokeId(end.seq));
-      const tooLarge = perSub.filter(([sub, ops]) => ops.some(([op, tail]) => !writer.fits(encodeRowOp(op, sub.id, tail)))).map(([sub]) => sub);
-      for (const sub of tooLarge) {
-        this.endSubscription(ws, state, sub.id, new LunoraError("MESSAGE_TOO_LARGE", `a row of "${sub.table}" is larger than a frame`));
-      }
-      if (state.subs.size === 0 && mutations === undefined) return;
-      writer.start([...state.subs.keys()]);
-      for (const [sub, ops] of perSub) {
-        if (tooLarge.includes(sub)) continue;
-        for (const [op, tail] of ops) writer.add(encodeRowOp(op, sub.id, tail));
-      }
-      writer.end(end, mutations);
-    } catch (error) {
-      if (error instanceof SlowConsumer) this.closeSlowConsumer(ws);
-      // Otherwise the socket closed mid-poke; the client resumes from its last complete poke.
-    }
-  }
-
-  /**
-   * A flush while a snapshot streams on the socket: the changes go into the
-   * open poke (for a subscription being scanned, only keys the scan has
-   * passed), the outcomes into its end, and the poke's cursor moves on.
-   */
-  private appendToOpenPoke(ws: WebSocket, state: SocketState, perSub: Array<[ResolvedSubscription, GroupOp[]]>, through: number, mutations: MutationResult[] | undefined): void {
-    const open = state.open!;
-    try {
-      for (const [sub, ops] of perSub) {
-        for (const [op, tail, key] of ops) {
-          if (coveredByPoke(open, sub.id, key)) this.addOp(open.writer, sub, op, tail);
-        }
-      }
-    } catch (error) {
-      state.open = undefined;
-      if (error instanceof SlowConsumer) return this.closeSlowConsumer(ws);
-      delete state.attachment.streaming;
-      const failed = perSub.find(([sub, ops]) => ops.some(([op, tail]) => !open.writer.fits(encodeRowOp(op, sub.id, tail))));
-      if (failed) this.endSubscription(ws, state, failed[0].id, error);
-      open.mutations.push(...(mutations ?? []));
-      this.sendOutcomesOnly(ws, state, open.mutations, through);
-      return;
-    }
-    if (mutations) open.mutations.push(...mutations);
-    open.seq = through;
-  }
-
-  /** Outcomes whose poke had to be dropped still reach the writer, in a poke without rows. */
-  private sendOutcomesOnly(ws: WebSocket, state: SocketState, mutations: MutationResult[], seq: number): void {
-    if (mutations.length === 0) return;
-    try {
-      new PokeWriter(this.pokeSender(ws, state), this.nextPokeId(seq)).start([]).end({ seq, epoch: this.epochValue }, mutations);
-    } catch {
-      this.closeSlowConsumer(ws);
     }
   }
 
@@ -806,20 +582,17 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.flushedSeq = through;
     writeMeta(this.sql, "trimmed_through", through);
     writeMeta(this.sql, "flushed_seq", through);
-    for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
-      const state = this.socketState(ws);
-      if (state === null) continue;
-      // An expired token gets nothing more, not even a reset.
-      if (!this.checkExpiry(ws, state)) continue;
+    // An expired token gets nothing more, not even a reset.
+    for (const [ws, state] of this.servedSockets()) {
       if (state.open) {
         // A poke of the old history is half sent: it cannot be completed honestly.
         closeQuietly(ws, CLOSE_CODES.INTERRUPTED, "new epoch");
         this.sockets.delete(ws);
         continue;
       }
-      this.sendFrame(ws, state, this.helloFrame(state.attachment.room));
+      this.out.sendFrame(ws, state, this.helloFrame(state.attachment.room));
       // One poke resets every subscription of the socket, streamed.
-      if (state.subs.size > 0) this.openSnapshotPoke(ws, state, [...state.subs.values()]);
+      if (state.subs.size > 0) this.initialPokes.openSnapshot(ws, state, [...state.subs.values()]);
     }
   }
 

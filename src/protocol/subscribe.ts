@@ -1,6 +1,5 @@
 import * as v from "valibot";
 import { cursorSchema, nameSchema } from "./common.js";
-import { subsetSchema } from "./subset.js";
 
 /**
  * What a subscription reads: a whole table under its read rule (`list`) or a
@@ -20,13 +19,19 @@ export type Source = v.InferOutput<typeof sourceSchema>;
  * a reset if it cannot; without one it sends a snapshot. Re-using a live `id`
  * replaces that subscription. With `subset` it reads only part of a shape
  * (on-demand sync; see `subsetSchema`).
+ *
+ * `subset`, like a shape's `args`, is checked by the room (size, then
+ * `subsetSchema`, then its columns), not here: a bad subset is then an
+ * `INVALID_ARGS` error on that subscription, which the client can pin to the
+ * query that asked for it, instead of a frame-level `PROTOCOL_ERROR` that
+ * names no subscription and counts towards closing the socket.
  */
 export const subscribeSchema = v.strictObject({
   type: v.literal("subscribe"),
   id: nameSchema,
   source: sourceSchema,
   cursor: v.optional(cursorSchema),
-  subset: v.optional(subsetSchema),
+  subset: v.optional(v.unknown()),
 });
 export type Subscribe = v.InferOutput<typeof subscribeSchema>;
 

@@ -32,6 +32,8 @@ interface Case {
 
 const sub = (id: string, source: object, extra: object = {}) => ({ type: "subscribe", id, source, ...extra });
 const push = (mutations: object[], clientId = randomUUID()) => ({ type: "push", clientId, mutations });
+const items = { shape: "itemsByList", args: { listId: "L" } };
+const deepNot = (depth: number): object => (depth === 0 ? { rank: 1 } : { $not: deepNot(depth - 1) });
 
 const CASES: Case[] = [
   // Framing and types
@@ -70,6 +72,20 @@ const CASES: Case[] = [
   { name: "args missing", send: sub("t2", { shape: "itemsByList" }), expect: { subError: "INVALID_ARGS", sub: "t2" } },
   { name: "zod args of the wrong type", send: sub("t3", { shape: "itemsRankAtLeast", args: { min: "0 OR 1" } }), expect: { subError: "INVALID_ARGS", sub: "t3" } },
   { name: "arktype args of the wrong type", send: sub("t4", { shape: "itemsByTitle", args: { title: 5 } }), expect: { subError: "INVALID_ARGS", sub: "t4" } },
+  // On-demand subsets: only projected columns, bounded size and depth (itemsByList projects id, listId, title, rank)
+  { name: "subset filtering on a hidden column", send: sub("ss1", items, { subset: { where: { secret: 1 } } }), expect: { subError: "INVALID_ARGS", sub: "ss1" } },
+  { name: "subset sorting on a hidden column", send: sub("ss2", items, { subset: { limit: { count: 1, column: "secret" } } }), expect: { subError: "INVALID_ARGS", sub: "ss2" } },
+  { name: "subset load-more after a hidden column", send: sub("ss3", items, { subset: { limit: { count: 1, column: "rank", after: { secret: { gt: 0 } } } } }), expect: { subError: "INVALID_ARGS", sub: "ss3" } },
+  { name: "subset naming another table's column", send: sub("ss4", items, { subset: { where: { ownerId: "alice" } } }), expect: { subError: "INVALID_ARGS", sub: "ss4" } },
+  { name: "subset column __proto__", send: `{"type":"subscribe","id":"ss5","source":{"shape":"itemsByList","args":{"listId":"L"}},"subset":{"where":{"__proto__":{"ne":null}}}}`, expect: { subError: "INVALID_ARGS", sub: "ss5" } },
+  { name: "subset column constructor", send: sub("ss6", items, { subset: { where: { constructor: { ne: null } } } }), expect: { subError: "INVALID_ARGS", sub: "ss6" } },
+  { name: "subset with SQL as an operator", send: sub("ss7", items, { subset: { where: { title: { "= '' OR 1=1 --": 1 } } } }), expect: { subError: "INVALID_ARGS", sub: "ss7" } },
+  { name: "subset 40 deep", send: sub("ss8", items, { subset: { where: deepNot(40) } }), expect: { subError: "INVALID_ARGS", sub: "ss8" } },
+  { name: "subset with a 100,000-item in list", send: sub("ss9", items, { subset: { where: { rank: { in: Array.from({ length: 100_000 }, (_, i) => i) } } } }), expect: { subError: "INVALID_ARGS", sub: "ss9" } },
+  { name: "subset limit.count 0", send: sub("ss10", items, { subset: { limit: { count: 0, column: "rank" } } }), expect: { subError: "INVALID_ARGS", sub: "ss10" } },
+  { name: "subset that is not an object", send: sub("ss11", items, { subset: "rank > 0" }), expect: { subError: "INVALID_ARGS", sub: "ss11" } },
+  // A valid subset still never reveals a row the read rule hides.
+  { name: "subset over every row", send: sub("ss12", items, { subset: { where: { listId: "L" }, limit: { count: 10, column: "title", lexical: true } } }), expect: { snapshot: "ss12", keys: ["visible"] } },
   // Writes
   { name: "unknown mutator", send: push([{ clientSeq: 1, name: "items:dropAll" }]), expect: { outcome: "UNKNOWN_MUTATOR", status: "rejected" } },
   { name: "mutator named __proto__", send: push([{ clientSeq: 1, name: "__proto__" }]), expect: { outcome: "UNKNOWN_MUTATOR", status: "rejected" } },

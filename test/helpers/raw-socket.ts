@@ -1,5 +1,5 @@
 import WebSocket from "ws";
-import { ACK_EVERY_CHARS, PONG, PROTOCOL_VERSION, parseRoomFrame, type ClientFrame, type Cursor, type MutationResult, type RoomFrame, type RowOp } from "../../src/protocol/index.js";
+import { ACK_EVERY_CHARS, PONG, PROTOCOL_VERSION, parseRoomFrame, type ClientFrame, type Cursor, type MutationResult, type ResolvedSubset, type RoomFrame, type RowOp } from "../../src/protocol/index.js";
 import { waitFor } from "./wait-for.js";
 
 /** A poke as the client assembles it: everything between pokeStart and pokeEnd. */
@@ -7,6 +7,8 @@ export interface AssembledPoke {
   pokeId: string;
   subs: string[];
   resets: string[];
+  /** What limited subsets among `resets` resolved to (on-demand sync). */
+  subsets?: ResolvedSubset[];
   ops: RowOp[];
   parts: number;
   cursor: Cursor;
@@ -92,6 +94,7 @@ export class RawSocket {
           pokeId: frame.pokeId,
           subs: frame.subs,
           resets: frame.resets ?? [],
+          ...(frame.subsets ? { subsets: frame.subsets } : {}),
           ops: frame.ops,
           parts: 1,
           cursor: frame.cursor,
@@ -100,7 +103,15 @@ export class RawSocket {
         break;
       case "pokeStart":
         if (this.open) throw new Error("room interleaved pokes");
-        this.open = { pokeId: frame.pokeId, subs: frame.subs, resets: frame.resets ?? [], ops: [], parts: 0, cursor: { seq: -1, epoch: "" } };
+        this.open = {
+          pokeId: frame.pokeId,
+          subs: frame.subs,
+          resets: frame.resets ?? [],
+          ...(frame.subsets ? { subsets: frame.subsets } : {}),
+          ops: [],
+          parts: 0,
+          cursor: { seq: -1, epoch: "" },
+        };
         break;
       case "pokePart":
         if (!this.open || this.open.pokeId !== frame.pokeId) throw new Error("part outside its poke");

@@ -11,7 +11,11 @@
  *   every double, BLOBs, astral text),
  * - the value guard to refuse exactly the rows holding an integer beyond
  *   ±(2^53 − 1) (what the synced representation cannot carry),
- * - `matchesWhere` over the images to select the same rows as the SQL.
+ * - `matchesWhere` over the images to select the same rows as the SQL,
+ * - a subset's limit, resolved to "up to the count-th row, ties included"
+ *   (server-kit/subsets.ts), to select in both engines exactly the rows of
+ *   SQLite's own `ORDER BY … NULLS FIRST/LAST … LIMIT` plus the ties of its
+ *   last row, in every direction and NULL placement.
  *
  * Generators cover full-precision doubles (subnormals, DBL_MAX, 0.1 + 0.2),
  * integers around and beyond 2^53 and 2^63, text across the BMP/astral edge
@@ -24,6 +28,7 @@ import fc from "fast-check";
 import { expect, test } from "vitest";
 import { affinityOf, compareText, compileWhere, matchesWhere, whereToSql, type Where } from "../../server-kit/where.js";
 import { parseRowImage, rowImageSql, syncedValue, valueRefusal, VALUE_OUT_OF_RANGE_MARKER } from "../../server-kit/values.js";
+import { cutWhere, planLimit, readBoundary } from "../../server-kit/subsets.js";
 import type { Env, Room } from "../fixtures/room/worker.js";
 
 const COLUMNS = { a: "INTEGER", b: "TEXT", c: "REAL", d: "", e: "NUMERIC" } as const;
@@ -118,11 +123,11 @@ test("matchesWhere (JS) over log images and whereToSql (SQLite) select the same 
   await runInDurableObject(room(), (_instance: Room, state) => {
     const sql = state.storage.sql;
     const definition = NAMES.map((name) => `${name} ${COLUMNS[name]}`).join(", ");
-    sql.exec(`CREATE TABLE IF NOT EXISTS props (id INTEGER PRIMARY KEY, ${definition})`);
-    sql.exec(`CREATE TABLE IF NOT EXISTS props_unguarded (id INTEGER PRIMARY KEY, ${definition})`);
-    sql.exec(`DROP TRIGGER IF EXISTS props_guard`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS agreement (id INTEGER PRIMARY KEY, ${definition})`);
+    sql.exec(`CREATE TABLE IF NOT EXISTS agreement_unguarded (id INTEGER PRIMARY KEY, ${definition})`);
+    sql.exec(`DROP TRIGGER IF EXISTS agreement_guard`);
     // What the capture triggers do: build the post-image, which refuses unsafe values.
-    sql.exec(`CREATE TRIGGER props_guard AFTER INSERT ON props BEGIN SELECT ${rowImageSql(["id", ...NAMES], "NEW", { refuse: valueRefusal("props") })}; END`);
+    sql.exec(`CREATE TRIGGER agreement_guard AFTER INSERT ON agreement BEGIN SELECT ${rowImageSql(["id", ...NAMES], "NEW", { refuse: valueRefusal("agreement") })}; END`);
     const columns = new Map(Object.entries(COLUMNS).map(([name, type]) => [name, affinityOf(type)]));
     columns.set("id", affinityOf("INTEGER"));
     const placeholders = NAMES.map(() => "?");
@@ -131,22 +136,22 @@ test("matchesWhere (JS) over log images and whereToSql (SQLite) select the same 
     let kept = 0;
     fc.assert(
       fc.property(fc.array(row, { minLength: 1, maxLength: 10 }), predicate, (rows, where) => {
-        sql.exec(`DELETE FROM props`);
-        sql.exec(`DELETE FROM props_unguarded`);
+        sql.exec(`DELETE FROM agreement`);
+        sql.exec(`DELETE FROM agreement_unguarded`);
         for (const [i, r] of rows.entries()) {
           const cells = NAMES.map((name) => r[name]);
           const values = cells.map((c) => c.bind);
           const slots = cells.map((c, index) => (c.cast ? `CAST(${placeholders[index]} AS INTEGER)` : placeholders[index]));
-          sql.exec(`INSERT INTO props_unguarded (id, ${NAMES.join(", ")}) VALUES (?, ${slots.join(", ")})`, i, ...values);
+          sql.exec(`INSERT INTO agreement_unguarded (id, ${NAMES.join(", ")}) VALUES (?, ${slots.join(", ")})`, i, ...values);
           const unsafe = sql
             .exec<{ n: number }>(
-              `SELECT count(*) AS n FROM props_unguarded WHERE id = ? AND (${NAMES.map((name) => `(typeof(${name}) = 'integer' AND (${name} > 9007199254740991 OR ${name} < -9007199254740991))`).join(" OR ")})`,
+              `SELECT count(*) AS n FROM agreement_unguarded WHERE id = ? AND (${NAMES.map((name) => `(typeof(${name}) = 'integer' AND (${name} > 9007199254740991 OR ${name} < -9007199254740991))`).join(" OR ")})`,
               i,
             )
             .one().n;
           let wasRefused = false;
           try {
-            sql.exec(`INSERT INTO props (id, ${NAMES.join(", ")}) VALUES (?, ${slots.join(", ")})`, i, ...values);
+            sql.exec(`INSERT INTO agreement (id, ${NAMES.join(", ")}) VALUES (?, ${slots.join(", ")})`, i, ...values);
           } catch (error) {
             expect((error as Error).message).toContain(VALUE_OUT_OF_RANGE_MARKER);
             wasRefused = true;
@@ -157,16 +162,16 @@ test("matchesWhere (JS) over log images and whereToSql (SQLite) select the same 
           else kept++;
         }
         // Snapshot reads and log images of every row are the same JSON.
-        const snapshot = sql.exec(`SELECT id, ${NAMES.join(", ")} FROM props ORDER BY id`).toArray();
+        const snapshot = sql.exec(`SELECT id, ${NAMES.join(", ")} FROM agreement ORDER BY id`).toArray();
         const images = sql
-          .exec<{ doc: string }>(`SELECT ${image} AS doc FROM props AS p ORDER BY id`)
+          .exec<{ doc: string }>(`SELECT ${image} AS doc FROM agreement AS p ORDER BY id`)
           .toArray()
           .map((r) => parseRowImage(r.doc));
         const asSnapshot = snapshot.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, syncedValue(v)])));
         expect(images.map((i) => JSON.stringify(i))).toEqual(asSnapshot.map((s) => JSON.stringify(s)));
         const compiled = compileWhere(where, columns);
         const { sql: clause, params } = whereToSql(compiled);
-        const bySql = sql.exec<{ id: number }>(`SELECT id FROM props WHERE ${clause} ORDER BY id`, ...params).toArray().map((r) => r.id);
+        const bySql = sql.exec<{ id: number }>(`SELECT id FROM agreement WHERE ${clause} ORDER BY id`, ...params).toArray().map((r) => r.id);
         const byJs = images.filter((i) => matchesWhere(compiled, i)).map((i) => i.id);
         expect(byJs).toEqual(bySql);
       }),
@@ -216,6 +221,72 @@ test("an unpaired surrogate in a predicate never equals U+FFFD in a row, in SQL 
       const { sql: clause, params } = whereToSql(compiled);
       const bySql = sql.exec<{ id: number }>(`SELECT id FROM replacement WHERE ${clause} ORDER BY id`, ...params).toArray().map((r) => r.id);
       expect(images.filter((image) => matchesWhere(compiled, image)).map((image) => image.id)).toEqual(bySql);
+    }
+  });
+});
+
+/** Values a limit column may hold and cut on: NULLs, integers, reals (ties across both), text. BLOBs never cut. */
+const orderedCell = fc.oneof(
+  { arbitrary: fc.constant(null), weight: 2 },
+  { arbitrary: fc.integer({ min: -3, max: 3 }), weight: 3 },
+  { arbitrary: fc.constantFrom(-1.5, 0.5, 2.0, 2.5, -0, 1e-300, 5e-324, 1.7976931348623157e308), weight: 2 },
+  { arbitrary: double, weight: 1 },
+  { arbitrary: text, weight: 3 },
+);
+
+test("a limit's cut (up to the count-th row, ties included) selects in SQL and in JavaScript exactly SQLite's ORDER BY … NULLS FIRST/LAST … LIMIT prefix plus the ties of its last row", async () => {
+  await runInDurableObject(room(), (_instance: Room, state) => {
+    const sql = state.storage.sql;
+    // No declared type: every value is stored as bound, so one column mixes storage classes.
+    sql.exec(`CREATE TABLE IF NOT EXISTS ordered (id INTEGER PRIMARY KEY, x)`);
+    const columns = new Map([
+      ["id", affinityOf("INTEGER")],
+      ["x", affinityOf("")],
+    ]);
+    const image = rowImageSql(["id", "x"], "p");
+    const reached = new Set<string>();
+    let cuts = 0;
+    fc.assert(
+      fc.property(fc.array(orderedCell, { minLength: 1, maxLength: 16 }), fc.integer({ min: 1, max: 18 }), fc.boolean(), fc.boolean(), (values, count, desc, nullsLast) => {
+        sql.exec(`DELETE FROM ordered`);
+        values.forEach((value, id) => sql.exec(`INSERT INTO ordered (id, x) VALUES (?, ?)`, id, value));
+        const limit = { count, column: "x", desc, nullsLast, lexical: true };
+        // The room's reading: the boundary, then the predicate it resolves to.
+        const plan = planLimit({ table: "ordered", where: { kind: "const", value: true } }, limit, columns);
+        const where = cutWhere(undefined, limit, readBoundary(sql, plan));
+        // An independent reading: SQLite's own ORDER BY … LIMIT, then the ties of its last row.
+        const order = `${desc ? "DESC" : "ASC"} NULLS ${nullsLast ? "LAST" : "FIRST"}`;
+        const prefix = sql.exec<{ id: number; x: SqlStorageValue }>(`SELECT id, x FROM ordered ORDER BY x ${order}, id LIMIT ?`, count).toArray();
+        const expected = new Set(prefix.map((row) => row.id));
+        if (prefix.length === count) {
+          for (const row of sql.exec<{ id: number }>(`SELECT id FROM ordered WHERE x IS ?`, prefix[count - 1].x).toArray()) expected.add(row.id);
+        } else {
+          for (const id of values.keys()) expected.add(id);
+        }
+        const wanted = [...expected].sort((x, y) => x - y);
+        const compiled = compileWhere(where, columns);
+        const { sql: clause, params } = whereToSql(compiled);
+        const bySql = sql.exec<{ id: number }>(`SELECT id FROM ordered WHERE ${clause} ORDER BY id`, ...params).toArray().map((row) => row.id);
+        const images = sql
+          .exec<{ doc: string }>(`SELECT ${image} AS doc FROM ordered AS p ORDER BY id`)
+          .toArray()
+          .map((row) => parseRowImage(row.doc));
+        const byJs = images.filter((row) => matchesWhere(compiled, row)).map((row) => row.id as number);
+        expect(bySql).toEqual(wanted);
+        expect(byJs).toEqual(wanted);
+        if (where !== true) {
+          cuts++;
+          reached.add(`${desc}/${nullsLast}/${prefix[count - 1]?.x === null ? "null" : typeof prefix[count - 1]?.x}`);
+        }
+      }),
+      { numRuns: 2000, seed: 20261202 },
+    );
+    // Every direction × NULL placement cut on numbers, text and NULL boundaries.
+    expect(cuts).toBeGreaterThan(500);
+    for (const desc of [false, true]) {
+      for (const nullsLast of [false, true]) {
+        for (const kind of ["number", "string", ...(nullsLast ? [] : ["null"])]) expect(reached).toContain(`${desc}/${nullsLast}/${kind}`);
+      }
     }
   });
 });
