@@ -4,6 +4,7 @@ import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
 import { viewCacheKey } from "../cache/view-key.js";
 import { checkpointsFor } from "./checkpoints.js";
 import { CollectionSyncRun, type SyncTarget } from "./collection-sync.js";
+import { OnDemandSyncRun } from "./on-demand-sync.js";
 import type {
   ListName,
   LunoraCollectionConfig,
@@ -70,7 +71,11 @@ export function lunoraCollectionOptions(
 
   // Computed now so a bad shardKey fails here, not later inside sync().
   let target: SyncTarget | undefined = scoped ? undefined : locate(undefined);
-  let run: CollectionSyncRun<Record<string, unknown>, string | number> | undefined;
+  const syncMode = options.syncMode ?? "eager";
+  if (syncMode !== "eager" && syncMode !== "on-demand") {
+    throw new LunoraError("INVALID_ARGS", 'lunoraCollectionOptions: `syncMode` must be "eager" or "on-demand"');
+  }
+  let run: CollectionSyncRun<Record<string, unknown>, string | number> | OnDemandSyncRun<Record<string, unknown>, string | number> | undefined;
   const syncStateListeners = new Listeners<[]>();
 
   const scope = (args?: Record<string, unknown>): void => {
@@ -93,11 +98,30 @@ export function lunoraCollectionOptions(
     ...(options.gcTime !== undefined ? { gcTime: options.gcTime } : {}),
     getKey,
     startSync: options.load === "eager",
+    syncMode,
     utils,
     sync: {
       // Puts carry whole post-images; merging would keep columns the server removed.
       rowUpdateMode: "full",
       sync: (params) => {
+        if (syncMode === "on-demand") {
+          const onDemand = new OnDemandSyncRun(params, {
+            client,
+            getKey,
+            onError: options.onError,
+            onSyncStateChange: () => syncStateListeners.emit(),
+          });
+          run = onDemand;
+          onDemand.point(target);
+          return {
+            loadSubset: (subset) => onDemand.loadSubset(subset),
+            unloadSubset: (subset) => onDemand.unloadSubset(subset),
+            cleanup: () => {
+              onDemand.stop();
+              if (run === onDemand) run = undefined;
+            },
+          };
+        }
         const current = new CollectionSyncRun(params, {
           client,
           getKey,
