@@ -86,8 +86,11 @@ function onDemandProps(client: LunoraClient, extra: Record<string, unknown> = {}
   return { collection, scope: options.scope as (args?: Record<string, unknown>) => void };
 }
 
-function live<T extends object>(build: Parameters<typeof createLiveQueryCollection>[0]) {
-  const query = createLiveQueryCollection(build) as unknown as Collection<T, string | number>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- query builders over an untyped collection
+type Build = (q: any) => any;
+
+function live<T extends object = Record<string, unknown>>(build: Build) {
+  const query = createLiveQueryCollection(build as never) as unknown as Collection<T, string | number>;
   // A reader keeps the query (and the subsets it loaded) alive, as a mounted component would.
   const reader = query.subscribeChanges(() => undefined);
   cleanups.push(() => query.cleanup());
@@ -110,7 +113,7 @@ describe("on-demand collection: subsets and their rows", () => {
   it("a query loads its subset: the subscribe carries the compiled subset, the load resolves with the first poke", async () => {
     const fake = fakeClient();
     const { collection } = onDemandProps(fake.client);
-    const query = live((q) => q.from({ p: collection }).where(({ p }) => eq(p.grp, "x")).orderBy(({ p }) => p.a, "desc").limit(2));
+    const query = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x")).orderBy(({ p }: any) => p.a, "desc").limit(2));
     let settled = false;
     const loading = query.preload().then(() => (settled = true));
     await Promise.resolve();
@@ -138,7 +141,7 @@ describe("on-demand collection: subsets and their rows", () => {
   it("identical loads share one subscription; the last unload stops it and drops its rows", async () => {
     const fake = fakeClient();
     const { collection } = onDemandProps(fake.client);
-    const build = (q: any) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x"));
+    const build: Build = (q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x"));
     const first = live(build);
     const second = live(build);
     const loads = Promise.all([first.preload(), second.preload()]);
@@ -159,8 +162,8 @@ describe("on-demand collection: subsets and their rows", () => {
   it("a row stays while any loaded subset holds it: del or reset of one subset keeps rows the other holds", async () => {
     const fake = fakeClient();
     const { collection } = onDemandProps(fake.client);
-    const byGroup = live((q) => q.from({ p: collection }).where(({ p }) => eq(p.grp, "x")));
-    const byA = live((q) => q.from({ p: collection }).where(({ p }) => gt(p.a, 5)));
+    const byGroup = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x")));
+    const byA = live((q) => q.from({ p: collection }).where(({ p }: any) => gt(p.a, 5)));
     const loads = Promise.all([byGroup.preload(), byA.preload()]);
     await Promise.resolve();
     const [group, high] = fake.active();
@@ -187,8 +190,8 @@ describe("on-demand collection: subsets and their rows", () => {
   it("a row moving from one subset to another in one poke is never seen deleted", async () => {
     const fake = fakeClient();
     const { collection } = onDemandProps(fake.client);
-    const xs = live((q) => q.from({ p: collection }).where(({ p }) => eq(p.grp, "x")));
-    const ys = live((q) => q.from({ p: collection }).where(({ p }) => eq(p.grp, "y")));
+    const xs = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x")));
+    const ys = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "y")));
     const loads = Promise.all([xs.preload(), ys.preload()]);
     await Promise.resolve();
     const [x, y] = fake.active();
@@ -211,7 +214,7 @@ describe("on-demand collection: subsets and their rows", () => {
     const fake = fakeClient();
     const errors: string[] = [];
     const { collection } = onDemandProps(fake.client, { onError: (error: LunoraError) => errors.push(error.code) });
-    const query = live((q) => q.from({ p: collection }).where(({ p }) => eq(p.hidden, 1)));
+    const query = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.hidden, 1)));
     const loading = query.preload();
     await Promise.resolve();
     fake.active()[0]!.handler.onError(new LunoraError("INVALID_ARGS", 'column "hidden" is not projected'));
@@ -226,7 +229,7 @@ describe("on-demand collection: subsets and their rows", () => {
     const fake = fakeClient();
     const { collection, scope } = onDemandProps(fake.client, { list: undefined, shape: { name: "propsByGroup" }, scopeBy: "room" });
     scope({ room: "one" });
-    const xs = live((q) => q.from({ p: collection }).where(({ p }) => eq(p.grp, "x")));
+    const xs = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x")));
     const loading = xs.preload();
     await Promise.resolve();
     expect(fake.active().map((sub) => sub.room)).toEqual(["one"]);
@@ -249,7 +252,7 @@ describe("on-demand collection: subsets and their rows", () => {
   it("an identity switch drops every row and cursor, and limited subsets ask for a new cut", async () => {
     const fake = fakeClient();
     const { collection } = onDemandProps(fake.client);
-    const top = live((q) => q.from({ p: collection }).orderBy(({ p }) => p.a).limit(1));
+    const top = live((q) => q.from({ p: collection }).orderBy(({ p }: any) => p.a).limit(1));
     const loading = top.preload();
     await Promise.resolve();
     const [sub] = fake.active();
