@@ -25,7 +25,9 @@ export const DEFAULT_ROOM = "default";
  *
  * Each poke from the room is written as one sync transaction (a reset is a
  * `truncate` inside it), so readers never see half a poke. The collection
- * becomes ready after its first poke, or on a subscription error.
+ * becomes ready after its first poke, or on a subscription error. With
+ * `syncMode: "on-demand"` it is ready at once and each live query's load
+ * settles when its subset's first poke (or cached rows) is applied.
  *
  * @example
  * ```ts
@@ -45,6 +47,11 @@ export const DEFAULT_ROOM = "default";
  * byChannel.scope({ channelId: "general" }); // subscribe
  * byChannel.scope({ channelId: "random" });  // re-point
  * byChannel.scope();                         // detach
+ *
+ * // Query-driven: only what live queries ask for is loaded (see `syncMode`).
+ * const items = createCollection(
+ *   lunoraCollectionOptions({ client, shape: { name: "itemsByList", args: { listId: "l1" } }, syncMode: "on-demand" }).config,
+ * );
  * ```
  */
 export function lunoraCollectionOptions<
