@@ -20,9 +20,14 @@ import { canonicalJson } from "../cache/view-key.js";
  *   wider set need not contain the first N of the query.
  */
 
-/** Depth and parameter bounds the room enforces (docs/protocol.md, "Subsets"). */
-const MAX_WHERE_DEPTH = 16;
-const MAX_WHERE_PARAMETERS = 100;
+/**
+ * The room refuses a predicate deeper than 16 or with more than 100 bound
+ * parameters (docs/protocol.md, "Subsets"). It nests the subset under its
+ * own AND with the shape's `where` and the read rule, so the client keeps a
+ * margin below both bounds; a deeper subset is widened instead of refused.
+ */
+const MAX_WHERE_DEPTH = 12;
+const MAX_WHERE_PARAMETERS = 80;
 
 /** A compiled predicate; `exact` is false when something in it was widened. */
 interface Compiled {
