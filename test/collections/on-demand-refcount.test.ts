@@ -270,4 +270,37 @@ describe("on-demand collection: subsets and their rows", () => {
     expect(sub!.handler.cursor()).toBeUndefined();
     expect(sub!.handler.subset!()).toEqual({ limit: { count: 1, column: "a" } });
   });
+
+  it("a scoped collection without a scope answers loads at once, and scope() then subscribes them", async () => {
+    const fake = fakeClient();
+    const { collection, scope } = onDemandProps(fake.client, { list: undefined, shape: { name: "propsByGroup" }, scopeBy: "room" });
+    const xs = live((q) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x")));
+    await xs.preload();
+    expect(fake.subs).toHaveLength(0);
+    scope({ room: "one" });
+    const sub = await eventually(() => {
+      expect(fake.active().map((s) => s.room)).toEqual(["one"]);
+      return fake.active()[0]!;
+    });
+    expect(sub.handler.subset!()).toEqual({ where: { grp: { eq: "x" } } });
+    poke([[sub, { reset: true, ops: [put("r1", { grp: "x" })] }]], 1);
+    await eventually(() => expect(ids(xs)).toEqual(["r1"]));
+  });
+
+  it("a query that goes before its subset arrived stops the subscription; a late poke for it changes nothing", async () => {
+    const fake = fakeClient();
+    const { collection } = onDemandProps(fake.client);
+    const xs = createLiveQueryCollection(((q: any) => q.from({ p: collection }).where(({ p }: any) => eq(p.grp, "x"))) as never) as unknown as Collection<
+      Record<string, unknown>,
+      string
+    >;
+    const loading = xs.preload().catch(() => undefined);
+    await Promise.resolve();
+    const [sub] = fake.active();
+    await xs.cleanup();
+    await loading;
+    expect(fake.active()).toHaveLength(0);
+    poke([[sub!, { reset: true, ops: [put("r1", { grp: "x" })] }]], 1);
+    expect(ids(collection)).toEqual([]);
+  });
 });

@@ -129,6 +129,9 @@ describe("subset limit", () => {
   it("widens a subset the room would refuse for its size", () => {
     const many = Array.from({ length: 400 }, (_, i) => eq(col("c"), `value-${i}`));
     expect(compileSubset({ where: or(...(many as [never, never])), orderBy: orderBy("a"), limit: 3 })).toEqual({});
+    let deep: unknown = eq(col("a"), 1);
+    for (let i = 0; i < 20; i++) deep = and(eq(col("b"), i), or(deep as never, eq(col("c"), `v${i}`)));
+    expect(compileSubset({ where: deep as never, orderBy: orderBy("a"), limit: 3 })).toEqual({});
     const long = compileSubset({ where: inArray(col("c"), Array.from({ length: 20 }, (_, i) => `v${i}`)) });
     expect(JSON.stringify(long).length).toBeLessThanOrEqual(MAX_SUBSET_CHARS);
     expect(long.where).toBeDefined();
