@@ -15,7 +15,18 @@ const del = (sub: string, key: string): RowOp => ({ op: "del", sub, key });
 
 async function onDemandTopTwo() {
   const h = await startHarness();
-  const options = lunoraCollectionOptions({ client: h.client, list: "props", syncMode: "on-demand" } as never);
+  const options = lunoraCollectionOptions({ client: h.client, list: "props", syncMode: "on-demand" } as never) as { config: any };
+  // Counts the collection's sync transactions (each begin() opens one).
+  let transactions = 0;
+  const sync = options.config.sync.sync;
+  options.config.sync.sync = (params: any) =>
+    sync({
+      ...params,
+      begin: () => {
+        transactions++;
+        params.begin();
+      },
+    });
   const props = createCollection(options.config as never) as unknown as Collection<Record<string, unknown>, string>;
   const top = createLiveQueryCollection((q: any) =>
     q.from({ p: props }).where(({ p }: any) => eq(p.grp, "x")).orderBy(({ p }: any) => p.a, "desc").limit(2),
@@ -26,7 +37,7 @@ async function onDemandTopTwo() {
     await top.cleanup();
     await props.cleanup();
   });
-  return { h, props, top };
+  return { h, props, top, transactions: () => transactions };
 }
 
 const ids = (collection: { keys(): IterableIterator<string | number> }) => [...collection.keys()].map(String).sort();
@@ -67,8 +78,8 @@ describe("on-demand subsets on the wire (scripted room)", () => {
     expect(resumed.cursor).toEqual({ seq: 10, epoch: "e1" });
   });
 
-  it("one poke for two subsets of the collection applies whole: a row moving between them stays", async () => {
-    const { h, props, top } = await onDemandTopTwo();
+  it("one poke for two subsets of the collection is one sync transaction: a row moving between them stays", async () => {
+    const { h, props, top, transactions } = await onDemandTopTwo();
     const loaded = top.preload();
     const socket = await h.room.socket(0);
     socket.hello();
@@ -90,6 +101,7 @@ describe("on-demand subsets on the wire (scripted room)", () => {
     const changes = props.subscribeChanges((events) => {
       for (const change of events) seen.push(`${change.type}:${String(change.key)}`);
     });
+    const before = transactions();
     // r8 leaves the window subset and stays in the tie subset; r9 changes: one poke.
     socket.send({
       type: "poke",
@@ -102,5 +114,7 @@ describe("on-demand subsets on the wire (scripted room)", () => {
     changes.unsubscribe();
     expect(props.get("r8")).toMatchObject({ c: "moved" });
     expect(seen.some((event) => event.startsWith("delete"))).toBe(false);
+    // The connection handed both subsets' updates over together: one sync transaction.
+    expect(transactions() - before).toBe(1);
   });
 });
