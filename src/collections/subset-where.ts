@@ -18,6 +18,13 @@ import { canonicalJson } from "../cache/view-key.js";
  *   exactly, are unsupported as a whole; unsupported at the top: no `where`;
  * - once anything was widened, the `limit` goes too: the first N rows of a
  *   wider set need not contain the first N of the query.
+ *
+ * Assumed: a column holds one kind of value (numbers, or text) and the
+ * query compares it with constants of that kind. Across kinds TanStack DB
+ * follows JavaScript's coercion (`"5" < 10`) and the room SQLite's type
+ * order (numbers before text), which differ. Booleans are the exception
+ * handled here: SQLite stores them as 0/1, so a comparison with `true` is
+ * pushed down as a wider one (`= 1`) and never negated.
  */
 
 /**
@@ -214,7 +221,7 @@ function compileFunc(func: IR.Func<unknown>): Compiled | undefined {
         items.push(item);
       }
       if (items.length === 0) return { where: false, exact: true };
-      return { where: condition(column, { in: items }), exact: true };
+      return { where: condition(column, { in: items }), exact: !items.some((item) => typeof item === "boolean") };
     }
     default: {
       const comparison = COMPARISONS[func.name];
@@ -233,7 +240,9 @@ function compileFunc(func: IR.Func<unknown>): Compiled | undefined {
       // A comparison with NULL is never true in TanStack DB: not the room's IS NULL.
       if (!isScalar(scalar)) return undefined;
       if (op !== "eq" && typeof scalar === "boolean") return undefined;
-      return { where: condition(column, { [op]: scalar }), exact: true };
+      // SQLite has no booleans: the room compares `true` as 1, while TanStack
+      // DB never finds `true` equal to a synced 1. Wider, so not to be negated.
+      return { where: condition(column, { [op]: scalar }), exact: typeof scalar !== "boolean" };
     }
   }
 }

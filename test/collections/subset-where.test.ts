@@ -78,6 +78,14 @@ describe("subset where: fallbacks widen, never narrow", () => {
     expect(where(not(and(eq(col("a"), 1), like(col("c"), "t%"))))).toEqual({});
   });
 
+  it("a comparison with a boolean is pushed down wider (SQLite stores 0/1) and never negated", () => {
+    expect(where(eq(col("flag"), true))).toEqual({ where: { flag: { eq: true } } });
+    // TanStack DB finds a synced 1 unequal to true, so not(flag = true) holds for it; the room's NOT(flag = 1) would not.
+    expect(where(not(eq(col("flag"), true)))).toEqual({});
+    expect(where(not(inArray(col("flag"), [false, 2])))).toEqual({});
+    expect(compileSubset({ where: eq(col("flag"), true), orderBy: orderBy("a"), limit: 2 })).toEqual({ where: { flag: { eq: true } } });
+  });
+
   it("nested paths, comparisons with NULL, and values the room cannot compare are unsupported", () => {
     expect(where(eq(new IR.PropRef(["meta", "x"]), 1))).toEqual({});
     expect(where(eq(col("a"), null))).toEqual({});
