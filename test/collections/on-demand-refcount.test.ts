@@ -110,6 +110,14 @@ describe("on-demand collection: subsets and their rows", () => {
     expect(fake.subs).toHaveLength(0);
   });
 
+  it("an unknown syncMode is refused with INVALID_ARGS; eager stays the default", () => {
+    const fake = fakeClient();
+    expect(() => lunoraCollectionOptions({ client: fake.client, list: "props", syncMode: "lazy" } as never)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGS" }),
+    );
+    expect(lunoraCollectionOptions({ client: fake.client, list: "props" } as never).config.syncMode).toBe("eager");
+  });
+
   it("a query loads its subset: the subscribe carries the compiled subset, the load resolves with the first poke", async () => {
     const fake = fakeClient();
     const { collection } = onDemandProps(fake.client);
