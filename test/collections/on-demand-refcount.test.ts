@@ -1,4 +1,4 @@
-import { createCollection, createLiveQueryCollection, eq, gt, type Collection } from "@tanstack/db";
+import { IR, createCollection, createLiveQueryCollection, eq, gt, type Collection } from "@tanstack/db";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LunoraClient } from "../../src/client/lunora-client.js";
 import type { PokeUpdate, SubscribeOptions, Subscription, SubscriptionHandler } from "../../src/client/subscription.js";
@@ -226,11 +226,15 @@ describe("on-demand collection: subsets and their rows", () => {
     const loading = query.preload();
     await Promise.resolve();
     fake.active()[0]!.handler.onError(new LunoraError("INVALID_ARGS", 'column "hidden" is not projected'));
-    await expect(collection._sync.loadSubset({ where: eq(new (await import("@tanstack/db")).IR.PropRef(["hidden"]), 1) })).rejects.toMatchObject({
-      code: "INVALID_ARGS",
-    });
+    // A later load of the same subset rejects with the same coded error.
+    const again = { where: eq(new IR.PropRef(["hidden"]) as never, 1 as never) };
+    await expect(collection._sync.loadSubset(again)).rejects.toMatchObject({ code: "INVALID_ARGS" });
+    collection._sync.unloadSubset(again);
     expect(errors).toEqual(["INVALID_ARGS"]);
     await loading.catch(() => undefined);
+    // Released like any other: the query going stops the failed subscription.
+    await query.cleanup();
+    expect(fake.active()).toHaveLength(0);
   });
 
   it("scope(args) re-subscribes every loaded subset at the new room and drops the old rows", async () => {
