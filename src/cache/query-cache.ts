@@ -171,8 +171,16 @@ export class QueryCache {
     if (!state || this.#closed) return undefined;
     const pending = this.#pending.get(key);
     if (pending?.kind === "fixed") {
-      const { cursor, rows } = pending.snapshot;
-      return { key, identity: state.identity, serverCursor: cursor.seq, epoch: cursor.epoch, ts: Date.now(), rows };
+      const { cursor, rows, resolvedWhere } = pending.snapshot;
+      return {
+        key,
+        identity: state.identity,
+        serverCursor: cursor.seq,
+        epoch: cursor.epoch,
+        ts: Date.now(),
+        rows,
+        ...(resolvedWhere !== undefined ? { resolvedWhere } : {}),
+      };
     }
     if (pending?.kind === "remove") return undefined;
     await this.#queue; // a write of this key may be under way
@@ -236,7 +244,7 @@ export class QueryCache {
       if (pending.kind === "remove") batch.set(key, null);
       else {
         const snapshot = pending.kind === "fixed" ? pending.snapshot : pending.snapshot();
-        if (snapshot) batch.set(key, { cursor: snapshot.cursor, rows: snapshot.rows });
+        if (snapshot) batch.set(key, snapshot);
       }
     }
     this.#pending = new Map();
@@ -345,6 +353,7 @@ export class QueryCache {
         continue;
       }
       const view: CachedView = { key, identity, serverCursor: snapshot.cursor.seq, epoch: snapshot.cursor.epoch, ts, rows: snapshot.rows };
+      if (snapshot.resolvedWhere !== undefined) view.resolvedWhere = snapshot.resolvedWhere;
       const json = JSON.stringify(view);
       const record: CachedViewRecord = { key, identity, ts, bytes: utf8Length(json) };
       if (record.bytes > maxBytes) {
@@ -475,6 +484,9 @@ function parseView(json: string): CachedView | undefined {
     typeof view.epoch === "string" &&
     view.epoch.length > 0 &&
     typeof view.ts === "number" &&
+    (view.resolvedWhere === undefined ||
+      typeof view.resolvedWhere === "boolean" ||
+      (typeof view.resolvedWhere === "object" && view.resolvedWhere !== null && !Array.isArray(view.resolvedWhere))) &&
     Array.isArray(view.rows) &&
     view.rows.every(
       (entry) =>

@@ -1,4 +1,4 @@
-import type { Cursor, Row, RowKey } from "../protocol/index.js";
+import type { Cursor, Row, RowKey, Where } from "../protocol/index.js";
 
 /**
  * What is persisted for one collection view (a list or a shape with its args,
@@ -17,6 +17,12 @@ export interface CachedView {
   ts: number;
   /** `[wire key, row]` pairs: the wire key is what the room's later `del` ops name. */
   rows: Array<[RowKey, Row]>;
+  /**
+   * For a limited subset (on-demand sync): the predicate the room resolved
+   * its cut to. The subset resumes with it, so the cursor and the rows keep
+   * naming the same set.
+   */
+  resolvedWhere?: Where;
 }
 
 /** The bookkeeping of one stored entry, kept apart from its rows so the LRU never loads them. */
@@ -98,4 +104,6 @@ export interface QueryCacheStats {
 export interface ViewSnapshot {
   cursor: Cursor;
   rows: Array<[RowKey, Row]>;
+  /** See {@link CachedView.resolvedWhere}. */
+  resolvedWhere?: Where;
 }

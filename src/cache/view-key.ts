@@ -9,7 +9,8 @@ export function viewCacheKey(party: string, room: string, source: Source): strin
   return canonicalJson([party, room, source]);
 }
 
-function canonicalJson(value: unknown): string {
+/** JSON with object keys sorted at every level: equal values give equal strings. */
+export function canonicalJson(value: unknown): string {
   return JSON.stringify(value, (_key, inner: unknown) => {
     if (inner === null || typeof inner !== "object" || Array.isArray(inner)) return inner;
     // Null prototype: an arg named `__proto__` stays an ordinary key.
@@ -17,4 +18,12 @@ function canonicalJson(value: unknown): string {
     for (const key of Object.keys(inner).sort()) sorted[key] = (inner as Record<string, unknown>)[key];
     return sorted;
   });
+}
+
+/**
+ * The cache key of one subset of a view (on-demand sync): the view's key and
+ * the subset's canonical JSON, so two loads of the same subset share an entry.
+ */
+export function subsetCacheKey(viewKey: string, subsetKey: string): string {
+  return canonicalJson([viewKey, subsetKey]);
 }

@@ -4,6 +4,7 @@ import type { OutboxPersistence } from "../outbox/persistence.js";
 import {
   LunoraError,
   sourceSchema,
+  subsetSchema,
   type AnyLunoraApi,
   type LunoraApi,
   type MutationResult,
@@ -345,6 +346,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     if (!v.is(sourceSchema, options.source)) {
       throw new LunoraError("INVALID_ARGS", "subscribe: `source` must be { list } or { shape, args? } with names of 1–128 characters");
     }
+    if (options.subset !== undefined && !v.is(subsetSchema, options.subset)) {
+      throw new LunoraError("INVALID_ARGS", "subscribe: `subset` must be { where?, limit? } (see Subset in the protocol)");
+    }
     if (this.#subscriptionCount >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
       throw new LunoraError("QUOTA_EXCEEDED", `a client holds at most ${MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions`, {
         max: MAX_SUBSCRIPTIONS_PER_CLIENT,
@@ -355,7 +359,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     const connection = this.#connectionFor(party, options.room);
     const id = `s${(this.#nextSubscriptionId++).toString(36)}`;
     this.#subscriptionCount++;
-    connection.add(id, options.source, options.handler);
+    connection.add(id, options.source, options.handler, options.subset);
     this.#updateStatus();
 
     const room = options.room;

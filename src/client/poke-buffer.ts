@@ -6,6 +6,7 @@ import {
   type PokePart,
   type PokeStart,
   type RowOp,
+  type Where,
 } from "../protocol/index.js";
 
 /**
@@ -41,6 +42,8 @@ export interface CompletePoke {
   resets: ReadonlySet<string>;
   /** Ops grouped per subscription, in wire order. */
   opsBySub: ReadonlyMap<string, RowOp[]>;
+  /** Limited subsets reset by this poke → the predicate the room resolved each to. */
+  resolved: ReadonlyMap<string, Where>;
   cursor: Cursor;
   mutations: MutationResult[] | undefined;
 }
@@ -63,6 +66,7 @@ interface OpenPoke {
   pokeId: string;
   subs: Set<string>;
   resets: Set<string>;
+  resolved: Map<string, Where>;
   opsBySub: Map<string, RowOp[]>;
   chars: number;
   ops: number;
@@ -102,10 +106,30 @@ export class PokeBuffer {
       );
     }
     this.#forget(frame.pokeId);
+    const subs = new Set(frame.subs);
+    const resets = new Set(frame.resets ?? []);
+    const resolved = new Map<string, Where>();
+    for (const { sub, where } of frame.subsets ?? []) {
+      // A resolved predicate only starts a subscription the poke resets; one
+      // for anything else, or twice, or that is no predicate, cannot be trusted.
+      const problem = !resets.has(sub)
+        ? `names subscription "${sub}" it does not reset`
+        : resolved.has(sub)
+          ? `names subscription "${sub}" twice`
+          : !isWhere(where)
+            ? `has a resolved predicate for "${sub}" that is not an object or boolean`
+            : undefined;
+      if (problem !== undefined) {
+        this.#remember(frame.pokeId);
+        return dropped(union(subs, [sub]), new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" subsets ${problem}`));
+      }
+      resolved.set(sub, where as Where);
+    }
     this.#open = {
       pokeId: frame.pokeId,
-      subs: new Set(frame.subs),
-      resets: new Set(frame.resets ?? []),
+      subs,
+      resets,
+      resolved,
       opsBySub: new Map(),
       chars: 0,
       ops: 0,
@@ -168,6 +192,7 @@ export class PokeBuffer {
         pokeId: poke.pokeId,
         subs: [...poke.subs],
         resets: poke.resets,
+        resolved: poke.resolved,
         opsBySub: poke.opsBySub,
         cursor: frame.cursor,
         mutations: frame.mutations,
@@ -237,6 +262,10 @@ export class PokeBuffer {
 
 function dropped(subs: Iterable<string>, error: LunoraError): PokeStep {
   return { kind: "dropped", subs: [...new Set(subs)], error };
+}
+
+function isWhere(value: unknown): boolean {
+  return typeof value === "boolean" || (typeof value === "object" && value !== null && !Array.isArray(value));
 }
 
 function union(a: Iterable<string>, b: Iterable<string>): string[] {

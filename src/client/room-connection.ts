@@ -12,13 +12,14 @@ import {
   type MutationResult,
   type RoomFrame,
   type Source,
+  type Subset,
 } from "../protocol/index.js";
 import { STABLE_CONNECTION_MS, reconnectDelayMs } from "./backoff.js";
 import { Keepalive, unrefTimer } from "./keepalive.js";
 import { reportListenerError } from "./listeners.js";
 import { PokeBuffer, type CompletePoke, type PokeBufferLimits, type PokeStep } from "./poke-buffer.js";
 import type { RoomStatus } from "./status.js";
-import type { SubscriptionHandler } from "./subscription.js";
+import type { PokeGroup, PokeUpdate, SubscriptionHandler } from "./subscription.js";
 
 /**
  * The largest room frame the client parses. Rooms keep frames under
@@ -60,6 +61,8 @@ export interface RoomConnectionOptions {
 interface SubscriptionEntry {
   id: string;
   source: Source;
+  /** The subset given at subscribe time (the handler's `subset()` takes precedence). */
+  subset: Subset | undefined;
   handler: SubscriptionHandler;
   /**
    * Set when the rows of this subscription can no longer be trusted (a poke
@@ -179,8 +182,8 @@ export class RoomConnection {
     return this.#subs.size;
   }
 
-  add(id: string, source: Source, handler: SubscriptionHandler): void {
-    const entry: SubscriptionEntry = { id, source, handler, awaitingReset: false };
+  add(id: string, source: Source, handler: SubscriptionHandler, subset?: Subset): void {
+    const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false };
     this.#subs.set(id, entry);
     if (this.#failed) {
       this.#notifyVersionMismatch(entry);
@@ -489,8 +492,8 @@ export class RoomConnection {
         return;
       case "poke": {
         // A whole poke in one frame: the same steps as start + part + end.
-        const { pokeId, subs, resets, ops, cursor, mutations } = frame;
-        const started = this.#pokes.start({ type: "pokeStart", pokeId, subs, resets });
+        const { pokeId, subs, resets, subsets, ops, cursor, mutations } = frame;
+        const started = this.#pokes.start({ type: "pokeStart", pokeId, subs, resets, subsets });
         if (started.kind !== "pending") return this.#handlePokeStep(started);
         const parted = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
         if (parted.kind !== "pending") return this.#handlePokeStep(parted);
@@ -577,11 +580,16 @@ export class RoomConnection {
     // reader sees one collection changed and another not yet (a row moving
     // from one view to another is never in neither).
     const deferrals: Array<{ publish(): void; discard(): void }> = [];
+    const deferred = new Set<SubscriptionHandler | PokeGroup>();
     for (const id of poke.subs) {
       const entry = this.#subs.get(id);
       if (!entry || (entry.awaitingReset && !poke.resets.has(id))) continue;
+      // A group (the subsets of one collection) defers once for all its members.
+      const target = entry.handler.pokeGroup ?? entry.handler;
+      if (deferred.has(target)) continue;
+      deferred.add(target);
       try {
-        const deferral = entry.handler.deferPublication?.();
+        const deferral = target.deferPublication?.();
         if (deferral) deferrals.push(deferral);
       } catch {
         // no deferral: that collection publishes at its own commit
@@ -601,17 +609,55 @@ export class RoomConnection {
     }
   }
 
+  /**
+   * Hands each covered subscription its update. Subscriptions whose handlers
+   * share a {@link PokeGroup} are handed theirs together, in one call, where
+   * the group's first subscription comes in the poke: one collection's
+   * subsets then change in one transaction (invariant 3 within a collection).
+   */
   #applyPokeToSubscriptions(poke: CompletePoke, failed: Array<{ entry: SubscriptionEntry; error: unknown }>): void {
+    const groups = new Map<PokeGroup, Array<{ entry: SubscriptionEntry; update: PokeUpdate }>>();
+    const order: Array<{ entry: SubscriptionEntry; update: PokeUpdate } | PokeGroup> = [];
     for (const id of poke.subs) {
       const entry = this.#subs.get(id);
       if (!entry) continue; // unsubscribed meanwhile
       const reset = poke.resets.has(id);
       if (entry.awaitingReset && !reset) continue;
       entry.awaitingReset = false;
+      const update: PokeUpdate = {
+        reset,
+        ops: poke.opsBySub.get(id) ?? [],
+        cursor: poke.cursor,
+        identity: this.#rowsIdentity,
+        ...(poke.resolved.has(id) ? { resolved: poke.resolved.get(id) } : {}),
+      };
+      const group = entry.handler.pokeGroup;
+      if (!group) {
+        order.push({ entry, update });
+        continue;
+      }
+      let members = groups.get(group);
+      if (!members) {
+        groups.set(group, (members = []));
+        order.push(group);
+      }
+      members.push({ entry, update });
+    }
+    for (const item of order) {
+      if ("entry" in item) {
+        try {
+          item.entry.handler.applyPoke(item.update);
+        } catch (error) {
+          failed.push({ entry: item.entry, error });
+        }
+        continue;
+      }
+      const members = groups.get(item)!;
       try {
-        entry.handler.applyPoke({ reset, ops: poke.opsBySub.get(id) ?? [], cursor: poke.cursor, identity: this.#rowsIdentity });
+        item.applyPokes(members.map(({ entry, update }) => ({ handler: entry.handler, update })));
       } catch (error) {
-        failed.push({ entry, error });
+        // The group's rows are in an unknown state: every member starts over.
+        for (const { entry } of members) failed.push({ entry, error });
       }
     }
   }
@@ -629,9 +675,15 @@ export class RoomConnection {
   #sendSubscribe(entry: SubscriptionEntry): void {
     if (this.#socket.readyState !== OPEN) return; // the open handler subscribes everything
     const cursor = entry.awaitingReset ? undefined : entry.handler.cursor();
-    const frame: ClientFrame = cursor
-      ? { type: "subscribe", id: entry.id, source: entry.source, cursor: { seq: cursor.seq, epoch: cursor.epoch } }
-      : { type: "subscribe", id: entry.id, source: entry.source };
+    // Read now, not at add(): a limited subset resumes with its resolved predicate.
+    const subset = entry.handler.subset ? entry.handler.subset() : entry.subset;
+    const frame: ClientFrame = {
+      type: "subscribe",
+      id: entry.id,
+      source: entry.source,
+      ...(cursor ? { cursor: { seq: cursor.seq, epoch: cursor.epoch } } : {}),
+      ...(subset ? { subset } : {}),
+    };
     this.#send(encodeFrame(frame));
   }
 

@@ -1,4 +1,4 @@
-import type { Cursor, LunoraError, RowOp, Source } from "../protocol/index.js";
+import type { Cursor, LunoraError, RowOp, Source, Subset, Where } from "../protocol/index.js";
 
 /** One poke's worth of changes for one subscription, applied in one step. */
 export interface PokeUpdate {
@@ -10,6 +10,25 @@ export interface PokeUpdate {
   cursor: Cursor;
   /** Fingerprint of the identity the room sent these rows to. */
   identity?: string | undefined;
+  /**
+   * For a limited subset being reset: the predicate the room resolved its
+   * cut to (`subsets` of the poke). Resume with `subset: { where: resolved }`
+   * from now on, so the subset keeps naming the same rows.
+   */
+  resolved?: Where | undefined;
+}
+
+/**
+ * Handlers that share one group (the subsets of one on-demand collection)
+ * receive one poke's updates together, in one call, so the group applies
+ * them as one sync transaction: a row moving from one subset to another in
+ * a poke is never seen deleted in between.
+ */
+export interface PokeGroup {
+  /** Applies one poke's updates for the group's subscriptions it covers (in the poke's order). */
+  applyPokes(updates: ReadonlyArray<{ handler: SubscriptionHandler; update: PokeUpdate }>): void;
+  /** As {@link SubscriptionHandler.deferPublication}, once for the whole group. */
+  deferPublication?(): { publish(): void; discard(): void } | undefined;
 }
 
 /**
@@ -19,6 +38,17 @@ export interface PokeUpdate {
 export interface SubscriptionHandler {
   /** Where to resume from, or `undefined` for a fresh snapshot. Read on every (re)subscribe. */
   cursor(): Cursor | undefined;
+  /**
+   * The subset to read (on-demand sync), read on every (re)subscribe: it
+   * changes from `{ where, limit }` to the resolved `{ where }` once the
+   * room reported the cut. Overrides {@link SubscribeOptions.subset}.
+   */
+  subset?(): Subset | undefined;
+  /**
+   * Set on handlers whose pokes must be applied together (see
+   * {@link PokeGroup}); their {@link applyPoke} is then not called.
+   */
+  pokeGroup?: PokeGroup;
   /**
    * Applies one poke. Called synchronously, in one loop for every
    * subscription a poke covers, so no reader can observe half a poke. If it
@@ -51,6 +81,12 @@ export interface SubscribeOptions {
   party?: string;
   /** What to read: `{ list: table }` or `{ shape: name, args }`. */
   source: Source;
+  /**
+   * Only part of a shape (on-demand sync): rows matching `where`, or the
+   * first `limit.count` of them. See `Subset` in the protocol. The handler's
+   * `subset()`, when present, is read instead on every (re)subscribe.
+   */
+  subset?: Subset;
   handler: SubscriptionHandler;
 }
 

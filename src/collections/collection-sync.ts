@@ -390,7 +390,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 }
 
 /** `promise`'s value, or `undefined` once `ms` pass first. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<undefined>((resolve) => {
     timer = setTimeout(() => resolve(undefined), ms);

@@ -46,6 +46,8 @@ export interface CollectionDef<Api extends LunoraApi = LunoraApi> {
   /** The room (shard key): a name, or a function of the scope args (and, for writes, of the row). */
   shardKey?: string | ((args: any) => string);
   load?: "eager" | "lazy";
+  /** `"eager"` (default) or `"on-demand"` (query-driven sync); see `lunoraCollectionOptions`. */
+  syncMode?: "eager" | "on-demand";
   /** Read-side errors of this collection's subscription. */
   onError?: (error: LunoraError) => void;
   party?: string;

@@ -4,6 +4,7 @@ import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
 import { viewCacheKey } from "../cache/view-key.js";
 import { checkpointsFor } from "./checkpoints.js";
 import { CollectionSyncRun, type SyncTarget } from "./collection-sync.js";
+import { OnDemandSyncRun } from "./on-demand-sync.js";
 import type {
   ListName,
   LunoraCollectionConfig,
@@ -24,7 +25,9 @@ export const DEFAULT_ROOM = "default";
  *
  * Each poke from the room is written as one sync transaction (a reset is a
  * `truncate` inside it), so readers never see half a poke. The collection
- * becomes ready after its first poke, or on a subscription error.
+ * becomes ready after its first poke, or on a subscription error. With
+ * `syncMode: "on-demand"` it is ready at once and each live query's load
+ * settles when its subset's first poke (or cached rows) is applied.
  *
  * @example
  * ```ts
@@ -44,6 +47,11 @@ export const DEFAULT_ROOM = "default";
  * byChannel.scope({ channelId: "general" }); // subscribe
  * byChannel.scope({ channelId: "random" });  // re-point
  * byChannel.scope();                         // detach
+ *
+ * // Query-driven: only what live queries ask for is loaded (see `syncMode`).
+ * const items = createCollection(
+ *   lunoraCollectionOptions({ client, shape: { name: "itemsByList", args: { listId: "l1" } }, syncMode: "on-demand" }).config,
+ * );
  * ```
  */
 export function lunoraCollectionOptions<
@@ -70,7 +78,11 @@ export function lunoraCollectionOptions(
 
   // Computed now so a bad shardKey fails here, not later inside sync().
   let target: SyncTarget | undefined = scoped ? undefined : locate(undefined);
-  let run: CollectionSyncRun<Record<string, unknown>, string | number> | undefined;
+  const syncMode = options.syncMode ?? "eager";
+  if (syncMode !== "eager" && syncMode !== "on-demand") {
+    throw new LunoraError("INVALID_ARGS", 'lunoraCollectionOptions: `syncMode` must be "eager" or "on-demand"');
+  }
+  let run: CollectionSyncRun<Record<string, unknown>, string | number> | OnDemandSyncRun<Record<string, unknown>, string | number> | undefined;
   const syncStateListeners = new Listeners<[]>();
 
   const scope = (args?: Record<string, unknown>): void => {
@@ -93,11 +105,30 @@ export function lunoraCollectionOptions(
     ...(options.gcTime !== undefined ? { gcTime: options.gcTime } : {}),
     getKey,
     startSync: options.load === "eager",
+    syncMode,
     utils,
     sync: {
       // Puts carry whole post-images; merging would keep columns the server removed.
       rowUpdateMode: "full",
       sync: (params) => {
+        if (syncMode === "on-demand") {
+          const onDemand = new OnDemandSyncRun(params, {
+            client,
+            getKey,
+            onError: options.onError,
+            onSyncStateChange: () => syncStateListeners.emit(),
+          });
+          run = onDemand;
+          onDemand.point(target);
+          return {
+            loadSubset: (subset) => onDemand.loadSubset(subset),
+            unloadSubset: (subset) => onDemand.unloadSubset(subset),
+            cleanup: () => {
+              onDemand.stop();
+              if (run === onDemand) run = undefined;
+            },
+          };
+        }
         const current = new CollectionSyncRun(params, {
           client,
           getKey,

@@ -43,6 +43,30 @@ export interface LunoraCollectionBaseOptions<TRow extends object, TKey extends s
   scopeBy?: Extract<keyof TScopeArgs, string>;
   /** `eager` starts syncing when the collection is created; `lazy` (default) when first read. */
   load?: "eager" | "lazy";
+  /**
+   * TanStack DB's sync mode, passed through to the collection config.
+   *
+   * - `"eager"` (default): the collection subscribes to its whole list or
+   *   shape and holds every row; queries run over local data.
+   * - `"on-demand"`: query-driven sync. Nothing is subscribed until a live
+   *   query reads the collection; each query's `where`, `orderBy` and
+   *   `limit` are pushed down to the room as a subset of the shape
+   *   (`loadSubset`), kept live, and released when the query goes
+   *   (`unloadSubset`). Expressions the room's predicate language lacks load
+   *   a wider set, never a narrower one. Choose it for shapes too large to
+   *   hold whole, or where each screen shows a small window of them.
+   *
+   * @example
+   * ```ts
+   * const items = createCollection(
+   *   lunoraCollectionOptions({ client, shape: { name: "itemsByList", args: { listId } }, syncMode: "on-demand" }).config,
+   * );
+   * const top = createLiveQueryCollection((q) =>
+   *   q.from({ i: items }).orderBy(({ i }) => i.rank, "desc").limit(50),
+   * ); // loads 50 rows, not the list
+   * ```
+   */
+  syncMode?: "eager" | "on-demand";
   /** Errors of this collection's subscription (denied read, bad args, unknown shape…). */
   onError?: (error: LunoraError) => void;
   /** The party (Durable Object binding); defaults to the client's. */

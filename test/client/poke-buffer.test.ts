@@ -41,4 +41,30 @@ describe("PokeBuffer", () => {
     expect(step.kind).toBe("dropped");
     if (step.kind === "dropped") expect(step.error.code).toBe("QUOTA_EXCEEDED");
   });
+
+  it("carries the predicates a poke resolved its limited subsets to", () => {
+    const buffer = new PokeBuffer();
+    const where = { $and: [{ grp: { eq: "x" } }, { a: { lte: 7 } }] };
+    buffer.start({ type: "pokeStart", pokeId: "p", subs: ["a", "b"], resets: ["a"], subsets: [{ sub: "a", where }] });
+    const step = buffer.end({ type: "pokeEnd", pokeId: "p", cursor });
+    expect(step.kind).toBe("complete");
+    if (step.kind !== "complete") return;
+    expect(step.poke.resolved.get("a")).toEqual(where);
+    expect(step.poke.resolved.has("b")).toBe(false);
+  });
+
+  it("a resolved predicate for a subscription the poke does not reset, twice, or not a predicate, drops the poke", () => {
+    for (const subsets of [
+      [{ sub: "b", where: true }],
+      [{ sub: "c", where: true }],
+      [{ sub: "a", where: true }, { sub: "a", where: false }],
+      [{ sub: "a", where: [1] }],
+      [{ sub: "a", where: null }],
+    ]) {
+      const buffer = new PokeBuffer();
+      const step = buffer.start({ type: "pokeStart", pokeId: "p", subs: ["a", "b"], resets: ["a"], subsets });
+      expect(step).toMatchObject({ kind: "dropped", error: { code: "PROTOCOL_ERROR" } });
+      expect(buffer.end({ type: "pokeEnd", pokeId: "p", cursor })).toEqual({ kind: "ignored" });
+    }
+  });
 });

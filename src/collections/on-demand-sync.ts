@@ -1,0 +1,503 @@
+import type { LoadSubsetOptions } from "@tanstack/db";
+import type { QueryCache } from "../cache/query-cache.js";
+import type { CachedView, ViewSnapshot } from "../cache/types.js";
+import { subsetCacheKey, viewCacheKey } from "../cache/view-key.js";
+import type { LunoraClient } from "../client/lunora-client.js";
+import { reportListenerError } from "../client/listeners.js";
+import type { PokeGroup, PokeUpdate, Subscription, SubscriptionHandler } from "../client/subscription.js";
+import { LunoraError, type Cursor, type Row, type RowKey, type RowOp, type Subset, type Where } from "../protocol/index.js";
+import { withTimeout, type SyncParams, type SyncTarget } from "./collection-sync.js";
+import { compileSubset, subsetKey } from "./subset-where.js";
+
+interface OnDemandRunOptions<TRow extends object, TKey extends string | number> {
+  client: LunoraClient<any>;
+  getKey: (row: TRow) => TKey;
+  onError: ((error: LunoraError) => void) | undefined;
+  onSyncStateChange?: () => void;
+}
+
+/** Subscription errors saying this identity may not read the subset: its cached rows go. */
+const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_FOUND", "INVALID_ARGS"]);
+
+/**
+ * One loaded subset: one Lunora subscription on the collection's target,
+ * shared by every `loadSubset` that compiled to the same wire subset.
+ */
+interface LoadedSubset {
+  /** Canonical JSON of {@link requested}: the refcount and cache key. */
+  readonly key: string;
+  /** What `loadSubset` asked for (compiled). */
+  readonly requested: Subset;
+  /** The predicate the room resolved a limited subset to; resumes use it. */
+  resolved: Where | undefined;
+  /** `loadSubset` calls not yet matched by `unloadSubset`. */
+  refs: number;
+  /** Wire keys of the rows this subset holds. */
+  readonly rows: Set<RowKey>;
+  cursor: Cursor | undefined;
+  subscription: Subscription | undefined;
+  /** Identifies the current subscription; calls of an older handler are ignored. */
+  generation: object | undefined;
+  cacheKey: string | undefined;
+  authoritative: boolean;
+  fromCache: boolean;
+  /** Settled once the first poke (or the cached rows) is applied. */
+  loaded: boolean;
+  /** The error that failed the first load; later loads of the subset reject with it. */
+  error: LunoraError | undefined;
+  readonly done: Promise<void>;
+  resolve: (value: void | Promise<void>) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The sync run of a collection with `syncMode: "on-demand"`: no whole-shape
+ * subscription, one subscription per distinct subset the collection's
+ * queries load.
+ *
+ * Rows are counted across subsets: a row is in the collection while at least
+ * one loaded subset holds it, so a `del` from one subset (or its reset, or
+ * its unload) keeps a row another still holds. The subsets of the collection
+ * share one {@link PokeGroup}: the room connection hands a poke's updates for
+ * all of them over in one call, applied as ONE sync transaction — a row that
+ * moves from one subset to another in a poke is never seen deleted.
+ */
+export class OnDemandSyncRun<TRow extends object, TKey extends string | number> {
+  readonly #params: SyncParams<TRow, TKey>;
+  readonly #options: OnDemandRunOptions<TRow, TKey>;
+  #target: SyncTarget | undefined;
+  readonly #subsets = new Map<string, LoadedSubset>();
+  /** Handler → its subset and the generation it was made for (a re-pointed subset's old handler is stale). */
+  readonly #byHandler = new WeakMap<SubscriptionHandler, { subset: LoadedSubset; generation: object }>();
+  /** Wire key → how many loaded subsets hold the row. */
+  readonly #holders = new Map<RowKey, number>();
+  /** Wire key → collection key (see CollectionSyncRun: an insert of a held key throws). */
+  readonly #keys = new Map<RowKey, TKey>();
+  readonly #present = new Set<TKey>();
+  /** Wire key → the room's row, as last received. */
+  readonly #rows = new Map<RowKey, TRow>();
+  #rowsIdentity: string | undefined;
+  #lastSyncedAt: number | undefined;
+  #stopped = false;
+  readonly #stopIdentityWatch: () => void;
+  readonly #group: PokeGroup;
+
+  constructor(params: SyncParams<TRow, TKey>, options: OnDemandRunOptions<TRow, TKey>) {
+    this.#params = params;
+    this.#options = options;
+    this.#group = {
+      applyPokes: (updates) => {
+        const items: Array<{ subset: LoadedSubset; update: PokeUpdate }> = [];
+        for (const { handler, update } of updates) {
+          const owner = this.#byHandler.get(handler);
+          if (owner && owner.subset.generation === owner.generation) items.push({ subset: owner.subset, update });
+        }
+        if (items.length > 0) this.#apply(items, { fromCache: false });
+      },
+      // TanStack DB's multi-collection commit: state now, events once the whole poke is in.
+      deferPublication: () => (this.#stopped ? undefined : this.#params.collection._deferPublication()),
+    };
+    this.#stopIdentityWatch = options.client.onIdentityChange((identity) => {
+      if (this.#rowsIdentity === undefined || this.#rowsIdentity === identity) return;
+      this.#dropAllRows();
+    });
+    // Nothing loads until a query asks: the collection is usable (empty) now.
+    params.markReady();
+  }
+
+  get cursor(): Cursor | undefined {
+    let latest: Cursor | undefined;
+    for (const subset of this.#subsets.values()) if (subset.cursor && (!latest || subset.cursor.seq > latest.seq)) latest = subset.cursor;
+    return latest;
+  }
+
+  get room(): string | undefined {
+    return this.#target?.room;
+  }
+
+  /** Every loaded subset is the server's state (vacuously true with none loaded). */
+  get isAuthoritative(): boolean {
+    if (!this.#target) return false;
+    for (const subset of this.#subsets.values()) if (!subset.authoritative) return false;
+    return true;
+  }
+
+  get lastSyncedAt(): number | undefined {
+    return this.#lastSyncedAt;
+  }
+
+  /** TanStack's `loadSubset`: resolves once the subset's rows are applied (from the room or the cache). */
+  loadSubset(options: LoadSubsetOptions): true | Promise<void> {
+    const requested = compileSubset(options);
+    const key = subsetKey(requested);
+    const existing = this.#subsets.get(key);
+    if (existing) {
+      existing.refs++;
+      if (existing.loaded) return true;
+      return existing.error ? Promise.reject(existing.error) : existing.done;
+    }
+    const subset = newSubset(key, requested);
+    this.#subsets.set(key, subset);
+    if (!this.#target) {
+      // Detached (scoped, no scope yet): nothing to wait for; a later scope() loads it.
+      subset.loaded = true;
+      return true;
+    }
+    try {
+      this.#start(subset, this.#target);
+    } catch (error) {
+      // Release what was acquired before throwing (TanStack's loadSubset contract).
+      this.#subsets.delete(key);
+      subset.subscription?.unsubscribe();
+      throw error;
+    }
+    return subset.loaded ? true : subset.done;
+  }
+
+  /** TanStack's `unloadSubset`: at the last release, stops the subscription and drops rows no other subset holds. */
+  unloadSubset(options: LoadSubsetOptions): void {
+    try {
+      const key = subsetKey(compileSubset(options));
+      const subset = this.#subsets.get(key);
+      if (!subset) return;
+      subset.refs--;
+      if (subset.refs > 0) return;
+      this.#subsets.delete(key);
+      this.#retire(subset);
+      if (subset.rows.size > 0) this.#apply([{ subset, update: { reset: true, ops: [], cursor: subset.cursor ?? { seq: 0, epoch: "-" } } }], { release: true });
+      if (!subset.loaded) {
+        subset.loaded = true;
+        subset.resolve();
+      }
+      this.#notifySyncState();
+    } catch (thrown) {
+      // Must not throw (TanStack's unloadSubset contract).
+      reportListenerError(thrown);
+    }
+  }
+
+  /**
+   * Points the run at `target`: every loaded subset stops at the old target,
+   * the rows go in one transaction, and each subset subscribes again at the
+   * new one (from its cached entry there, when the client has a cache).
+   */
+  point(target: SyncTarget | undefined): void {
+    const previous = this.#target;
+    let hold: (() => void) | undefined;
+    if (previous && target && previous.party === target.party && previous.room === target.room && this.#subsets.size > 0) {
+      // Same room, other view: keep its socket open across the switch (see CollectionSyncRun.point).
+      hold = this.#options.client.retainRoom(target.room, target.party);
+    }
+    for (const subset of this.#subsets.values()) {
+      this.#retire(subset);
+      subset.resolved = undefined;
+    }
+    this.#target = target;
+    // Dropping the rows is a truncate, after which TanStack DB itself
+    // unloads and reloads every subset it holds (at the new target, since
+    // #target is already set). Subsets it does not reload that way are
+    // started a microtask later, so none is subscribed twice.
+    this.#dropAllRows();
+    if (!target) {
+      for (const subset of this.#subsets.values()) {
+        if (subset.loaded) continue;
+        subset.loaded = true;
+        subset.resolve();
+      }
+      hold?.();
+      this.#notifySyncState();
+      return;
+    }
+    queueMicrotask(() => {
+      const starts: Array<Promise<void>> = [];
+      if (!this.#stopped && this.#target === target) {
+        for (const subset of this.#subsets.values()) {
+          if (subset.generation !== undefined) continue; // already (re)started
+          try {
+            starts.push(this.#start(subset, target));
+          } catch (error) {
+            this.#onSubsetError(subset, error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+          }
+        }
+      }
+      if (hold) void Promise.allSettled(starts).then(hold);
+    });
+    this.#notifySyncState();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#stopIdentityWatch();
+    for (const subset of this.#subsets.values()) this.#retire(subset);
+  }
+
+  // ---- one subset's subscription -------------------------------------------
+
+  /** Starts `subset` at `target`; resolves once it has subscribed (after the cache read, with a cache). */
+  #start(subset: LoadedSubset, target: SyncTarget): Promise<void> {
+    const generation = {};
+    subset.generation = generation;
+    const cache = this.#options.client.queryCache;
+    if (!cache) {
+      this.#subscribe(subset, target, generation);
+      return Promise.resolve();
+    }
+    subset.cacheKey = subsetCacheKey(viewCacheKey(target.party, target.room, target.source), subset.key);
+    return this.#hydrateThenSubscribe(cache, subset, target, generation);
+  }
+
+  async #hydrateThenSubscribe(cache: QueryCache, subset: LoadedSubset, target: SyncTarget, generation: object): Promise<void> {
+    const client = this.#options.client;
+    const identityGeneration = client.identityGeneration;
+    let view = await withTimeout(cache.read(subset.cacheKey!), cache.settings.hydrateTimeoutMs);
+    if (view && (client.identityGeneration !== identityGeneration || view.identity !== (await client.identity().catch(() => undefined)))) view = undefined;
+    if (subset.generation !== generation) return; // re-pointed, unloaded or stopped meanwhile
+    if (view) this.#hydrate(subset, view);
+    try {
+      this.#subscribe(subset, target, generation);
+    } catch (error) {
+      this.#onSubsetError(subset, error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+    }
+  }
+
+  #hydrate(subset: LoadedSubset, view: CachedView): void {
+    const cursor: Cursor = { seq: view.serverCursor, epoch: view.epoch };
+    const ops: RowOp[] = view.rows.map(([key, row]) => ({ op: "put", sub: "cache", key, row }));
+    try {
+      this.#apply([{ subset, update: { reset: true, ops, cursor, identity: view.identity, resolved: view.resolvedWhere } }], { fromCache: true });
+    } catch {
+      // A cached row this collection cannot take: the subscription starts from a snapshot.
+      return;
+    }
+    this.#lastSyncedAt = view.ts;
+  }
+
+  #subscribe(subset: LoadedSubset, target: SyncTarget, generation: object): void {
+    const handler: SubscriptionHandler = {
+      cursor: () => (subset.generation === generation ? subset.cursor : undefined),
+      // Read on every (re)subscribe: after the first reset the resolved predicate, without limit.
+      subset: () => (subset.resolved !== undefined ? { where: subset.resolved } : subset.requested),
+      applyPoke: (update) => this.#group.applyPokes([{ handler, update }]),
+      pokeGroup: this.#group,
+      onError: (error) => {
+        if (subset.generation === generation) this.#onSubsetError(subset, error);
+      },
+      onIdentityChange: () => {
+        if (subset.generation === generation) this.#dropAllRows();
+      },
+    };
+    this.#byHandler.set(handler, { subset, generation });
+    subset.subscription = this.#options.client.subscribe({ party: target.party, room: target.room, source: target.source, handler });
+  }
+
+  /** Stops a subset's subscription and fixes its pending cache write; its rows stay counted. */
+  #retire(subset: LoadedSubset): void {
+    if (subset.cacheKey !== undefined) this.#options.client.queryCache?.settle(subset.cacheKey);
+    subset.generation = undefined;
+    subset.subscription?.unsubscribe();
+    subset.subscription = undefined;
+  }
+
+  #onSubsetError(subset: LoadedSubset, error: LunoraError): void {
+    subset.authoritative = false;
+    if (VIEW_DENIED_CODES.has(error.code) && subset.cacheKey !== undefined) {
+      this.#options.client.queryCache?.remove(subset.cacheKey);
+      if (subset.fromCache && subset.rows.size > 0) {
+        try {
+          this.#apply([{ subset, update: { reset: true, ops: [], cursor: subset.cursor! } }], { release: true });
+        } catch (thrown) {
+          reportListenerError(thrown);
+        }
+        subset.cursor = undefined;
+        subset.fromCache = false;
+      }
+    }
+    if (!subset.loaded) {
+      subset.error = error;
+      subset.reject(error);
+    }
+    this.#notifySyncState();
+    try {
+      this.#options.onError?.(error);
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
+  }
+
+  // ---- rows ----------------------------------------------------------------
+
+  /**
+   * Applies updates of several subsets as one sync transaction. Each subset's
+   * holdings change first (a reset releases all it held); only then is each
+   * touched row written once, from its final count: held → upsert of its
+   * latest image, held by none → delete.
+   */
+  #apply(items: Array<{ subset: LoadedSubset; update: PokeUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
+    const { begin, write, commit } = this.#params;
+    const touched = new Set<RowKey>();
+    begin();
+    let receipt: true | Promise<void>;
+    try {
+      for (const { subset, update } of items) {
+        if (update.reset) {
+          for (const key of subset.rows) {
+            this.#release(key);
+            touched.add(key);
+          }
+          subset.rows.clear();
+        }
+        for (const op of update.ops) {
+          touched.add(op.key);
+          if (op.op === "put") {
+            this.#rows.set(op.key, op.row as TRow);
+            if (!subset.rows.has(op.key)) {
+              subset.rows.add(op.key);
+              this.#holders.set(op.key, (this.#holders.get(op.key) ?? 0) + 1);
+            }
+          } else if (subset.rows.delete(op.key)) this.#release(op.key);
+        }
+      }
+      for (const key of touched) this.#writeRow(key, write);
+      receipt = commit();
+    } catch (error) {
+      this.#abandonTransaction();
+      // The counts no longer match the collection: start every subset over.
+      this.#dropAllRows();
+      for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
+      this.#notifySyncState();
+      throw error;
+    }
+    if (mode.release) return;
+    for (const { subset, update } of items) {
+      subset.cursor = update.cursor;
+      if (update.resolved !== undefined) subset.resolved = update.resolved;
+      else if (update.reset && subset.requested.limit && subset.resolved === undefined) {
+        // A limited subset reset without a reported cut has none: it is its `where`.
+        subset.resolved = subset.requested.where === undefined ? true : (subset.requested.where as Where);
+      }
+      subset.authoritative = !mode.fromCache;
+      subset.fromCache = mode.fromCache === true;
+      subset.error = undefined;
+      if (update.identity !== undefined) this.#rowsIdentity = update.identity;
+      if (!subset.loaded) {
+        subset.loaded = true;
+        // TanStack's contract: the load settles when its commit is visible.
+        subset.resolve(receipt === true ? undefined : receipt);
+      }
+      if (!mode.fromCache && subset.cacheKey !== undefined) {
+        const generation = subset.generation;
+        this.#options.client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
+      }
+    }
+    if (!mode.fromCache) this.#lastSyncedAt = Date.now();
+    this.#notifySyncState();
+  }
+
+  #release(key: RowKey): void {
+    const holders = (this.#holders.get(key) ?? 1) - 1;
+    if (holders > 0) this.#holders.set(key, holders);
+    else this.#holders.delete(key);
+  }
+
+  /** Writes one row from its final count (inside the open transaction). */
+  #writeRow(wireKey: RowKey, write: SyncParams<TRow, TKey>["write"]): void {
+    const previous = this.#keys.get(wireKey);
+    if (this.#holders.has(wireKey)) {
+      const row = this.#rows.get(wireKey)!;
+      const key = this.#options.getKey(row);
+      if (previous !== undefined && previous !== key) {
+        write({ type: "delete", key: previous });
+        this.#present.delete(previous);
+      }
+      write({ type: this.#present.has(key) ? "update" : "insert", value: row });
+      this.#keys.set(wireKey, key);
+      this.#present.add(key);
+      return;
+    }
+    this.#rows.delete(wireKey);
+    if (previous === undefined) return;
+    write({ type: "delete", key: previous });
+    this.#keys.delete(wireKey);
+    this.#present.delete(previous);
+  }
+
+  /** Drops every row and cursor (identity switch, re-point): one transaction. */
+  #dropAllRows(): void {
+    if (this.#present.size > 0 || this.#keys.size > 0) {
+      const { begin, truncate, commit } = this.#params;
+      begin();
+      truncate({ markReady: false });
+      commit();
+    }
+    this.#holders.clear();
+    this.#keys.clear();
+    this.#present.clear();
+    this.#rows.clear();
+    this.#rowsIdentity = undefined;
+    for (const subset of this.#subsets.values()) {
+      subset.rows.clear();
+      subset.cursor = undefined;
+      subset.authoritative = false;
+      subset.fromCache = false;
+      // A cut resolved for one identity (or view) is not the next one's.
+      subset.resolved = undefined;
+    }
+    this.#notifySyncState();
+  }
+
+  #snapshot(subset: LoadedSubset, generation: object | undefined): ViewSnapshot | undefined {
+    if (subset.generation !== generation || !subset.authoritative || !subset.cursor) return undefined;
+    const rows: Array<[RowKey, Row]> = [];
+    for (const key of subset.rows) {
+      const row = this.#rows.get(key);
+      if (row) rows.push([key, row as Row]);
+    }
+    return { cursor: subset.cursor, rows, ...(subset.resolved !== undefined ? { resolvedWhere: subset.resolved } : {}) };
+  }
+
+  #abandonTransaction(): void {
+    try {
+      const receipt = this.#params.commit(AbortSignal.abort());
+      if (receipt !== true) receipt.catch(() => undefined);
+    } catch {
+      // no open transaction
+    }
+  }
+
+  #notifySyncState(): void {
+    try {
+      this.#options.onSyncStateChange?.();
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
+  }
+}
+
+function newSubset(key: string, requested: Subset): LoadedSubset {
+  let resolve!: (value: void | Promise<void>) => void;
+  let reject!: (error: unknown) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A load nobody awaits any more (unloaded first) must not become an unhandled rejection.
+  done.catch(() => undefined);
+  return {
+    key,
+    requested,
+    resolved: undefined,
+    refs: 1,
+    rows: new Set(),
+    cursor: undefined,
+    subscription: undefined,
+    generation: undefined,
+    cacheKey: undefined,
+    authoritative: false,
+    fromCache: false,
+    loaded: false,
+    error: undefined,
+    done,
+    resolve,
+    reject,
+  };
+}
