@@ -1,3 +1,4 @@
+import { BasicIndex } from "@tanstack/db";
 import { Listeners } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
@@ -106,6 +107,10 @@ export function lunoraCollectionOptions(
     getKey,
     startSync: options.load === "eager",
     syncMode,
+    // On demand, TanStack DB refills a `limit` window that lost rows (a row
+    // deleted or moved out) only through an index on the ordered column; with
+    // none it left the window short. Auto-indexing builds those indexes.
+    ...(syncMode === "on-demand" ? { autoIndex: "eager" as const, defaultIndexType: BasicIndex } : {}),
     utils,
     sync: {
       // Puts carry whole post-images; merging would keep columns the server removed.
