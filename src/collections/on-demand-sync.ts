@@ -193,11 +193,11 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       subset.resolved = undefined;
     }
     this.#target = target;
-    // Dropping the rows is a truncate, after which TanStack DB itself
-    // unloads and reloads every subset it holds (at the new target, since
-    // #target is already set). Subsets it does not reload that way are
-    // started a microtask later, so none is subscribed twice.
-    this.#dropAllRows();
+    // The rows go by delete, not truncate (see #dropAllRows); every subset
+    // is started again a microtask later, unless TanStack DB reloaded it
+    // meanwhile (at the new target, since #target is already set), so none
+    // is subscribed twice.
+    this.#dropAllRows(true);
     if (!target) {
       for (const subset of this.#subsets.values()) {
         if (subset.loaded) continue;
@@ -422,11 +422,20 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   }
 
   /** Drops every row and cursor (identity switch, re-point): one transaction. */
-  #dropAllRows(): void {
+  /**
+   * Drops every row and cursor. `byDelete` (a re-point) writes one delete per
+   * row instead of a truncate: after a truncate TanStack DB repairs each
+   * ordered window with a full-source load (the whole `where`, no limit), so
+   * switching a scoped collection to another room would load that room's
+   * whole history for a window of 30. The subsets restart at the new target
+   * on their own (see `point`).
+   */
+  #dropAllRows(byDelete = false): void {
     if (this.#present.size > 0 || this.#keys.size > 0) {
-      const { begin, truncate, commit } = this.#params;
+      const { begin, truncate, write, commit } = this.#params;
       begin();
-      truncate({ markReady: false });
+      if (byDelete) for (const key of this.#present) write({ type: "delete", key });
+      else truncate({ markReady: false });
       commit();
     }
     this.#holders.clear();

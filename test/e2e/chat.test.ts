@@ -81,6 +81,42 @@ describe("chat example", () => {
     }
   });
 
+  it("a long history loads on demand: the latest page first, older pages on request, new messages live", async () => {
+    const { alice, bob, server } = chat;
+    await alice.page.getByTestId("new-channel-name").fill("history");
+    await alice.page.getByTestId("new-channel-name").press("Enter");
+    await alice.page.locator('[data-testid="channel-history"].active').waitFor();
+    // A channel's room is named by its id, not its name.
+    const channelId = (await alice.page.locator('[data-testid="message-list"]').getAttribute("data-channel"))!;
+    const total = 75;
+    for (let i = 1; i <= total; i++) await announce(server, channelId, `history ${String(i).padStart(3, "0")}`);
+
+    await bob.page.getByTestId("channel-history").click();
+    await bob.message("history 075").waitFor();
+    // The latest page only, and only it was synced: the collection holds one page, not the history.
+    await bob.page.locator('[data-testid="message"]').nth(29).waitFor();
+    expect(await bob.messages.count()).toBe(30);
+    expect(await bob.message("history 045").count()).toBe(0);
+    const held = () => bob.page.evaluate(() => (window as any).lunoraChat.collections.messages.size as number);
+    // Bob switched here from another channel: the switch must not load the whole history either.
+    expect(await held()).toBeLessThan(total);
+
+    await bob.page.getByTestId("load-older").click();
+    await bob.message("history 016").waitFor();
+    expect(await bob.messages.count()).toBe(60);
+    await bob.page.getByTestId("load-older").click();
+    await bob.message("history 001").waitFor();
+    expect(await bob.messages.count()).toBe(total);
+    await bob.page.getByTestId("load-older").waitFor({ state: "detached" });
+
+    // The loaded window stays live: a new message arrives at the bottom.
+    await alice.send("after the history");
+    await bob.message("after the history").waitFor();
+    expect(await bob.messages.last().getByTestId("message-text").textContent()).toBe("after the history");
+    await bob.page.getByTestId("channel-general").click();
+    await alice.page.getByTestId("channel-general").click();
+  });
+
   it("editing someone else's message shows at once, then rolls back with the server's FORBIDDEN in a toast", async () => {
     const { alice, bob } = chat;
     await bob.send("only bob may edit this");

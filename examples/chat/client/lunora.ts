@@ -68,6 +68,9 @@ export function createChat(session: Session, callbacks: ChatCallbacks) {
         // Scoped: nothing syncs until `db.scope.messages({ channelId })`, and
         // the channel id names the room (one room per channel).
         scopeBy: "channelId",
+        // A channel's history can be long: only what the message list shows
+        // (the latest page, more on "load older") is synced and kept live.
+        syncMode: "on-demand",
         insert: {
           mutation: "messages:send",
           optimistic: (input: { channelId: string; text: string }, id: string): MessageRow => ({
