@@ -705,12 +705,17 @@ export class LunoraOutbox {
    * generation `write` was made in (or the write was dropped meanwhile).
    */
   async #identityOf(write: PendingWrite): Promise<void> {
-    for (let attempt = 0; !write.dropped && !this.#disposed && this.#identityGenerationRead < write.identityGeneration; attempt++) {
+    // (An outbox whose start failed has no identity: nothing to wait for.)
+    for (let attempt = 0; !write.dropped && !this.#disposed && this.#identity !== undefined && this.#identityGenerationRead < write.identityGeneration; attempt++) {
       const generation = this.#identityGenerationRead;
       // The check running may have read the token before the switch: then
       // the next round gets a fresh one. A token provider that keeps failing
       // (offline token refresh) is waited out with a backoff, not spun on.
-      await this.#checkIdentity();
+      // A drop meanwhile ends the wait: the check may be waiting for this very write to roll back.
+      await new Promise<void>((resolve) => {
+        write.wake.add(resolve);
+        this.#checkIdentity().then(resolve, resolve);
+      });
       if (attempt > 0 && this.#identityGenerationRead === generation) await sleepUnlessWoken(write, Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** (attempt - 1)));
     }
   }
