@@ -426,6 +426,11 @@ export class LunoraOutbox {
    * their optimistic rows are restored (invariant 7), and reported.
    */
   #restore(records: OfflineTransaction[]): OfflineTransaction[] {
+    // The library's start goes on after dispose (a page closed while its
+    // outbox was starting). Such a page judges nothing: everything stays
+    // stored for the next page, which reports what belongs to another
+    // identity — once, not once per page that looked at it.
+    if (this.#disposed) return records;
     const kept: OfflineTransaction[] = [];
     for (const record of records) {
       const meta = writeMetadataOf(record.metadata);

@@ -37,9 +37,12 @@ afterAll(() => worker?.stop());
  * reconnect attempt noticed the new token before refreshAuth() did, and
  * refreshAuth() resolved without waiting for the outbox, which was still
  * reading the new identity: the old user's queued note stayed on screen, and
- * writes made next took the old identity's writer and were dropped).
+ * writes made next took the old identity's writer and were dropped),
+ * 9160047 (reloads in quick succession after a switch: a page closed while
+ * its outbox was starting still reported the old identity's writes, and the
+ * next page reported them again).
  */
-const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458, 8200480];
+const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458, 8200480, 9160047];
 
 test(`simulator seeds ${CI_SEEDS.join(", ")} hold every invariant`, async () => {
   const lines: string[] = [];

@@ -274,4 +274,44 @@ describe("writes after an identity switch", () => {
     expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["alice's", "bob's"]);
     await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
   });
+
+  // Fresh simulator seed 9160047: reloads in quick succession after a switch.
+  // A page closed while its outbox was still starting went on (the library's
+  // start continues after dispose) to load the old identity's records and
+  // report them IDENTITY_CHANGED; the next page found them still stored and
+  // reported them again.
+  test("a page closed while its outbox is starting reports nothing: the next page reports each write of the old identity once", async () => {
+    const room = freshRoom("idw");
+    const persistence = freshIndexedDb();
+    const proxy = await TcpProxy.start(worker.port);
+    proxy.setOnline(false);
+    onCleanup(() => proxy.stop());
+    const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
+    const alices = first.db.actions.items({ listId: "L", title: "alice's, queued offline" });
+    alices.transaction.isPersisted.promise.catch(() => undefined);
+    await first.db.executor.whenStored();
+    first.close();
+
+    // Bob's first page: its outbox asks for leadership, and is closed before it gets it.
+    let grant: ((isLeader: boolean) => void) | undefined;
+    const heldElection: LeaderElection = {
+      requestLeadership: () => new Promise<boolean>((resolve) => (grant = resolve)),
+      releaseLeadership: () => undefined,
+      isLeader: () => false,
+      onLeadershipChange: () => () => undefined,
+    };
+    const closedEarly = openSession({ host: proxy.host, room, persistence, token: "user:bob", leaderElection: heldElection });
+    await waitFor(() => grant !== undefined, { message: "the outbox asks for leadership" });
+    closedEarly.close();
+    grant!(true);
+    await waitFor(() => closedEarly.db.executor.offlineExecutor?.isOfflineEnabled === true, { message: "the closed page's executor finished starting" });
+    await closedEarly.db.executor.offlineExecutor!.waitForInit();
+    expect(closedEarly.rejected).toEqual([]);
+
+    const second = openSession({ host: proxy.host, room, persistence, token: "user:bob" });
+    await second.db.executor.waitForInit();
+    await waitFor(() => second.rejected.length > 0, { message: "the old identity's write is reported" });
+    expect(second.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
+    expect(second.items.has(alices.id)).toBe(false);
+  });
 });
