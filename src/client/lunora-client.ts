@@ -161,6 +161,13 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   readonly #mutationListeners = new Listeners<[room: string, results: MutationResult[], party: string]>();
   readonly #identityListeners = new Listeners<[identity: string]>();
   #identityGeneration = 0;
+  /**
+   * Settles once the listeners of every identity change noted so far are done
+   * (the outbox has dropped and rolled back the old identity's writes).
+   * `refreshAuth()` waits for it even when a connection attempt noticed the
+   * switch first: that attempt announces it without waiting.
+   */
+  #identityListenersDone: Promise<void> = Promise.resolve();
   /** The identity `refreshAuth()` saw last (initially: the one the client started as). */
   #lastIdentity: string | undefined;
   #initialIdentity: Promise<string | undefined> | undefined;
@@ -403,6 +410,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    * once and receive a fresh snapshot; queued writes of the old identity are
    * dropped (`IDENTITY_CHANGED`). A token refresh of the same identity (see
    * `identify`) changes nothing. Call it after the app's session changes.
+   * It resolves once the old identity's queued writes are rolled back (off
+   * screen), also when a reconnect noticed the new token first.
    *
    * @example
    * ```ts
@@ -431,9 +440,13 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.queryCache?.attach(() => this.identity(), identity);
     // Sockets still open under another identity would keep delivering its rows.
     for (const connection of this.#connections.values()) connection.switchIdentity(identity);
-    if (previous === undefined || previous === identity) return Promise.resolve();
+    // Already noted (a connection attempt read the new token first): wait for
+    // what that announcement started, not for nothing.
+    if (previous === undefined || previous === identity) return this.#identityListenersDone;
     this.#identityGeneration++;
-    return this.#identityListeners.emitAndWait(identity);
+    const done = Promise.all([this.#identityListenersDone, this.#identityListeners.emitAndWait(identity)]).then(() => undefined);
+    this.#identityListenersDone = done;
+    return done;
   }
 
   /**

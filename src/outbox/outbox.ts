@@ -168,6 +168,13 @@ export class LunoraOutbox {
   /** Writes tabs send themselves (browsers, with Web Locks): storing this tab's, adopting those of tabs that are gone. */
   readonly #tabWrites: TabWrites | undefined;
   #identity: string | undefined;
+  /**
+   * The client's `identityGeneration` when `#identity` was read. A write made
+   * at a later generation (the client noticed a switch, e.g. on a reconnect,
+   * and this outbox is still reading the new identity) waits for that read
+   * before it takes a writer, or it would be stamped with the old identity.
+   */
+  #identityGenerationRead = -1;
   #durable: Writer | undefined;
   #ephemeral: Writer | undefined;
   #executor: OfflineExecutor | undefined;
@@ -382,6 +389,7 @@ export class LunoraOutbox {
       this.#durable = await this.#writers.load(identity);
       if (this.#disposed) return;
     }
+    this.#identityGenerationRead = this.client.identityGeneration;
     this.#executor = new peer.OfflineExecutor({
       collections: this.#collections,
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
@@ -418,6 +426,11 @@ export class LunoraOutbox {
    * their optimistic rows are restored (invariant 7), and reported.
    */
   #restore(records: OfflineTransaction[]): OfflineTransaction[] {
+    // The library's start goes on after dispose (a page closed while its
+    // outbox was starting). Such a page judges nothing: everything stays
+    // stored for the next page, which reports what belongs to another
+    // identity — once, not once per page that looked at it.
+    if (this.#disposed) return records;
     const kept: OfflineTransaction[] = [];
     for (const record of records) {
       const meta = writeMetadataOf(record.metadata);
@@ -508,6 +521,12 @@ export class LunoraOutbox {
     if (write.dropped) {
       stored();
       // Never assigned, never queued: nothing else will forget it.
+      this.#unregister(write);
+      throw write.dropped;
+    }
+    await this.#identityOf(write);
+    if (write.dropped) {
+      stored();
       this.#unregister(write);
       throw write.dropped;
     }
@@ -687,6 +706,26 @@ export class LunoraOutbox {
   }
 
   /**
+   * Resolves once the outbox has read the identity of the client's
+   * generation `write` was made in (or the write was dropped meanwhile).
+   */
+  async #identityOf(write: PendingWrite): Promise<void> {
+    // (An outbox whose start failed has no identity: nothing to wait for.)
+    for (let attempt = 0; !write.dropped && !this.#disposed && this.#identity !== undefined && this.#identityGenerationRead < write.identityGeneration; attempt++) {
+      const generation = this.#identityGenerationRead;
+      // The check running may have read the token before the switch: then
+      // the next round gets a fresh one. A token provider that keeps failing
+      // (offline token refresh) is waited out with a backoff, not spun on.
+      // A drop meanwhile ends the wait: the check may be waiting for this very write to roll back.
+      await new Promise<void>((resolve) => {
+        write.wake.add(resolve);
+        this.#checkIdentity().then(resolve, resolve);
+      });
+      if (attempt > 0 && this.#identityGenerationRead === generation) await sleepUnlessWoken(write, Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** (attempt - 1)));
+    }
+  }
+
+  /**
    * Re-reads the identity. After a change, nothing queued under the old one
    * is sent: those writes are dropped, rolled back and reported as
    * `IDENTITY_CHANGED`; new writes get the new identity's writer.
@@ -723,6 +762,8 @@ export class LunoraOutbox {
         } catch {
           // token provider failing: nothing is sent on an unknown identity's behalf anyway
         }
+        // Only once the outbox has started: until then its start reads the identity itself.
+        if (identity !== undefined && this.#identity !== undefined) this.#identityGenerationRead = Math.max(this.#identityGenerationRead, generation);
         let loading: Promise<void> | undefined;
         if (identity !== undefined && this.#identity !== undefined && identity !== this.#identity) {
           const current = identity;

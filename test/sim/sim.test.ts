@@ -25,7 +25,7 @@ afterAll(() => worker?.stop());
  * 10 (a write lost by a reload before it was stored), 59 (a write made in
  * a page's first moments, before the outbox started, survived a switch);
  * after an identity switch (issues 11 §2 and 15): 7341022, 7341074, 7341120,
- * 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092 (a write
+ * 7341121, 7341122, 7341146, 5550049, 5550089, 5550092 (a write
  * dropped by the switch took a clientSeq of the new identity: every later
  * write waited on that hole, and the collections they touched stopped
  * receiving pokes), 8200347, 8200458 (a write restored after a reload and
@@ -33,21 +33,16 @@ afterAll(() => worker?.stop());
  * resolved), 8200418 (the old identity's pending note still shown after
  * refreshAuth(); intermittent, not seen again after those fixes), 8200480
  * (a switch while the outbox was starting: a write made after it was
- * dropped as IDENTITY_CHANGED).
- *
- * NOT in the set, on purpose, and open (issues 11 §2 and 15): 7341163. It
- * passes alone, but after the multi-tab outbox and the identity fixes were
- * merged it failed twice in about ten runs alongside other suites (CPU
- * contention): after `identity client=1` while that client was offline and
- * its outbox (re)starting, u1's offline note stayed on screen and writes made
- * after the switch were reported IDENTITY_CHANGED — the outbox noticed the
- * switch late. Replay under load:
- *   npx vitest run --project node test/sim test/load   (with 7341163 added back)
- * Suspect: a write dropped while the outbox has no executor yet (start-up)
- * rolls back only through its own transaction; see `#drop` and `#init` in
- * src/outbox/outbox.ts. Put it back here once it is found and fixed.
+ * dropped as IDENTITY_CHANGED), 7341163 (intermittent under CPU load: a
+ * reconnect attempt noticed the new token before refreshAuth() did, and
+ * refreshAuth() resolved without waiting for the outbox, which was still
+ * reading the new identity: the old user's queued note stayed on screen, and
+ * writes made next took the old identity's writer and were dropped),
+ * 9160047 (reloads in quick succession after a switch: a page closed while
+ * its outbox was starting still reported the old identity's writes, and the
+ * next page reported them again).
  */
-const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458, 8200480];
+const CI_SEEDS = [1, 2, 3, 4, 5, 9, 10, 59, 7341022, 7341074, 7341120, 7341121, 7341122, 7341146, 7341163, 5550049, 5550089, 5550092, 8200347, 8200418, 8200458, 8200480, 9160047];
 
 test(`simulator seeds ${CI_SEEDS.join(", ")} hold every invariant`, async () => {
   const lines: string[] = [];

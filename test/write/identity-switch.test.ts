@@ -197,4 +197,121 @@ describe("writes after an identity switch", () => {
     expect(session.rejected).toEqual([]);
     expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
   });
+
+  // Simulator seed 7341163 (under CPU load): a reconnect attempt read the new
+  // token first and announced the switch on its own (nobody waits for that
+  // announcement). refreshAuth() then found the identity already noted and
+  // resolved at once, while the outbox was still reading the token: the old
+  // identity's queued write stayed on screen after refreshAuth() resolved.
+  test("a switch a reconnect noticed first: refreshAuth() still resolves only once the old identity's queued write is rolled back", async () => {
+    const room = freshRoom("idw");
+    const proxy = await TcpProxy.start(worker.port);
+    onCleanup(() => proxy.stop());
+    let token = "user:alice";
+    let releaseCheckRead: (() => void) | undefined;
+    const auth = (): string | Promise<string> => {
+      const current = token;
+      // Hold the outbox's first token read after the switch (found by its caller).
+      if (current !== "user:bob" || releaseCheckRead !== undefined || !new Error().stack?.includes("checkIdentity")) return current;
+      return new Promise<string>((resolve) => (releaseCheckRead = () => resolve(current)));
+    };
+    const session = openSession({ host: proxy.host, room, persistence: freshIndexedDb(), token: auth });
+    await session.db.actions.items({ listId: "L", title: "alice's first" }).transaction.isPersisted.promise;
+    proxy.setOnline(false);
+    const alices = session.db.actions.items({ listId: "L", title: "alice's, queued offline" });
+    await session.db.executor.whenStored();
+    expect(session.items.has(alices.id)).toBe(true);
+
+    // The socket's next connection attempt reads bob's token and announces the switch; the outbox's check is held.
+    token = "user:bob";
+    await waitFor(() => session.client.identityGeneration === 1 && releaseCheckRead !== undefined, { message: "a reconnect announced the switch" });
+    // refreshAuth() reads the token too; the outbox's check goes on only once that read is done.
+    const identity = session.client.identity.bind(session.client);
+    session.client.identity = async () => {
+      const ofRefreshAuth = new Error().stack?.includes("refreshAuth") ?? false;
+      const read = await identity();
+      if (ofRefreshAuth) releaseCheckRead!();
+      return read;
+    };
+    await session.client.refreshAuth();
+    expect(session.items.has(alices.id)).toBe(false);
+    await expect(alices.transaction.isPersisted.promise).rejects.toMatchObject({ code: "IDENTITY_CHANGED" });
+
+    proxy.setOnline(true);
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
+    expect(session.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["alice's first", "bob's"]);
+  });
+
+  // The same seed's other half: a write made after the client noticed the
+  // switch (a reconnect read the new token) but before the outbox had read
+  // the new identity took the old identity's writer, and the outbox then
+  // dropped it as IDENTITY_CHANGED, though it was the new user's write.
+  test("a write made after a reconnect noticed a switch, while the outbox is still reading the new identity, goes out under the new identity", async () => {
+    const room = freshRoom("idw");
+    let token = "user:alice";
+    let releaseCheckRead: (() => void) | undefined;
+    const auth = (): string | Promise<string> => {
+      const current = token;
+      if (current !== "user:bob" || releaseCheckRead !== undefined || !new Error().stack?.includes("checkIdentity")) return current;
+      return new Promise<string>((resolve) => (releaseCheckRead = () => resolve(current)));
+    };
+    const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: auth });
+    await session.db.actions.items({ listId: "L", title: "alice's" }).transaction.isPersisted.promise;
+
+    // No refreshAuth(): the app changed its token, and the socket's reconnect notices it.
+    token = "user:bob";
+    session.client.reconnectRoom(room);
+    await waitFor(() => session.client.identityGeneration === 1 && releaseCheckRead !== undefined, { message: "the reconnect announced the switch" });
+    const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
+    // Everything the write does before it needs the network runs now.
+    await new Promise((resolve) => setImmediate(resolve));
+    releaseCheckRead!();
+
+    await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
+    expect(session.rejected).toEqual([]);
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["alice's", "bob's"]);
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing pending" });
+  });
+
+  // Fresh simulator seed 9160047: reloads in quick succession after a switch.
+  // A page closed while its outbox was still starting went on (the library's
+  // start continues after dispose) to load the old identity's records and
+  // report them IDENTITY_CHANGED; the next page found them still stored and
+  // reported them again.
+  test("a page closed while its outbox is starting reports nothing: the next page reports each write of the old identity once", async () => {
+    const room = freshRoom("idw");
+    const persistence = freshIndexedDb();
+    const proxy = await TcpProxy.start(worker.port);
+    proxy.setOnline(false);
+    onCleanup(() => proxy.stop());
+    const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
+    const alices = first.db.actions.items({ listId: "L", title: "alice's, queued offline" });
+    alices.transaction.isPersisted.promise.catch(() => undefined);
+    await first.db.executor.whenStored();
+    first.close();
+
+    // Bob's first page: its outbox asks for leadership, and is closed before it gets it.
+    let grant: ((isLeader: boolean) => void) | undefined;
+    const heldElection: LeaderElection = {
+      requestLeadership: () => new Promise<boolean>((resolve) => (grant = resolve)),
+      releaseLeadership: () => undefined,
+      isLeader: () => false,
+      onLeadershipChange: () => () => undefined,
+    };
+    const closedEarly = openSession({ host: proxy.host, room, persistence, token: "user:bob", leaderElection: heldElection });
+    await waitFor(() => grant !== undefined, { message: "the outbox asks for leadership" });
+    closedEarly.close();
+    grant!(true);
+    await waitFor(() => closedEarly.db.executor.offlineExecutor?.isOfflineEnabled === true, { message: "the closed page's executor finished starting" });
+    await closedEarly.db.executor.offlineExecutor!.waitForInit();
+    expect(closedEarly.rejected).toEqual([]);
+
+    const second = openSession({ host: proxy.host, room, persistence, token: "user:bob" });
+    await second.db.executor.waitForInit();
+    await waitFor(() => second.rejected.length > 0, { message: "the old identity's write is reported" });
+    expect(second.rejected.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", alices.id]]);
+    expect(second.items.has(alices.id)).toBe(false);
+  });
 });
