@@ -11,7 +11,9 @@
  * the push-down — the predicate compiler, the fallbacks, the room's subset
  * resolution and its live membership — not a model of TanStack.
  *
- * A failure prints the seed and the history of queries and writes.
+ * A failure prints the seed and the history of queries and writes;
+ * `LUNORA_PROPERTY_DEBUG=1` also prints every subscribe frame, the resolved
+ * subsets the room reported and the collections' sizes at each check.
  */
 import {
   and,
