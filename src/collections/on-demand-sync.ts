@@ -45,6 +45,11 @@ interface LoadedSubset {
   loaded: boolean;
   /** The error that failed the first load; later loads of the subset reject with it. */
   error: LunoraError | undefined;
+  /**
+   * Served by the whole shape (see `#consolidate`): no subscription of its
+   * own, no rows of its own once the whole shape is in.
+   */
+  covered: boolean;
   readonly done: Promise<void>;
   resolve: (value: void | Promise<void>) => void;
   reject: (error: unknown) => void;
@@ -79,6 +84,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   #rowsIdentity: string | undefined;
   #lastSyncedAt: number | undefined;
   #stopped = false;
+  /** The whole-shape subset the run fell back to when the room would take no more subsets (see `#consolidate`). */
+  #whole: LoadedSubset | undefined;
   readonly #stopIdentityWatch: () => void;
   readonly #group: PokeGroup;
 
@@ -138,6 +145,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     }
     const subset = newSubset(key, requested);
     this.#subsets.set(key, subset);
+    if (this.#whole !== undefined) return this.#cover(subset, this.#whole);
     if (!this.#target) {
       // Detached (scoped, no scope yet): nothing to wait for; a later scope() loads it.
       subset.loaded = true;
@@ -213,6 +221,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       if (!this.#stopped && this.#target === target) {
         for (const subset of this.#subsets.values()) {
           if (subset.generation !== undefined) continue; // already (re)started
+          if (subset.covered) continue; // served by the whole shape
           try {
             starts.push(this.#start(subset, target));
           } catch (error) {
@@ -299,6 +308,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   }
 
   #onSubsetError(subset: LoadedSubset, error: LunoraError): void {
+    if (error.code === "QUOTA_EXCEEDED" && this.#consolidate(subset)) return;
     subset.authoritative = false;
     if (VIEW_DENIED_CODES.has(error.code) && subset.cacheKey !== undefined) {
       this.#options.client.queryCache?.remove(subset.cacheKey);
@@ -322,6 +332,79 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     } catch (thrown) {
       reportListenerError(thrown);
     }
+  }
+
+  /**
+   * The room refused a subset with `QUOTA_EXCEEDED`: the socket holds as
+   * many subscriptions, or as large an attachment, as the room allows (each
+   * "load older" page is a subset of its own). Rather than fail the query,
+   * the collection falls back to the wider load: it stops every subset's
+   * subscription, loads the whole shape once (the `{}` subset, which holds
+   * every row any subset could), and serves every loaded and later subset
+   * from it. Rows stay held by their old subsets until the whole shape is in,
+   * so nothing disappears in between. Returns false when there is nothing
+   * wider to fall back to (the whole shape itself was refused).
+   */
+  #consolidate(failed: LoadedSubset): boolean {
+    if (this.#whole !== undefined) {
+      // Already consolidated (a subscribe that was on its way when it happened).
+      if (failed === this.#whole) return false;
+      this.#retire(failed);
+      this.#coverQuietly(failed, this.#whole);
+      return true;
+    }
+    const wholeKey = subsetKey({});
+    if (failed.key === wholeKey || !this.#target) return false;
+    let whole = this.#subsets.get(wholeKey);
+    if (whole === undefined) {
+      whole = newSubset(wholeKey, {});
+      this.#subsets.set(wholeKey, whole);
+    } else whole.refs++; // the run's own hold, never released while consolidated
+    this.#whole = whole;
+    const covered: LoadedSubset[] = [];
+    for (const subset of this.#subsets.values()) {
+      if (subset === whole) continue;
+      // Its subscription goes first: that frees the room's slots for the whole shape.
+      this.#retire(subset);
+      covered.push(subset);
+    }
+    if (whole.generation === undefined) this.#start(whole, this.#target);
+    for (const subset of covered) this.#coverQuietly(subset, whole);
+    return true;
+  }
+
+  /** {@link #cover} for a subset whose load promise TanStack already holds (its own `done` carries any failure). */
+  #coverQuietly(subset: LoadedSubset, whole: LoadedSubset): void {
+    const result = this.#cover(subset, whole);
+    if (result !== true) result.catch(() => undefined);
+  }
+
+  /** Serves `subset` from the whole shape: settles with it, then gives up its own rows. */
+  #cover(subset: LoadedSubset, whole: LoadedSubset): true | Promise<void> {
+    subset.covered = true;
+    const settle = () => {
+      if (subset.rows.size > 0 && this.#subsets.get(subset.key) === subset) {
+        try {
+          this.#apply([{ subset, update: { reset: true, ops: [], cursor: subset.cursor ?? whole.cursor! } }], { release: true });
+        } catch (thrown) {
+          reportListenerError(thrown);
+        }
+      }
+      subset.authoritative = whole.authoritative;
+      if (!subset.loaded) {
+        subset.loaded = true;
+        subset.resolve();
+      }
+    };
+    if (whole.loaded) {
+      settle();
+      return true;
+    }
+    return whole.done.then(settle, (error: unknown) => {
+      subset.error = error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error));
+      subset.reject(subset.error);
+      throw subset.error;
+    });
   }
 
   // ---- rows ----------------------------------------------------------------
@@ -505,6 +588,7 @@ function newSubset(key: string, requested: Subset): LoadedSubset {
     fromCache: false,
     loaded: false,
     error: undefined,
+    covered: false,
     done,
     resolve,
     reject,

@@ -6,7 +6,7 @@
  * every write (invariant 11).
  */
 import "fake-indexeddb/auto";
-import { createCollection, createLiveQueryCollection, eq, gt, like, type Collection } from "@tanstack/db";
+import { createCollection, createLiveQueryCollection, eq, gt, inArray, like, type Collection } from "@tanstack/db";
 import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { LunoraClient, createIndexedDbQueryCache, lunoraCollectionOptions } from "../../src/index.js";
@@ -152,6 +152,44 @@ describe("on-demand live queries against the room", () => {
     expect(ids(await agree(onDemand, eager, "after load"))).toBe("t1,t2,t3,t4,t5");
     await putProps(room, [], ["t3"]);
     expect(ids(await agree(onDemand, eager, "refilled", (rows) => ids(rows) === "t1,t2,t4,t5,n1"))).toBe("t1,t2,t4,t5,n1");
+  });
+
+  test("when the room takes no more subsets (QUOTA_EXCEEDED), the collection falls back to the whole shape and every query stays right", async () => {
+    const room = freshRoom();
+    await putProps(room, seed);
+    const { client, log } = newClient();
+    const errors: string[] = [];
+    const options = lunoraCollectionOptions({
+      client,
+      shape: { name: "propsByGroup", args: { grp: "g" } },
+      shardKey: room,
+      syncMode: "on-demand",
+      onError: (error: { code: string }) => errors.push(error.code),
+      getKey: (row: Row) => row.id as string,
+    } as never);
+    const onDemand = createCollection(options.config as never) as unknown as Collection<Row, string>;
+    cleanups.push(() => onDemand.cleanup());
+    const eager = propsCollection(client, room, "eager");
+    // Each subset carries a ~3.5 KiB `in` list: the socket's 16 KiB attachment holds three or four.
+    const filler = (n: number) => Array.from({ length: 30 }, (_, i) => `${n}-${i}-${"x".repeat(100)}`);
+    const queries: Array<[Collection<Row, string | number>, Collection<Row, string | number>]> = [];
+    const withText = seed.filter((row) => row.grp === "g" && row.c !== null);
+    for (let n = 0; n < 6; n++) {
+      const wanted = [...filler(n), withText[n].c!];
+      const byC: Query = (s) => (q) => q.from({ p: s }).where(({ p }: any) => inArray(p.c, wanted));
+      queries.push([live(onDemand, byC), live(eager, byC)]);
+    }
+    await Promise.all(queries.map(([od]) => od.preload()));
+    for (const [index, [od, ea]] of queries.entries()) {
+      expect((await agree(od, ea, `query ${index}`, (rows) => rows.length > 0)).length).toBeGreaterThan(0);
+    }
+    const sent = log.sent.map((text) => JSON.parse(text) as { type: string; subset?: unknown });
+    expect(sent.some((frame) => frame.type === "subscribe" && JSON.stringify(frame.subset) === "{}")).toBe(true);
+    expect(log.frames.some((frame) => frame.includes('"QUOTA_EXCEEDED"'))).toBe(true);
+    expect(errors).toEqual([]);
+    // Still live: a row entering one query's set arrives.
+    await putProps(room, [{ id: "p6", grp: "g", a: 3, b: 4.5, c: withText[0].c }]);
+    await agree(queries[0][0], queries[0][1], "after a write", (rows) => rows.some((row) => row.id === "p6"));
   });
 
   test("two live queries with the same where share one subset subscription", async () => {
