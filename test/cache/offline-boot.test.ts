@@ -7,7 +7,6 @@
 import { createCollection, createLiveQueryCollection, type Collection } from "@tanstack/db";
 import { openDB } from "idb";
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
@@ -24,6 +23,7 @@ import {
 import type { LocalWorker } from "../../src/testing/index.js";
 import { deleteItem, putItems, roomCall, serverItems, startFixtureRoom, updateItem } from "../helpers/fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
+import { deadHost } from "../helpers/dead-host.js";
 import { countReadWriteTransactions, freshDatabase, newClient, rowsOf, type Item, type TestClient } from "./helpers.js";
 
 let worker: LocalWorker;
@@ -57,13 +57,6 @@ async function startAgain(port: number): Promise<LocalWorker> {
 }
 
 /** `127.0.0.1:PORT` where nothing listens. */
-async function deadHost(): Promise<string> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
-}
 
 function session(options: { host?: string; token?: string; databaseName: string; cache?: Parameters<typeof createIndexedDbQueryCache>[0] }): TestClient & { cache: QueryCache } {
   const cache = createIndexedDbQueryCache({ databaseName: options.databaseName, ...options.cache });

@@ -28,3 +28,16 @@ export const putItems = (worker: LocalWorker, room: string, items: ItemInput | I
 export const updateItem = (worker: LocalWorker, room: string, fields: Partial<ItemInput> & { id: string }) => roomCall(worker, room, "/items/update", fields);
 export const deleteItem = (worker: LocalWorker, room: string, id: string) => roomCall(worker, room, "/items/delete", { id });
 export const serverItems = (worker: LocalWorker, room: string) => roomCall<Array<Required<ItemInput>>>(worker, room, "/items");
+
+/** A row of the fixture's `props` table (on-demand tests): every comparable type, NULLs, and a column the shape hides. */
+export interface PropInput {
+  id: string;
+  grp: string;
+  a: number | null;
+  b: number | null;
+  c: string | null;
+  hidden?: string | null;
+}
+
+/** Upserts and deletes rows of `props` in one transaction, through the room's own route. */
+export const putProps = (worker: LocalWorker, room: string, put: PropInput[] = [], del: string[] = []) => roomCall(worker, room, "/props/put", { put, del });

@@ -36,17 +36,10 @@ import { WebSocket } from "ws";
 import { recordingWebSocket } from "../helpers/recording-websocket.js";
 import { LunoraClient, lunoraCollectionOptions } from "../../src/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
-import { roomCall, startFixtureRoom } from "../helpers/fixture-room.js";
+import { putProps, startFixtureRoom, type PropInput } from "../helpers/fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 
-interface Prop {
-  id: string;
-  grp: string;
-  a: number | null;
-  b: number | null;
-  c: string | null;
-  hidden: string | null;
-}
+type Prop = Required<PropInput>;
 
 let worker: LocalWorker;
 beforeAll(async () => {
@@ -209,7 +202,7 @@ async function runSeed(seed: number): Promise<void> {
     for (const id of del) model.delete(id);
     // The marker (another group, the same transaction) says when the whole write has been applied.
     marker++;
-    await roomCall(worker, room, "/props/put", { put: [...put, { id: `marker`, grp: "marker", a: marker, b: null, c: null, hidden: null }], del });
+    await putProps(worker, room, [...put, { id: `marker`, grp: "marker", a: marker, b: null, c: null, hidden: null }], del);
   };
   await write(Array.from({ length: 120 }, () => randomProp(r, `p${nextId++}`)), []);
 

@@ -7,23 +7,22 @@
  */
 import "fake-indexeddb/auto";
 import { createCollection, createLiveQueryCollection, eq, gt, inArray, like, type Collection } from "@tanstack/db";
-import net from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { LunoraClient, createIndexedDbQueryCache, lunoraCollectionOptions } from "../../src/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
-import { roomCall, startFixtureRoom } from "../helpers/fixture-room.js";
+import { putProps as putRows, startFixtureRoom, type PropInput } from "../helpers/fixture-room.js";
+import { deadHost } from "../helpers/dead-host.js";
+import { freshDatabase } from "../cache/helpers.js";
 import { recordingWebSocket, type FrameLog } from "../helpers/recording-websocket.js";
 import { waitFor } from "../helpers/wait-for.js";
 
-type Prop = { id: string; grp: string; a: number | null; b: number | null; c: string | null; hidden?: string | null };
+type Prop = PropInput;
 type Row = Record<string, unknown>;
 
 let worker: LocalWorker;
 const cleanups: Array<() => unknown> = [];
 let counter = 0;
 const freshRoom = () => `od-${Date.now().toString(36)}-${counter++}`;
-let databases = 0;
-const freshDatabase = () => `lunora-on-demand-${process.pid}-${databases++}`;
 
 beforeAll(async () => {
   worker = await startFixtureRoom();
@@ -33,7 +32,7 @@ afterEach(async () => {
 });
 afterAll(() => worker?.stop());
 
-const putProps = (room: string, put: Prop[], del: string[] = []) => roomCall(worker, room, "/props/put", { put, del });
+const putProps = (room: string, put: Prop[], del: string[] = []) => putRows(worker, room, put, del);
 
 function newClient(options: { host?: string; queryCache?: ReturnType<typeof createIndexedDbQueryCache> } = {}): { client: LunoraClient; log: FrameLog } {
   const recording = recordingWebSocket();
@@ -293,10 +292,3 @@ describe("on-demand live queries against the room", () => {
   });
 });
 
-async function deadHost(): Promise<string> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
-}

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { MAX_SUBSET_CHARS, type ClientFrame, type Cursor } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { RawSocket, type AssembledPoke } from "../helpers/raw-socket.js";
-import { roomCall, startFixtureRoom } from "../helpers/fixture-room.js";
+import { putProps as putRows, roomCall, startFixtureRoom, type PropInput } from "../helpers/fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 
 let worker: LocalWorker;
@@ -30,14 +30,7 @@ afterAll(async () => {
 });
 
 type Value = string | number | null;
-interface Prop {
-  id: string;
-  grp: string;
-  a: number | null;
-  b: number | null;
-  c: string | null;
-  hidden: string | null;
-}
+type Prop = Required<PropInput>;
 
 /** Rows of group g1 with ties, NULLs, negatives, reals and texts; some hidden by the read rule; and another group. */
 function dataset(): Prop[] {
@@ -57,7 +50,7 @@ function dataset(): Prop[] {
 }
 
 async function putProps(room: string, put: Prop[] = [], del: string[] = []): Promise<void> {
-  await roomCall(worker, room, "/props/put", { put, del });
+  await putRows(worker, room, put, del);
 }
 
 /** Ids the room's own SQL selects (the oracle for predicates: not the room's compiler). */
