@@ -23,6 +23,25 @@ beforeAll(async () => {
 });
 afterAll(() => worker?.stop());
 
+/**
+ * A token provider for alice, then (once `token` is set to bob's) bob, that
+ * holds the outbox's first read of bob's token — its identity check, found
+ * by its caller — until `release()`: the interleaving simulator seed 7341163
+ * hit under load, forced without timing.
+ */
+function tokenHoldingTheCheck() {
+  const held = {
+    token: "user:alice",
+    release: undefined as (() => void) | undefined,
+    auth: (): string | Promise<string> => {
+      const current = held.token;
+      if (current !== "user:bob" || held.release !== undefined || !new Error().stack?.includes("checkIdentity")) return current;
+      return new Promise<string>((resolve) => (held.release = () => resolve(current)));
+    },
+  };
+  return held;
+}
+
 describe("writes after an identity switch", () => {
   // Simulator seeds 7341022, 7341074, 7341146, … : the dropped write was
   // still in the outbox's assignment queue and took clientSeq 1 of the new
@@ -207,14 +226,8 @@ describe("writes after an identity switch", () => {
     const room = freshRoom("idw");
     const proxy = await TcpProxy.start(worker.port);
     onCleanup(() => proxy.stop());
-    let token = "user:alice";
-    let releaseCheckRead: (() => void) | undefined;
-    const auth = (): string | Promise<string> => {
-      const current = token;
-      // Hold the outbox's first token read after the switch (found by its caller).
-      if (current !== "user:bob" || releaseCheckRead !== undefined || !new Error().stack?.includes("checkIdentity")) return current;
-      return new Promise<string>((resolve) => (releaseCheckRead = () => resolve(current)));
-    };
+    const held = tokenHoldingTheCheck();
+    const auth = held.auth;
     const session = openSession({ host: proxy.host, room, persistence: freshIndexedDb(), token: auth });
     await session.db.actions.items({ listId: "L", title: "alice's first" }).transaction.isPersisted.promise;
     proxy.setOnline(false);
@@ -223,14 +236,14 @@ describe("writes after an identity switch", () => {
     expect(session.items.has(alices.id)).toBe(true);
 
     // The socket's next connection attempt reads bob's token and announces the switch; the outbox's check is held.
-    token = "user:bob";
-    await waitFor(() => session.client.identityGeneration === 1 && releaseCheckRead !== undefined, { message: "a reconnect announced the switch" });
+    held.token = "user:bob";
+    await waitFor(() => session.client.identityGeneration === 1 && held.release !== undefined, { message: "a reconnect announced the switch" });
     // refreshAuth() reads the token too; the outbox's check goes on only once that read is done.
     const identity = session.client.identity.bind(session.client);
     session.client.identity = async () => {
       const ofRefreshAuth = new Error().stack?.includes("refreshAuth") ?? false;
       const read = await identity();
-      if (ofRefreshAuth) releaseCheckRead!();
+      if (ofRefreshAuth) held.release!();
       return read;
     };
     await session.client.refreshAuth();
@@ -250,24 +263,19 @@ describe("writes after an identity switch", () => {
   // dropped it as IDENTITY_CHANGED, though it was the new user's write.
   test("a write made after a reconnect noticed a switch, while the outbox is still reading the new identity, goes out under the new identity", async () => {
     const room = freshRoom("idw");
-    let token = "user:alice";
-    let releaseCheckRead: (() => void) | undefined;
-    const auth = (): string | Promise<string> => {
-      const current = token;
-      if (current !== "user:bob" || releaseCheckRead !== undefined || !new Error().stack?.includes("checkIdentity")) return current;
-      return new Promise<string>((resolve) => (releaseCheckRead = () => resolve(current)));
-    };
+    const held = tokenHoldingTheCheck();
+    const auth = held.auth;
     const session = openSession({ host: worker.host, room, persistence: freshIndexedDb(), token: auth });
     await session.db.actions.items({ listId: "L", title: "alice's" }).transaction.isPersisted.promise;
 
     // No refreshAuth(): the app changed its token, and the socket's reconnect notices it.
-    token = "user:bob";
+    held.token = "user:bob";
     session.client.reconnectRoom(room);
-    await waitFor(() => session.client.identityGeneration === 1 && releaseCheckRead !== undefined, { message: "the reconnect announced the switch" });
+    await waitFor(() => session.client.identityGeneration === 1 && held.release !== undefined, { message: "the reconnect announced the switch" });
     const bobs = session.db.actions.items({ listId: "L", title: "bob's" });
     // Everything the write does before it needs the network runs now.
     await new Promise((resolve) => setImmediate(resolve));
-    releaseCheckRead!();
+    held.release!();
 
     await expect(bobs.transaction.isPersisted.promise).resolves.toBeDefined();
     expect(session.rejected).toEqual([]);
