@@ -1,57 +1,85 @@
 import * as v from "valibot";
-import { cursorSchema, nameSchema, rowKeySchema, rowSchema } from "./common.js";
+import { cursorSchema, nameSchema, rowKeySchema, rowSchema, type Row, type RowKey } from "./common.js";
 import { mutationResultSchema } from "./push.js";
 import { resolvedSubsetSchema } from "./subset.js";
 
 /**
- * Pokes carry row changes from a room to one socket.
+ * Pokes carry row changes from a room to one socket (protocol 4; see
+ * `docs/protocol.md`, "Pokes").
  *
  * A poke is `pokeStart`, zero or more `pokePart`, then `pokeEnd`, all with the
- * same `pokeId`, sent back to back on one socket. It is the unit of atomicity:
- * the client buffers parts and applies the whole poke at `pokeEnd`, one sync
- * transaction per affected subscription, so no reader sees half of it. Parts
- * exist only because a frame must stay under `MAX_FRAME_BYTES`; how a poke is
- * split says nothing about its content.
+ * same `pokeId`, sent back to back on one socket — or, when it fits in one
+ * frame (most do), a single `poke` frame with the fields of all three. It is
+ * the unit of atomicity: the client buffers parts and applies the whole poke
+ * at `pokeEnd`, so no reader sees half of it.
  *
- * `pokeStart.subs` lists the subscriptions the poke covers; after it is
- * applied each of them is at `pokeEnd.cursor`. A subscription also listed in
- * `resets` must drop every row it holds first (a snapshot follows in the
- * parts): that is how a subscription starts, and how the room answers a cursor
- * it cannot serve (trimmed log, other epoch).
+ * **Groups.** Ops do not name subscriptions: they name the subscription's
+ * *group*, an id the room derives from what the subscription reads (table,
+ * resolved predicate, projection). Every socket whose subscriptions read the
+ * same groups receives byte-identical frames, so the room builds a flush's
+ * frames once and sends the same strings to many sockets. A poke that starts
+ * subscriptions (the answer to `subscribe`: a resume or a reset) `bind`s each
+ * to its group, its key column and its columns. After any poke, every
+ * subscription bound on the socket (before or by this poke) is at `cursor`.
+ * Ops for a group bound to no live subscription of the socket are ignored
+ * (they may follow an `unsubscribe` the room had not read yet); ops for a
+ * group bound to several subscriptions apply to each.
+ *
+ * **Ops** are an ordered list of {@link OpBlock}s `[group, kind, ...items]`,
+ * applied in order. Kinds: `"p"` put (an upsert of a whole projected row; its
+ * key is the row's key column), `"u"` update (a patch: the key column plus
+ * the columns that changed, merged into the row the subscription holds; a
+ * patch for a row it does not hold is a protocol violation), `"d"` delete
+ * (keys). An update that moves a row into a subscription's shape is a put;
+ * one that moves it out is a delete.
  *
  * A `pokeStart` while another poke is open, a part or end with an unknown
- * `pokeId`, or an op naming a subscription the poke did not list is a protocol
- * violation: the client drops the open poke, resets the subscriptions it
- * covered and subscribes them again. Nothing is applied from a broken poke.
- *
- * A poke small enough for one frame travels as a single `poke` frame with the
- * fields of all three (most pokes: sending one frame instead of three is what
- * keeps fan-out to many sockets cheap). It means exactly the same as
- * `pokeStart` + one `pokePart` + `pokeEnd`.
- *
- * Row ops are whole-row post-images (`put`, an upsert) or deletes (`del`).
- * An update that moves a row out of a subscription's shape arrives as `del`.
+ * `pokeId`, a reset of a subscription the poke neither binds nor found
+ * bound, or a malformed block is a protocol violation: the client drops the
+ * open poke, resets the subscriptions it covered and subscribes them again.
+ * Nothing is applied from a broken poke.
  */
+
+/** A subscription started by this poke: the group its ops arrive under, its key column and projected columns. */
+export const bindingSchema = v.strictObject({
+  sub: nameSchema,
+  group: nameSchema,
+  key: nameSchema,
+  columns: v.array(nameSchema),
+});
+export type Binding = v.InferOutput<typeof bindingSchema>;
+
+/** Op kinds of an {@link OpBlock}: put (whole row), update (patch), delete (keys). */
+export type OpKind = "p" | "u" | "d";
+
+/**
+ * One run of ops of one kind for one group: `[group, "p", row, row…]`,
+ * `[group, "u", patch, patch…]` or `[group, "d", key, key…]`.
+ */
+export type OpBlock = [group: string, kind: "p", ...rows: Row[]] | [group: string, kind: "u", ...patches: Row[]] | [group: string, kind: "d", ...keys: RowKey[]];
+
+export const opBlockSchema = v.union([
+  v.pipe(v.tupleWithRest([nameSchema, v.literal("p")], rowSchema)),
+  v.pipe(v.tupleWithRest([nameSchema, v.literal("u")], rowSchema)),
+  v.pipe(v.tupleWithRest([nameSchema, v.literal("d")], rowKeySchema)),
+]) as unknown as v.GenericSchema<unknown, OpBlock>;
+
 export const pokeStartSchema = v.strictObject({
   type: v.literal("pokeStart"),
   pokeId: nameSchema,
-  subs: v.array(nameSchema),
+  /** Subscriptions this poke starts (a subscribe's answer), with their groups. */
+  bind: v.optional(v.array(bindingSchema)),
+  /** Subscriptions that drop every row they hold first (a snapshot follows). Each is bound by this poke or earlier. */
   resets: v.optional(v.array(nameSchema)),
   /** For limited subsets in `resets`: the predicate each was resolved to (resume with it). */
   subsets: v.optional(v.array(resolvedSubsetSchema)),
 });
 export type PokeStart = v.InferOutput<typeof pokeStartSchema>;
 
-export const rowOpSchema = v.variant("op", [
-  v.strictObject({ op: v.literal("put"), sub: nameSchema, key: rowKeySchema, row: rowSchema }),
-  v.strictObject({ op: v.literal("del"), sub: nameSchema, key: rowKeySchema }),
-]);
-export type RowOp = v.InferOutput<typeof rowOpSchema>;
-
 export const pokePartSchema = v.strictObject({
   type: v.literal("pokePart"),
   pokeId: nameSchema,
-  ops: v.array(rowOpSchema),
+  ops: v.array(opBlockSchema),
 });
 export type PokePart = v.InferOutput<typeof pokePartSchema>;
 
@@ -71,11 +99,21 @@ export type PokeEnd = v.InferOutput<typeof pokeEndSchema>;
 export const pokeSchema = v.strictObject({
   type: v.literal("poke"),
   pokeId: nameSchema,
-  subs: v.array(nameSchema),
+  bind: v.optional(v.array(bindingSchema)),
   resets: v.optional(v.array(nameSchema)),
   subsets: v.optional(v.array(resolvedSubsetSchema)),
-  ops: v.array(rowOpSchema),
+  ops: v.array(opBlockSchema),
   cursor: cursorSchema,
   mutations: v.optional(v.array(mutationResultSchema)),
 });
 export type Poke = v.InferOutput<typeof pokeSchema>;
+
+/**
+ * One op as a subscription receives it, after the client expanded the
+ * blocks of a poke through its bindings (not a wire form): a whole row, a
+ * patch (the key column plus the changed columns), or a delete.
+ */
+export type RowOp =
+  | { op: "put"; sub: string; key: RowKey; row: Row }
+  | { op: "patch"; sub: string; key: RowKey; row: Row }
+  | { op: "del"; sub: string; key: RowKey };

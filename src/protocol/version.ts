@@ -11,8 +11,11 @@
  *   unsafe integers refused); snapshots streamed under `ack` flow control in
  *   one poke that lists every subscription of the socket; close code 4010.
  * - 3: on-demand subsets (`subscribe.subset`, `subsets` in reset pokes).
+ * - 4: grouped ops (`[group, kind, ...items]` blocks, `bind` in the poke that
+ *   starts a subscription, frames shared by sockets reading the same groups)
+ *   and column patches (`"u"` blocks).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /**
  * Close codes the room uses. 4000–4999 is the application range; the runtime
