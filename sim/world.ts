@@ -278,7 +278,19 @@ export class World {
         } else {
           const id = this.rawIds[step.pick % this.rawIds.length];
           if (step.op === "delete") await call("/items/delete", { id });
-          else await call("/items/update", step.op === "lock" ? { id, title: `locked ${step.title}` } : { id, title: step.title, listId: step.listId });
+          else if (step.op === "update" && step.pick % 3 === 0) {
+            // A column round trip (protocol 4 sends updates as column patches):
+            // the title changes and changes back while the rank moves, so a
+            // client resuming over both writes must still get the title — a
+            // patch carries every column any write of the stretch changed, not
+            // only those whose final value differs.
+            const rows = await (await this.worker.fetch(`/rooms/${this.room}/items`)).json() as Array<{ id: string; title: string; rank: number }>;
+            const row = rows.find((candidate) => candidate.id === id);
+            if (row) {
+              await call("/items/update", { id, title: `${row.title}~`, rank: row.rank + 1 });
+              await call("/items/update", { id, title: row.title });
+            }
+          } else await call("/items/update", step.op === "lock" ? { id, title: `locked ${step.title}` } : { id, title: step.title, listId: step.listId });
         }
         break;
       }
