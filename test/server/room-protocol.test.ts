@@ -238,6 +238,8 @@ describe("resume", () => {
     const poke = await after.nextPoke("s");
     expect(poke.resets).toEqual([]);
     expect(poke.ops).toEqual([{ op: "patch", sub: "s", key: "r2", row: { id: "r2", title: "2b" } }]);
+    // The restarted room binds the subscription to the same group id.
+    expect(poke.bind).toEqual([before.binding("s")]);
     expect(after.rows("s").get("r2")).toEqual({ id: "r2", listId: "r", title: "2b", rank: 0 });
   });
 });
