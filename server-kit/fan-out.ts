@@ -88,10 +88,12 @@ export function fanOut(
   for (const [ws, state] of sockets) {
     const mutations = outcomes?.get(ws);
     const mine = new Map<string, GroupOps>();
+    let tooLarge = false;
     for (const sub of state.subs.values()) {
       if (!changedTables.has(sub.table)) continue;
       const group = opsOf(sub);
       if (group.ops.length > 0) mine.set(group.id, group);
+      tooLarge ||= group.tooLarge;
     }
     if (state.open) {
       appendToOpenPoke(out, end.epoch, ws, state, [...mine.values()], end.seq, mutations);
@@ -99,12 +101,14 @@ export function fanOut(
     }
     // A subscription with a row too large for any frame cannot be served
     // without a gap: it is left out of the poke and ended.
-    for (const sub of [...state.subs.values()]) {
-      if (mine.get(sub.groupId)?.tooLarge) {
-        out.endSubscription(ws, state, sub.id, new LunoraError("MESSAGE_TOO_LARGE", `a row of "${sub.table}" is larger than a frame`));
+    if (tooLarge) {
+      for (const sub of [...state.subs.values()]) {
+        if (mine.get(sub.groupId)?.tooLarge) {
+          out.endSubscription(ws, state, sub.id, new LunoraError("MESSAGE_TOO_LARGE", `a row of "${sub.table}" is larger than a frame`));
+        }
       }
+      for (const [id, group] of mine) if (group.tooLarge) mine.delete(id);
     }
-    for (const [id, group] of mine) if (group.tooLarge) mine.delete(id);
     if (mine.size === 0 && mutations === undefined) continue;
     const ids = [...mine.keys()].sort();
     const key = ids.join(",");

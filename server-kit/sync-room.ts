@@ -103,7 +103,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   /**
    * Group id → the group definition it stands for, for the subscriptions
    * served now (see groups.ts): no two groups ever share an id, hence
-   * frames. Rebuilt as sockets are, after a wake.
+   * frames. Rebuilt as sockets are, after a wake. Public for tests (its
+   * `idOf` can be replaced to force a collision), not a supported API.
    */
   readonly groups = new GroupRegistry(() => this.liveGroupIds());
   /** Every frame to a sync socket goes through it (flow control, attachments). */
