@@ -5,7 +5,7 @@
  * collisions. Raw sockets against the fixture room in real workerd.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import type { OpBlock } from "../../src/protocol/index.js";
+import { MAX_FRAME_BYTES, type OpBlock } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { RawSocket } from "../helpers/raw-socket.js";
 import { putItems, roomCall, startFixtureRoom, updateItem } from "../helpers/fixture-room.js";
@@ -173,6 +173,37 @@ describe("shared frames", () => {
     delete own.mutations;
     expect(own).toEqual(shared);
   }, 120_000);
+
+  test("a writer whose outcomes would push the shared frame past the bound gets its own frames, split; the others keep the shared one", async () => {
+    const room = freshRoom();
+    await putItems(worker, room, { id: "big", listId: "BIG", title: "short" });
+    const writer = await connect(room);
+    const reader = await connect(room);
+    for (const socket of [writer, reader]) await subscribe(socket, "s", { shape: "itemsByList", args: { listId: "BIG" } });
+    let clientSeq = 0;
+    const rename = async (title: string) => {
+      const seen = [writer.raw.length, reader.raw.length];
+      writer.send({ type: "push", clientId: "big-writer", mutations: [{ clientSeq: ++clientSeq, name: "items:rename", args: { id: "big", title } }] });
+      await waitFor(() => reader.rows("s").get("big")?.title === title && writer.pokes.at(-1)?.mutations?.[0]?.clientSeq === clientSeq, { message: "the rename" });
+      return { writer: writer.raw.slice(seen[0]), reader: reader.raw.slice(seen[1]) };
+    };
+    // Calibrate: the shared frame's size without the title.
+    const probe = await rename("x".repeat(1_000));
+    const base = Buffer.byteLength(probe.reader[0]) - 1_000;
+    // A title that leaves the shared frame 20 bytes under the bound: its outcome does not fit in it.
+    const before = await stats(room);
+    const { writer: own, reader: shared } = await rename("y".repeat(MAX_FRAME_BYTES - 20 - base));
+    const after = await stats(room);
+    expect(shared).toHaveLength(1);
+    expect(Buffer.byteLength(shared[0])).toBeGreaterThan(MAX_FRAME_BYTES - 40);
+    expect(Buffer.byteLength(shared[0])).toBeLessThanOrEqual(MAX_FRAME_BYTES);
+    expect(own.map((frame) => JSON.parse(frame).type)).toEqual(["pokeStart", "pokePart", "pokeEnd"]);
+    for (const frame of own) expect(Buffer.byteLength(frame)).toBeLessThanOrEqual(MAX_FRAME_BYTES);
+    expect(JSON.parse(own[2]).mutations).toEqual([{ clientSeq: 2, status: "applied" }]);
+    // One shared build and the writer's own three frames.
+    expect(after.pokeFramesBuilt - before.pokeFramesBuilt).toBe(4);
+    expect(writer.rows("s")).toEqual(reader.rows("s"));
+  });
 
   test("identities whose read rules differ never share a frame: nothing of one reaches the other, by group or by row", async () => {
     const room = freshRoom();
