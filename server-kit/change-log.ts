@@ -233,12 +233,46 @@ export function* readLog(sql: SqlStorage, afterSeq: number, throughSeq: number, 
  * stretch (`before`, null if it did not exist) and after it (`after`, null if
  * it no longer exists). Coalescing is what makes a resume cost one op per
  * changed key however many times the key changed.
+ *
+ * `changed` is the union of the columns each update of the stretch changed
+ * (null: the whole row — an insert, a delete, a change of the key column or
+ * an update without a pre-image). A union, not the net difference of
+ * `before` and `after`: a column changed and changed back is in it. A
+ * client's row may be at any point of the stretch (a subscription resumed
+ * from its cursor shares rows with another that is further on; a snapshot
+ * page read mid-stretch), and a patch of the union's final values brings a
+ * row from any of those points to `after`.
  */
 export interface KeyChange {
   table: string;
   key: string | number;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
+  changed: ReadonlySet<string> | null;
+}
+
+/** Whether two values of a row image are the same (JSON scalars, or `{ $blob }` objects). */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  return (a as { $blob?: unknown }).$blob !== undefined && (a as { $blob?: unknown }).$blob === (b as { $blob?: unknown }).$blob;
+}
+
+/** The columns an update changed, comparing its post-image with its pre-image. */
+function changedColumns(doc: Record<string, unknown>, prev: Record<string, unknown>): Set<string> {
+  const changed = new Set<string>();
+  for (const column in doc) if (!sameValue(doc[column], prev[column])) changed.add(column);
+  for (const column in prev) if (!(column in doc)) changed.add(column);
+  return changed;
+}
+
+function unionColumns(a: ReadonlySet<string> | null, b: ReadonlySet<string> | null): ReadonlySet<string> | null {
+  if (a === null || b === null) return null;
+  if (b.size === 0) return a;
+  if (a.size === 0) return b;
+  const union = new Set(a);
+  for (const column of b) union.add(column);
+  return union;
 }
 
 /**
@@ -248,14 +282,20 @@ export interface KeyChange {
  */
 export function coalesceLog(entries: Iterable<LogEntry>, keys: ReadonlyMap<string, string>, limit = Infinity): Map<string, KeyChange> | undefined {
   const changes = new Map<string, KeyChange>();
-  const apply = (table: string, key: string | number, before: Record<string, unknown> | null, after: Record<string, unknown> | null) => {
+  const apply = (
+    table: string,
+    key: string | number,
+    before: Record<string, unknown> | null,
+    after: Record<string, unknown> | null,
+    changed: ReadonlySet<string> | null,
+  ) => {
     const id = `${table}\u0000${typeof key}\u0000${key}`;
     const existing = changes.get(id);
     if (existing) {
       changes.delete(id); // re-insert to keep "order of last change"
-      changes.set(id, { table, key, before: existing.before, after });
+      changes.set(id, { table, key, before: existing.before, after, changed: unionColumns(existing.changed, changed) });
     } else {
-      changes.set(id, { table, key, before, after });
+      changes.set(id, { table, key, before, after, changed });
     }
   };
   for (const entry of entries) {
@@ -264,12 +304,13 @@ export function coalesceLog(entries: Iterable<LogEntry>, keys: ReadonlyMap<strin
     const newKey = entry.doc?.[keyColumn] as string | number | undefined;
     const oldKey = entry.prev?.[keyColumn] as string | number | undefined;
     if (entry.op === "update" && oldKey !== undefined && newKey !== undefined && oldKey !== newKey) {
-      apply(entry.table, oldKey, entry.prev, null);
-      apply(entry.table, newKey, null, entry.doc);
+      apply(entry.table, oldKey, entry.prev, null, null);
+      apply(entry.table, newKey, null, entry.doc, null);
     } else {
       const key = newKey ?? oldKey;
       if (key === undefined || key === null) continue;
-      apply(entry.table, key, entry.prev, entry.doc);
+      const changed = entry.op === "update" && entry.doc !== null && entry.prev !== null ? changedColumns(entry.doc, entry.prev) : null;
+      apply(entry.table, key, entry.prev, entry.doc, changed);
     }
     if (changes.size > limit) return undefined;
   }

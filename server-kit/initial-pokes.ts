@@ -6,11 +6,11 @@
 import type { Cursor, ResolvedSubset } from "../src/protocol/index.js";
 import { coalesceLog, countLogRows, readLog } from "./change-log.js";
 import { sendOutcomesOnly } from "./fan-out.js";
-import { PokeWriter, encodePutTail } from "./poke-writer.js";
+import { PokeWriter } from "./poke-writer.js";
 import { SNAPSHOT_WINDOW_CHARS, readSnapshotPage } from "./snapshots.js";
 import { SlowConsumer, type SocketState } from "./socket-state.js";
 import { addOp, type SocketOutput } from "./socket-output.js";
-import { membershipOp, type ResolvedSubscription } from "./subscriptions.js";
+import { bindingOf, membershipOp, type ResolvedSubscription } from "./subscriptions.js";
 import { syncedValue } from "./values.js";
 
 /** Where the room's change log stands, as initial pokes need it (read fresh for each call). */
@@ -36,8 +36,12 @@ export class InitialPokes {
   /**
    * The delta since `cursor` when the log still covers it in this epoch (one
    * poke, bounded by `maxResumeLogRows`), else a reset with a streamed
-   * snapshot. `subsets` reports what a limited subset resolved to (it
-   * always starts with a reset).
+   * snapshot. Either way the poke binds `sub` to its group. `subsets`
+   * reports what a limited subset resolved to (it always starts with a
+   * reset).
+   *
+   * The caller has flushed: every other subscription of the socket is at
+   * `flushedSeq`, the cursor this poke carries.
    */
   send(ws: WebSocket, state: SocketState, sub: ResolvedSubscription, cursor: Cursor | undefined, subsets?: ResolvedSubset[]): void {
     const log = this.log();
@@ -48,14 +52,21 @@ export class InitialPokes {
       cursor.seq >= log.trimmedThrough &&
       cursor.seq <= through &&
       countLogRows(log.sql, cursor.seq, through) <= this.maxResumeLogRows;
-    if (!canResume) return this.openSnapshot(ws, state, [sub], subsets);
+    if (!canResume) return this.openSnapshot(ws, state, [sub], subsets, true);
     try {
       const changes = coalesceLog(readLog(log.sql, cursor.seq, through), log.keys)!;
-      const writer = new PokeWriter(this.out.pokeSender(ws, state), this.out.nextPokeId(through)).start([sub.id]);
+      const writer = new PokeWriter(this.out.pokeSender(ws, state), this.out.nextPokeId(through)).start({ bind: [bindingOf(sub)] });
+      // Every key appears once: kinds may be reordered into fewer blocks.
+      const deletes: string[] = [];
+      const patches: string[] = [];
       for (const change of changes.values()) {
         const op = membershipOp(sub, change);
-        if (op) addOp(writer, sub, op[0], op[1]);
+        if (op === null) continue;
+        if (op[0] === "p") addOp(writer, sub, "p", op[1]);
+        else (op[0] === "u" ? patches : deletes).push(op[1]);
       }
+      for (const patch of patches) addOp(writer, sub, "u", patch);
+      for (const key of deletes) addOp(writer, sub, "d", key);
       writer.end({ seq: through, epoch: log.epoch });
     } catch (error) {
       if (error instanceof SlowConsumer) return this.out.closeSlowConsumer(ws);
@@ -64,15 +75,17 @@ export class InitialPokes {
   }
 
   /**
-   * Opens a poke that resets `targets` and streams their snapshots. It lists
-   * every subscription of the socket, so flushes can append their changes
-   * while it is open. `subsets` reports what limited subsets among the
-   * targets resolved to.
+   * Opens a poke that resets `targets` and streams their snapshots; `bind`:
+   * the targets are started by it (a subscribe's answer) rather than
+   * already bound (a new epoch). Every bound subscription of the socket
+   * advances with the poke, so flushes append their changes while it is
+   * open. `subsets` reports what limited subsets among the targets resolved
+   * to.
    */
-  openSnapshot(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[], subsets?: ResolvedSubset[]): void {
+  openSnapshot(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[], subsets?: ResolvedSubset[], bind = false): void {
     const { flushedSeq } = this.log();
     const writer = new PokeWriter(this.out.pokeSender(ws, state), this.out.nextPokeId(flushedSeq));
-    writer.start([...state.subs.keys()], targets.map((target) => target.id), subsets);
+    writer.start({ bind: bind ? targets.map(bindingOf) : undefined, resets: targets.map((target) => target.id), subsets });
     state.open = { writer, scans: targets.map((target) => ({ target, after: undefined, done: false })), seq: flushedSeq, mutations: [] };
     state.attachment.streaming = true;
     this.out.saveAttachment(ws, state);
@@ -95,12 +108,10 @@ export class InitialPokes {
           scan.done = true; // unsubscribed meanwhile
         } else {
           for (const raw of readSnapshotPage(log.sql, scan)) {
-            const row: Record<string, unknown> = {};
-            for (const column of sub.columns) {
-              const value = raw[column];
-              row[column] = syncedValue(value);
-            }
-            addOp(open.writer, sub, "put", encodePutTail(row[sub.key] as string | number, row));
+            // Null prototype: a column may be named "__proto__".
+            const row: Record<string, unknown> = Object.create(null);
+            for (const column of sub.columns) row[column] = syncedValue(raw[column]);
+            addOp(open.writer, sub, "p", JSON.stringify(row));
           }
         }
         if (scan.done) scan = open.scans.find((candidate) => !candidate.done);

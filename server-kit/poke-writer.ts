@@ -1,19 +1,45 @@
-import { MAX_FRAME_BYTES, utf8Length, type Cursor, type MutationResult, type ResolvedSubset } from "../src/protocol/index.js";
+import {
+  MAX_FRAME_BYTES,
+  utf8Length,
+  type Binding,
+  type Cursor,
+  type MutationResult,
+  type OpKind,
+  type ResolvedSubset,
+} from "../src/protocol/index.js";
+
+/** What a `pokeStart` (or a single `poke`) says besides its ops. */
+export interface PokeHead {
+  /** Subscriptions this poke starts, with their groups. */
+  bind?: Binding[];
+  /** Subscriptions that drop their rows first (a snapshot follows). */
+  resets?: string[];
+  /** What the limited subsets among `resets` resolved to. */
+  subsets?: ResolvedSubset[];
+}
 
 /**
- * Writes one poke to one socket. Ops are buffered; a poke that fits in one
- * frame is sent as a single `poke` frame, a bigger one as `pokeStart`,
- * `pokePart`… (a new part whenever the next op would push a frame past
- * `maxFrameBytes`), `pokeEnd`. Ops arrive pre-serialized (see
- * {@link encodeRowOp}) so a row shared by many subscribers is stringified
- * once per flush, not once per socket.
+ * Writes one poke (protocol 4). Ops are added one item at a time with their
+ * group and kind; consecutive items of one group and kind share a block
+ * `[group, kind, item, item…]`, and a new block opens when either changes.
+ * A poke that fits in one frame is a single `poke` frame, a bigger one
+ * `pokeStart`, `pokePart`… (a new part whenever the next item would push a
+ * frame past `maxFrameBytes`; a block cut by a part boundary is closed and
+ * opened again, `[group, kind,`, in the next part), `pokeEnd`.
+ *
+ * Items arrive as JSON text: a row shared by many subscribers is
+ * stringified once per flush, and a flush's frames are built once for
+ * every socket reading the same groups (see fan-out.ts).
  */
 export class PokeWriter {
+  /** The current part's text, in pieces (blocks are left open until the next block or the part's end). */
   private part: string[] = [];
   private partBytes = 0;
+  /** The block open at the end of `part`: its group and kind. */
+  private block: { group: string; kind: OpKind } | undefined;
   private readonly partHeader: string;
   private readonly frameBudget: number;
-  private head: { subs: string[]; resets?: string[]; subsets?: ResolvedSubset[] } | undefined;
+  private head: PokeHead = {};
   /** Whether `pokeStart` went out (the poke no longer fits in one frame). */
   private split = false;
   /** Frames sent so far (observable in tests and benchmarks). */
@@ -28,44 +54,56 @@ export class PokeWriter {
     this.frameBudget = maxFrameBytes - utf8Length(this.partHeader) - 2; // "]}"
   }
 
-  /**
-   * Opens the poke: the subscriptions it covers, those it resets, and what
-   * the limited subsets among the resets resolved to.
-   */
-  start(subs: string[], resets?: string[], subsets?: ResolvedSubset[]): this {
-    this.head = resets && resets.length > 0 ? { subs, resets } : { subs };
-    if (subsets && subsets.length > 0) this.head.subsets = subsets;
+  /** Opens the poke: the subscriptions it binds, those it resets, and what the limited subsets among the resets resolved to. */
+  start(head: PokeHead = {}): this {
+    this.head = {};
+    if (head.bind && head.bind.length > 0) this.head.bind = head.bind;
+    if (head.resets && head.resets.length > 0) this.head.resets = head.resets;
+    if (head.subsets && head.subsets.length > 0) this.head.subsets = head.subsets;
     return this;
   }
 
-  /** Whether an op can be sent at all (fits in a frame on its own). */
-  fits(op: string): boolean {
-    return utf8Length(op) <= this.frameBudget;
+  /** Whether an item can be sent at all: its block, holding it alone, fits in a part. */
+  fits(group: string, item: string, bytes = utf8Length(item)): boolean {
+    return blockHeaderBytes(group) + bytes + 1 <= this.frameBudget;
   }
 
   /**
-   * Adds one serialized op. Returns false (and adds nothing) if the op alone
-   * cannot fit in a frame: the caller reports `MESSAGE_TOO_LARGE` for it.
+   * Adds one item (JSON) to the block of `group` and `kind`. Returns false
+   * (and adds nothing) when it cannot fit in a frame even alone: the caller
+   * reports `MESSAGE_TOO_LARGE`. `bytes`: the item's UTF-8 length, when the
+   * caller already knows it.
    */
-  add(op: string): boolean {
-    const bytes = utf8Length(op);
-    if (bytes > this.frameBudget) return false;
-    const separator = this.part.length > 0 ? 1 : 0;
-    if (this.partBytes + separator + bytes > this.frameBudget) this.flushPart();
-    this.partBytes += (this.part.length > 0 ? 1 : 0) + bytes;
-    this.part.push(op);
+  add(group: string, kind: OpKind, item: string, bytes = utf8Length(item)): boolean {
+    if (!this.fits(group, item, bytes)) return false;
+    const sameBlock = this.block !== undefined && this.block.group === group && this.block.kind === kind;
+    // A new block costs its header, a comma after the previous block and its
+    // closing bracket (counted now, written when the block closes).
+    const need = sameBlock ? 1 + bytes : (this.part.length > 0 ? 1 : 0) + blockHeaderBytes(group) + bytes + 1;
+    if (this.partBytes + need > this.frameBudget) {
+      this.flushPart();
+      this.openBlock(group, kind);
+    } else if (!sameBlock) {
+      this.openBlock(group, kind);
+    } else {
+      this.part.push(",");
+      this.partBytes += 1;
+    }
+    this.part.push(item);
+    this.partBytes += bytes;
     return true;
   }
 
   end(cursor: Cursor, mutations?: MutationResult[]): void {
     const tail: Record<string, unknown> = { cursor };
     if (mutations && mutations.length > 0) tail.mutations = mutations;
+    this.closeBlock();
     if (!this.split) {
-      const head = this.headFields();
-      const whole = `{"type":"poke",${head},"ops":[${this.part.join(",")}],${JSON.stringify(tail).slice(1)}`;
+      const whole = `{"type":"poke",${this.headFields()},"ops":[${this.part.join("")}],${JSON.stringify(tail).slice(1)}`;
       if (utf8Length(whole) <= this.maxFrameBytes) {
         this.emit(whole);
         this.part = [];
+        this.partBytes = 0;
         return;
       }
     }
@@ -73,18 +111,34 @@ export class PokeWriter {
     this.emit(`{"type":"pokeEnd","pokeId":${JSON.stringify(this.pokeId)},${JSON.stringify(tail).slice(1)}`);
   }
 
+  private openBlock(group: string, kind: OpKind): void {
+    this.closeBlock();
+    const header = `${this.part.length > 0 ? "," : ""}[${JSON.stringify(group)},"${kind}",`;
+    this.part.push(header);
+    // The closing bracket is counted with the header.
+    this.partBytes += utf8Length(header) + 1;
+    this.block = { group, kind };
+  }
+
+  private closeBlock(): void {
+    if (this.block === undefined) return;
+    this.part.push("]");
+    this.block = undefined;
+  }
+
   private headFields(): string {
-    const head = this.head ?? { subs: [] };
-    return `"pokeId":${JSON.stringify(this.pokeId)},${JSON.stringify(head).slice(1, -1)}`;
+    const fields = JSON.stringify(this.head).slice(1, -1);
+    return `"pokeId":${JSON.stringify(this.pokeId)}${fields.length > 0 ? `,${fields}` : ""}`;
   }
 
   private flushPart(): void {
+    this.closeBlock();
     if (!this.split) {
       this.split = true;
       this.emit(`{"type":"pokeStart",${this.headFields()}}`);
     }
     if (this.part.length === 0) return;
-    this.emit(`${this.partHeader}${this.part.join(",")}]}`);
+    this.emit(`${this.partHeader}${this.part.join("")}]}`);
     this.part = [];
     this.partBytes = 0;
   }
@@ -95,19 +149,7 @@ export class PokeWriter {
   }
 }
 
-/**
- * The subscription-independent tail of a row op, e.g.
- * `"key":"m1","row":{…}}`; {@link encodeRowOp} prepends the op and the
- * subscription id.
- */
-export function encodePutTail(key: string | number, row: Record<string, unknown>): string {
-  return `"key":${JSON.stringify(key)},"row":${JSON.stringify(row)}}`;
-}
-
-export function encodeDelTail(key: string | number): string {
-  return `"key":${JSON.stringify(key)}}`;
-}
-
-export function encodeRowOp(op: "put" | "del", sub: string, tail: string): string {
-  return `{"op":"${op}","sub":${JSON.stringify(sub)},${tail}`;
+/** Bytes of a block's opening `["group","k",` (the kind is one ASCII letter). */
+function blockHeaderBytes(group: string): number {
+  return utf8Length(JSON.stringify(group)) + 6;
 }

@@ -6,8 +6,8 @@
  * attachment (what survives hibernation) is written back whenever a
  * socket's subscriptions change.
  */
-import { CLOSE_CODES, LunoraError } from "../src/protocol/index.js";
-import { encodeRowOp, type PokeWriter } from "./poke-writer.js";
+import { CLOSE_CODES, LunoraError, type OpKind } from "../src/protocol/index.js";
+import type { PokeWriter } from "./poke-writer.js";
 import { SlowConsumer, closeQuietly, errorFrame, sendQuietly, toLunoraError, type SocketState } from "./socket-state.js";
 import type { ResolvedSubscription } from "./subscriptions.js";
 
@@ -115,9 +115,9 @@ export class SocketOutput {
   }
 }
 
-/** Adds one op to a poke, or throws `MESSAGE_TOO_LARGE` when the row cannot fit in any frame. */
-export function addOp(writer: PokeWriter, sub: ResolvedSubscription, op: "put" | "del", tail: string): void {
-  if (!writer.add(encodeRowOp(op, sub.id, tail))) {
+/** Adds one op of `sub`'s group to a poke, or throws `MESSAGE_TOO_LARGE` when the item cannot fit in any frame. */
+export function addOp(writer: PokeWriter, sub: ResolvedSubscription, kind: OpKind, item: string, bytes?: number): void {
+  if (!writer.add(sub.groupId, kind, item, bytes)) {
     throw new LunoraError("MESSAGE_TOO_LARGE", `a row of "${sub.table}" is larger than a frame`);
   }
 }

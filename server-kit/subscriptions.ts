@@ -4,10 +4,10 @@
  * checked predicate and projection; and the membership diff that turns one
  * key's change into the op a subscription receives.
  */
-import { LunoraError } from "../src/protocol/index.js";
+import { LunoraError, type Binding, type OpKind } from "../src/protocol/index.js";
 import type { KeyChange, TableInfo } from "./change-log.js";
 import type { LunoraContext, LunoraOptions, ShapeDefinition, TableDefinition } from "./definitions.js";
-import { encodeDelTail, encodePutTail } from "./poke-writer.js";
+import { groupId } from "./groups.js";
 import type { SocketAttachment, StoredSubscription } from "./socket-state.js";
 import { checkParameters, compileSubsetWhere, projectedColumns } from "./subsets.js";
 import { andWhere, compileWhere, matchesWhere, type Affinity, type CompiledWhere } from "./where.js";
@@ -21,12 +21,28 @@ export interface ResolvedSubscription {
   where: CompiledWhere;
   /** The projected columns and their affinities: all a subset may name. */
   projected: ReadonlyMap<string, Affinity>;
-  /** Subscriptions with equal groups receive identical ops, computed once per flush. */
+  /**
+   * What the subscription reads — `[table, predicate, columns]` as JSON.
+   * Subscriptions with equal groups receive identical ops, computed once per
+   * flush and sent under {@link groupId}.
+   */
   group: string;
+  /** The short id ops for {@link group} travel under (see groups.ts). */
+  groupId: string;
 }
 
-/** One subscription group's op for one changed key, serialized once per flush. */
-export type GroupOp = [op: "put" | "del", tail: string, key: string | number];
+/** What a poke that starts a subscription tells the client about it (`bind`). */
+export function bindingOf(sub: ResolvedSubscription): Binding {
+  return { sub: sub.id, group: sub.groupId, key: sub.key, columns: sub.columns };
+}
+
+/** One subscription group's op for one changed key: its kind and its item, serialized once per flush. */
+export interface GroupOp {
+  kind: OpKind;
+  /** The block item as JSON: a whole row (`p`), a patch (`u`) or a key (`d`). */
+  json: string;
+  key: string | number;
+}
 
 /** What resolving needs of the room. */
 export interface RoomDefinitions<Auth, Env> {
@@ -56,6 +72,7 @@ export function resolveSubscription<Auth, Env>(
   args: unknown,
   attachment: SocketAttachment,
   subsetWhere?: unknown,
+  idOf: (group: string) => string = groupId,
 ): ResolvedSubscription {
   const ctx: LunoraContext<Auth, Env> = { auth: attachment.auth as Auth, room: attachment.room, env: room.env };
   let tableName: string;
@@ -85,32 +102,39 @@ export function resolveSubscription<Auth, Env>(
   if (subsetWhere !== undefined) where = andWhere(where, compileSubsetWhere(subsetWhere, projected));
   checkParameters(where);
   // JSON of the column list, not a join: a column name may contain a comma.
-  return { id, table: tableName, key: info.key, columns, where, projected, group: JSON.stringify([tableName, where, columns]) };
+  const group = JSON.stringify([tableName, where, columns]);
+  return { id, table: tableName, key: info.key, columns, where, projected, group, groupId: idOf(group) };
 }
 
-/** One key's change as seen by one subscription: enter/change → put, leave → del, else nothing. */
-export function membershipOp(sub: ResolvedSubscription, change: KeyChange): ["put" | "del", string] | null {
+/**
+ * One key's change as seen by one subscription: entering → put (`p`),
+ * leaving → delete (`d`), staying in with projected columns changed → patch
+ * (`u`: the key column and the changed columns, final values) or, when every
+ * projected column changed or the change is a whole-row one (see
+ * {@link KeyChange.changed}), a put; else nothing.
+ *
+ * `wholeRows`: answer a put where a patch would do — for a subscription
+ * whose rows may not be at the change's `before` (a snapshot being streamed).
+ */
+export function membershipOp(sub: ResolvedSubscription, change: KeyChange, wholeRows = false): [OpKind, string] | null {
   if (change.table !== sub.table) return null;
   const before = change.before !== null && matchesWhere(sub.where, change.before);
   const after = change.after !== null && matchesWhere(sub.where, change.after);
-  if (after) {
-    if (before && sameProjection(change.before!, change.after!, sub.columns)) return null;
-    return ["put", encodePutTail(change.key, project(change.after!, sub.columns))];
-  }
-  return before ? ["del", encodeDelTail(change.key)] : null;
-}
-
-function sameProjection(a: Record<string, unknown>, b: Record<string, unknown>, columns: string[]): boolean {
-  for (const column of columns) {
-    const x = a[column];
-    const y = b[column];
-    if (x !== y && JSON.stringify(x) !== JSON.stringify(y)) return false;
-  }
-  return true;
+  if (!after) return before ? ["d", JSON.stringify(change.key)] : null;
+  if (!before || change.changed === null) return ["p", JSON.stringify(project(change.after!, sub.columns))];
+  let patched = 0;
+  for (const column of sub.columns) if (column !== sub.key && change.changed.has(column)) patched++;
+  if (patched === 0) return null;
+  if (wholeRows || patched === sub.columns.length - 1) return ["p", JSON.stringify(project(change.after!, sub.columns))];
+  // Null-prototype objects: a column may be named "__proto__".
+  const patch: Record<string, unknown> = Object.create(null);
+  patch[sub.key] = change.key;
+  for (const column of sub.columns) if (column !== sub.key && change.changed.has(column)) patch[column] = change.after![column] ?? null;
+  return ["u", JSON.stringify(patch)];
 }
 
 function project(row: Record<string, unknown>, columns: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = Object.create(null);
   for (const column of columns) out[column] = row[column] ?? null;
   return out;
 }

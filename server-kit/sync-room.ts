@@ -44,6 +44,7 @@ import {
 import { SocketOutput } from "./socket-output.js";
 import { InitialPokes, type LogPosition } from "./initial-pokes.js";
 import { fanOut } from "./fan-out.js";
+import { GroupRegistry } from "./groups.js";
 import { validateWithSchema } from "./validate.js";
 import { admitSocket } from "./handshake.js";
 import { isSyncUpgrade, parsePartyPath } from "./route.js";
@@ -92,8 +93,20 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private trimmedThrough = 0;
   private rowsSinceSweep = 0;
   private flushScheduled = false;
-  /** Counters for tests and benchmarks (per object instance, reset on wake). */
-  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokeFramesSent: 0, slowConsumersClosed: 0 };
+  /**
+   * Counters for tests and benchmarks (per object instance, reset on wake).
+   * `pokeFramesBuilt` counts the poke frames flushes built — once per
+   * distinct set of changed groups, however many sockets read it —,
+   * `pokeFramesSent` every poke frame sent to a socket.
+   */
+  readonly stats = { flushes: 0, socketStatesRebuilt: 0, pokeFramesBuilt: 0, pokeFramesSent: 0, slowConsumersClosed: 0 };
+  /**
+   * Group id → the group definition it stands for, for the subscriptions
+   * served now (see groups.ts): no two groups ever share an id, hence
+   * frames. Rebuilt as sockets are, after a wake. Public for tests (its
+   * `idOf` can be replaced to force a collision), not a supported API.
+   */
+  readonly groups = new GroupRegistry(() => this.liveGroupIds());
   /** Every frame to a sync socket goes through it (flow control, attachments). */
   private readonly out: SocketOutput;
   /** Resumes and streamed snapshots: how subscriptions start. */
@@ -321,7 +334,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.sockets.set(ws, state);
     for (const sub of attachment.subs) {
       try {
-        state.subs.set(sub.id, this.resolveSubscription(sub.id, sub.source, sub.args, attachment, sub.subset?.where));
+        const resolved = this.resolveSubscription(sub.id, sub.source, sub.args, attachment, sub.subset?.where);
+        this.groups.register(resolved.group, resolved.groupId);
+        state.subs.set(sub.id, resolved);
         state.stored.set(sub.id, sub);
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
@@ -331,6 +346,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     if (state.stored.size !== attachment.subs.length) this.out.saveAttachment(ws, state);
     return state;
+  }
+
+  /** Group ids of the subscriptions of every socket whose state is in memory (sockets not rebuilt since a wake registered none). */
+  private *liveGroupIds(): Generator<string> {
+    for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
+      const state = this.sockets.get(ws);
+      if (state) for (const sub of state.subs.values()) yield sub.groupId;
+    }
   }
 
   /** The sync sockets the room may still serve, with their state (rebuilt after a wake; expired tokens closed). */
@@ -469,10 +492,19 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       return fail(new LunoraError("QUOTA_EXCEEDED", "subscriptions of this socket no longer fit in its 16 KiB attachment"));
     }
     // Bring every subscriber up to the log's end first, so the new
-    // subscription starts from the same seq as everyone else.
+    // subscription starts from the same seq as everyone else: the poke
+    // that answers it tells the client that EVERY subscription of the
+    // socket is at its cursor (protocol 4, "Groups and bindings").
     state.subs.delete(id);
     this.flush();
     this.out.saveAttachment(ws, state);
+    try {
+      // Claimed after the flush: a flush may rebuild other sockets after a
+      // wake, and what they register must see this group as live.
+      this.groups.register(resolved.group, resolved.groupId);
+    } catch (error) {
+      return this.out.endSubscription(ws, state, id, error);
+    }
     state.subs.set(id, resolved);
     // A limited subset always starts with a reset: the client's rows (and
     // its cursor) were for another predicate than the one just resolved.
@@ -488,6 +520,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       args,
       attachment,
       subsetWhere,
+      this.groups.idOf,
     );
   }
 
@@ -496,8 +529,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   /**
    * Sends every subscriber what changed since the last flush: one read of the
    * new log page for all sockets, one membership diff per distinct
-   * (table, predicate, projection), one poke per socket that has changes or
-   * mutation outcomes. Synchronous, so nothing interleaves with it.
+   * (table, predicate, projection), one set of poke frames per distinct set
+   * of changed groups, sent to every socket reading that set (with its
+   * mutation outcomes spliced in). Synchronous, so nothing interleaves with it.
    *
    * `withLunora` calls it after each handler of the object (fetch,
    * webSocketMessage, alarm). Code that writes elsewhere (RPC methods,
@@ -527,7 +561,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     if (through === this.flushedSeq && (outcomes === undefined || outcomes.size === 0)) return;
     this.stats.flushes++;
     const changes = through > this.flushedSeq ? coalesceLog(readLog(this.sql, this.flushedSeq, through), this.keys)! : new Map<string, KeyChange>();
-    fanOut(this.out, this.servedSockets(), changes, { seq: through, epoch: this.epochValue }, outcomes);
+    fanOut(this.out, this.servedSockets(), changes, { seq: through, epoch: this.epochValue }, outcomes, this.stats);
     if (through > this.flushedSeq) {
       this.rowsSinceSweep += through - this.flushedSeq;
       this.flushedSeq = through;

@@ -46,7 +46,7 @@ test("a reader that stops reading is closed with 4009 once past the bound; the o
   // Nothing is lost: resuming from its last cursor brings the rest.
   const cursor = slow.cursor("s")!;
   const again = await RawSocket.connect(worker.host, room);
-  again.subscribe("s", { list: "items" }, cursor);
+  again.subscribe("s", { list: "items" }, cursor, slow.rows("s"));
   const resumed = await again.nextPoke("s");
   const have = new Set([...slow.rows("s").keys()]);
   for (const op of resumed.ops) have.add(op.key);

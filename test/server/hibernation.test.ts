@@ -28,6 +28,7 @@ test("idle past eviction: sockets stay open, pings are answered without waking, 
   await Promise.all(sockets.map((socket) => socket.nextPoke("s")));
   await Promise.all(odd.map((id) => sockets[2].nextPoke(id)));
   const before = await roomCall<Wakes>(worker, room, "/wakes");
+  const groupsBefore = sockets.map((socket) => socket.binding("s")!.group);
 
   await idle(12_000); // past the ~10 s eviction window
   // The runtime answers the keepalive itself.
@@ -41,7 +42,9 @@ test("idle past eviction: sockets stay open, pings are answered without waking, 
   // Evicted and rebuilt: a new construction, and not before the pings were answered.
   expect(after.constructed).toBeGreaterThan(before.constructed);
   expect(after.lastConstructedAt).toBeGreaterThanOrEqual(pingedAt);
-  await Promise.all(sockets.map((socket, i) => socket.nextPoke("s", seen[i])));
+  const woke = await Promise.all(sockets.map((socket, i) => socket.nextPoke("s", seen[i])));
+  // The woken room names each subscription's group by the same id it bound before the eviction.
+  woke.forEach((poke, i) => expect(new Set(poke.blocks.map(([group]) => group))).toEqual(new Set([groupsBefore[i]])));
   for (const socket of sockets) {
     expect(socket.closed).toBeNull();
     expect(socket.rows("s").get("woke")).toMatchObject({ id: "woke", title: "after hibernation" });

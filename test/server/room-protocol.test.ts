@@ -163,16 +163,20 @@ describe("resume", () => {
     await roomCall(worker, room, "/items/churn", { count: 2000, keys: 200, listId: "k" });
 
     const again = await connect(room);
-    again.subscribe("s", { shape: "itemsByList", args: { listId: "k" } }, cursor);
+    again.subscribe("s", { shape: "itemsByList", args: { listId: "k" } }, cursor, first.rows("s"));
     const poke = await again.nextPoke("s");
     expect(poke.resets).toEqual([]);
     expect(poke.ops).toHaveLength(200);
     expect(new Set(poke.ops.map((op) => op.key)).size).toBe(200);
     const server = new Map((await serverItems(worker, room)).map((item) => [item.id, item]));
+    // Each key's updates changed title and rank: a patch of those two (the key column, not listId), final values.
     for (const op of poke.ops) {
-      expect(op.op).toBe("put");
-      if (op.op === "put") expect(op.row).toEqual({ id: op.key, listId: "k", title: server.get(op.key as string)!.title, rank: 10 });
+      expect(op.op).toBe("patch");
+      if (op.op === "patch") expect(op.row).toEqual({ id: op.key, title: server.get(op.key as string)!.title, rank: 10 });
     }
+    expect(poke.blocks.map(([, kind]) => kind)).toEqual(["u"]);
+    const expected = [...server.values()].filter((item) => item.listId === "k").map((item) => [item.id, { id: item.id, listId: "k", title: item.title, rank: item.rank }]);
+    expect(again.rows("s")).toEqual(new Map(expected as Array<[string, Record<string, unknown>]>));
   });
 
   test("a cursor older than the trimmed log gets a reset, after which the rows equal the server's", async () => {
@@ -230,10 +234,13 @@ describe("resume", () => {
     await waitFor(() => before.closed, { message: "socket dropped by the restart" });
     await updateItem(worker, room, { id: "r2", title: "2b" });
     const after = await connect(room);
-    after.subscribe("s", { shape: "itemsByList", args: { listId: "r" } }, cursor);
+    after.subscribe("s", { shape: "itemsByList", args: { listId: "r" } }, cursor, before.rows("s"));
     const poke = await after.nextPoke("s");
     expect(poke.resets).toEqual([]);
-    expect(poke.ops).toEqual([{ op: "put", sub: "s", key: "r2", row: { id: "r2", listId: "r", title: "2b", rank: 0 } }]);
+    expect(poke.ops).toEqual([{ op: "patch", sub: "s", key: "r2", row: { id: "r2", title: "2b" } }]);
+    // The restarted room binds the subscription to the same group id.
+    expect(poke.bind).toEqual([before.binding("s")]);
+    expect(after.rows("s").get("r2")).toEqual({ id: "r2", listId: "r", title: "2b", rank: 0 });
   });
 });
 

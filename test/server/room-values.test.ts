@@ -186,7 +186,13 @@ describe("REPLACE is captured whole", () => {
     await exec(room, `INSERT OR IGNORE INTO handles (id, ownerId, handle) VALUES ('h4', 'bob', 'y')`);
     await exec(room, `INSERT INTO handles (id, ownerId, handle, body) VALUES ('h3', 'bob', 'y', 'upserted') ON CONFLICT(id) DO UPDATE SET body = excluded.body`);
     await waitFor(() => bob.rows("h").get("h3")?.body === "upserted", { message: "the upsert" });
-    expect(opsFor(bob, "h", "h3").map((op) => op.op)).toEqual(["put", "put", "put"]);
+    // Inserted whole; then each statement changed one column: patches of that column.
+    expect(opsFor(bob, "h", "h3").map((op) => [op.op, op.op === "del" ? null : op.row])).toEqual([
+      ["put", { id: "h3", ownerId: "bob", handle: "x", body: null }],
+      ["patch", { id: "h3", handle: "y" }],
+      ["patch", { id: "h3", body: "upserted" }],
+    ]);
+    expect(bob.rows("h").get("h3")).toEqual({ id: "h3", ownerId: "bob", handle: "y", body: "upserted" });
     expect([...bob.rows("h").keys()]).toEqual(["h3"]);
     // A client resuming from before all of it gets the deletes in its delta.
     const late = await connect(room, "user:alice");

@@ -22,12 +22,12 @@ afterAll(async () => {
   await worker?.stop();
 });
 
-/** `count` rows of ~140 characters each in poke text, keys `${prefix}-000000`…, in batches. */
-async function fill(room: string, prefix: string, count: number): Promise<void> {
+/** `count` rows of ~`width` + 60 characters each in poke text, keys `${prefix}-000000`…, in batches. */
+async function fill(room: string, prefix: string, count: number, width = 48): Promise<void> {
   for (let start = 0; start < count; start += 20_000) {
     const batch: ItemInput[] = [];
     for (let i = start; i < Math.min(count, start + 20_000); i++) {
-      batch.push({ id: `${prefix}-${String(i).padStart(6, "0")}`, listId: prefix, title: `row ${i} `.padEnd(48, "."), rank: i });
+      batch.push({ id: `${prefix}-${String(i).padStart(6, "0")}`, listId: prefix, title: `row ${i} `.padEnd(width, "."), rank: i });
     }
     await putItems(worker, room, batch);
   }
@@ -40,12 +40,12 @@ async function connect(room: string): Promise<RawSocket> {
   return socket;
 }
 
-const ROWS = 120_000; // ≈ 17 MB of poke text: twice the 8 MiB slow-consumer bound
+const ROWS = 120_000; // with 96-character titles ≈ 18 MB of poke text: twice the 8 MiB slow-consumer bound
 
 describe("a snapshot larger than the slow-consumer bound", () => {
   test("streams to completion to a reader that keeps reading, as one poke", async () => {
     const room = "snapshot-big";
-    await fill(room, "big", ROWS);
+    await fill(room, "big", ROWS, 96);
     const socket = await connect(room);
     socket.subscribe("s", { list: "items" });
     const poke = await waitFor(() => socket.pokes.find((candidate) => candidate.subs.includes("s")), { message: "the snapshot", timeoutMs: 120_000 });
@@ -137,11 +137,23 @@ describe("a snapshot larger than the slow-consumer bound", () => {
     socket.subscribe("queued", { shape: "itemsByList", args: { listId: "small" } });
     await waitFor(() => socket.frames.some((frame) => frame.type === "pokePart"), { message: "the first part" });
     await updateItem(worker, room, { id: "small-1", title: "changed during the snapshot" });
+    // A row the scan already sent (the first part holds the first page), changed in one column.
+    await updateItem(worker, room, { id: "o-000001", title: "changed behind the scan" });
     socket.acknowledge = true;
     socket.ackNow();
     const poke = await waitFor(() => socket.pokes.find((candidate) => candidate.subs.includes("big")), { message: "the snapshot", timeoutMs: 60_000 });
     expect(poke.subs.sort()).toEqual(["big", "small"]);
-    expect(poke.ops.filter((op) => op.sub === "small")).toMatchObject([{ op: "put", key: "small-1", row: { title: "changed during the snapshot" } }]);
+    // The subscription the poke does not snapshot gets a patch of the one column…
+    expect(poke.ops.filter((op) => op.sub === "small")).toEqual([{ op: "patch", sub: "small", key: "small-1", row: { id: "small-1", title: "changed during the snapshot" } }]);
+    // …the one it snapshots a whole row (its page was read at its own moment), and never a patch.
+    const big = socket.binding("big")!.group;
+    expect(poke.blocks.filter(([group, kind]) => group === big && kind !== "p")).toEqual([]);
+    expect(poke.ops.filter((op) => op.sub === "big" && op.key === "o-000001").at(-1)).toEqual({
+      op: "put",
+      sub: "big",
+      key: "o-000001",
+      row: { id: "o-000001", listId: "o", title: "changed behind the scan", rank: 1 },
+    });
     const queued = await socket.nextPoke("queued");
     expect(socket.pokes.indexOf(queued)).toBeGreaterThan(socket.pokes.indexOf(poke));
     expect(socket.rows("queued").get("small-1")?.title).toBe("changed during the snapshot");
