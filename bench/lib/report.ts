@@ -63,6 +63,27 @@ export const GOALS: GoalRow[] = [
     goal: "≤ 1.2×",
     met: (m) => m.remote_visible_p99_ms / m.remote_visible_raw_p99_ms <= 1.2,
   },
+  // W2b: one write, the time until the last of 1,000 subscribed sockets has
+  // it, against a Durable Object that only broadcasts a string of the same
+  // size to 1,000 hibernatable sockets (same run, interleaved).
+  {
+    label: "W2b fan-out, 1 write → last of 1,000 sockets, ms (median) — vs raw DO broadcast",
+    ours: "fanout_1000_ms",
+    peer: "fanout_raw_1000_ms",
+    peerLabel: "raw DO",
+    ratio: { of: (m) => m.fanout_1000_ms / m.fanout_raw_1000_ms, label: "ours/raw" },
+    goal: "≤ 1.2×",
+    met: (m) => m.fanout_1000_ms / m.fanout_raw_1000_ms <= 1.2,
+  },
+  {
+    label: "W2b fan-out p90, ms — vs raw DO broadcast (reported)",
+    ours: "fanout_1000_p90_ms",
+    peer: "fanout_raw_1000_p90_ms",
+    peerLabel: "raw DO",
+    ratio: { of: (m) => m.fanout_1000_p90_ms / m.fanout_raw_1000_p90_ms, label: "ours/raw" },
+    goal: "reported",
+    met: (m) => has(m, "fanout_1000_p90_ms", "fanout_raw_1000_p90_ms"),
+  },
   {
     label: (m) => `W3 replay ${(m.replay_writes ?? 1_000).toLocaleString("en-US")} offline writes, ms (20 ms one-way)`,
     ours: "replay_pipelined_ms",
