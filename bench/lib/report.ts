@@ -111,6 +111,17 @@ export const GOALS: GoalRow[] = [
     goal: "≤ 1.1×",
     met: (m) => m.resume_bytes / m.changed_final_state_bytes <= 1.1,
   },
+  // W4b: 1,000 updates of one small column of 10-column rows; an update
+  // should cost about its key and the column it changed, not the row.
+  {
+    label: "W4b 1,000 one-column updates of 10-column rows, bytes — vs changed columns + keys",
+    ours: "delta_update_bytes",
+    peer: "changed_columns_bytes",
+    peerLabel: "changed columns",
+    ratio: { of: (m) => m.delta_update_bytes / m.changed_columns_bytes, label: "frames/changed" },
+    goal: "≤ 1.5×",
+    met: (m) => m.delta_update_bytes / m.changed_columns_bytes <= 1.5,
+  },
   {
     label: "W5 first live-query result, ms — cache vs network",
     ours: "boot_cache_ms",
