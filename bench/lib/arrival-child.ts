@@ -58,7 +58,12 @@ async function openGroup(name: string, urls: string[], subscribe: unknown | unde
     await Promise.all(
       urls.slice(start, start + BATCH).map(async (url, offset) => {
         const index = start + offset;
-        const ws = new WebSocket(url);
+        // No permessage-deflate (ws offers it by default and workerd accepts):
+        // with it, workerd compresses every send and each reader inflates
+        // every frame, the same for both sides of the comparison, and on 2
+        // shared cores that common cost would hide the room's own per-socket
+        // work, which is what W2b compares.
+        const ws = new WebSocket(url, { perMessageDeflate: false });
         group.sockets[index] = ws;
         let first = true;
         ws.on("message", (data) => {
