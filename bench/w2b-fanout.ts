@@ -89,6 +89,7 @@ export async function runFanout(ctx: BenchContext): Promise<Metric[] | NotMeasur
     const oursFirstMs: number[] = [];
     const rawMs: number[] = [];
     const rawFirstMs: number[] = [];
+    const spread = (last: number[], first: number[]) => last.map((t, i) => t - first[i]);
     for (let i = 0; i < writes; i++) {
       // Alternate which goes first, so drift and the previous write's garbage hit both alike.
       for (const which of i % 2 === 0 ? (["ours", "raw"] as const) : (["raw", "ours"] as const)) {
@@ -99,7 +100,8 @@ export async function runFanout(ctx: BenchContext): Promise<Metric[] | NotMeasur
       }
     }
     const summary = (last: number[], first: number[]) =>
-      `last socket p50 ${percentile(last, 50).toFixed(1)}, p90 ${percentile(last, 90).toFixed(1)}, max ${Math.max(...last).toFixed(1)} ms; first socket p50 ${percentile(first, 50).toFixed(1)} ms`;
+      `last socket p50 ${percentile(last, 50).toFixed(1)}, p90 ${percentile(last, 90).toFixed(1)}, max ${Math.max(...last).toFixed(1)} ms; ` +
+      `first socket p50 ${percentile(first, 50).toFixed(1)} ms; first → last p50 ${percentile(spread(last, first), 50).toFixed(1)} ms`;
     ctx.note("W2b", `${writes} writes, poke frame ${frameBytes} B. ours: ${summary(oursMs, oursFirstMs)}`);
     ctx.note("W2b", `raw broadcast of ${frameBytes} B: ${summary(rawMs, rawFirstMs)}`);
     return [
@@ -109,6 +111,9 @@ export async function runFanout(ctx: BenchContext): Promise<Metric[] | NotMeasur
       { name: "fanout_raw_1000_p90_ms", value: round2(percentile(rawMs, 90)) },
       { name: "fanout_first_ms", value: round2(percentile(oursFirstMs, 50)) },
       { name: "fanout_raw_first_ms", value: round2(percentile(rawFirstMs, 50)) },
+      // First → last socket of one write: the per-socket part alone (the fixed cost of a write is in `…_first_ms`).
+      { name: "fanout_spread_ms", value: round2(percentile(spread(oursMs, oursFirstMs), 50)) },
+      { name: "fanout_raw_spread_ms", value: round2(percentile(spread(rawMs, rawFirstMs), 50)) },
       { name: "fanout_frame_bytes", value: frameBytes },
     ];
   } finally {
