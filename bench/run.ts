@@ -27,9 +27,11 @@ import { startBenchRoom } from "./lib/room.js";
 import { GOALS, renderTable, type NotMeasured } from "./lib/report.js";
 import { runApply } from "./w1-apply.js";
 import { runResumeBytes } from "./w4-resume-bytes.js";
+import { runColumnDelta } from "./w4b-column-delta.js";
 import { runIdleWakes } from "./w6-idle-wakes.js";
 import { runBundleSize } from "./bundle-size.js";
 import { runRemoteVisible } from "./w2-remote-visible.js";
+import { runFanout } from "./w2b-fanout.js";
 import { runReplay } from "./w3-replay.js";
 import { runBoot } from "./w5-boot.js";
 import { runBigShapes } from "./w7-big-shapes.js";
@@ -49,8 +51,10 @@ interface Workload {
 const WORKLOADS: Workload[] = [
   { id: "w1", title: "W1 apply throughput", metrics: ["apply_rows_per_s", "apply_bare_tanstack_rows_per_s", "apply_replicache_rows_per_s"], run: runApply },
   { id: "w2", title: "W2 remote visible", metrics: ["remote_visible_p50_ms", "remote_visible_p99_ms"], run: runRemoteVisible },
+  { id: "w2b", title: "W2b fan-out to 1,000 sockets", metrics: ["fanout_1000_ms", "fanout_1000_p90_ms", "fanout_raw_1000_ms", "fanout_raw_1000_p90_ms"], run: runFanout },
   { id: "w3", title: "W3 offline replay", metrics: ["replay_pipelined_ms", "replay_serial_ms"], run: runReplay },
   { id: "w4", title: "W4 resume bytes", metrics: ["resume_bytes", "snapshot_bytes", "changed_final_state_bytes"], run: runResumeBytes },
+  { id: "w4b", title: "W4b column updates, bytes", metrics: ["delta_update_bytes", "changed_columns_bytes"], run: runColumnDelta },
   { id: "w5", title: "W5 boot from cache", metrics: ["boot_cache_ms", "boot_network_ms", "boot_ready_before_socket", "boot_ondemand_cache_ms", "boot_ondemand_network_ms"], run: runBoot },
   { id: "w6", title: "W6 idle wakes", metrics: ["idle_wakes"], run: runIdleWakes },
   {

@@ -15,6 +15,7 @@ import { LunoraClient, lunoraCollectionOptions } from "../src/index.js";
 import { recordingWebSocket } from "../test/helpers/recording-websocket.js";
 import { TcpProxy } from "../test/helpers/tcp-proxy.js";
 import type { BenchContext, Metric } from "./lib/context.js";
+import { frameBytes, opBytes } from "./lib/op-bytes.js";
 import { putItems, roomCall, type BenchItem } from "./lib/room.js";
 import { until } from "./lib/stats.js";
 
@@ -22,7 +23,7 @@ const ROWS = 10_000;
 const CHANGES = 10_000;
 const KEYS = 1_000;
 
-const bytes = (frames: string[]) => frames.reduce((sum, frame) => sum + Buffer.byteLength(frame, "utf8"), 0);
+const bytes = frameBytes;
 
 async function subscribedClient(host: string, room: string) {
   const recording = recordingWebSocket();
@@ -69,17 +70,11 @@ export async function runResumeBytes(ctx: BenchContext): Promise<Metric[]> {
     const resumeFrames = a.log.frames.slice(before);
     const resumeBytes = bytes(resumeFrames);
     const resets = resumeFrames.filter((frame) => frame.includes('"resets"')).length;
-    // Where the resume's bytes go: row JSON, the per-op envelope ({"op","sub","key","row"}), the rest (hello, frame headers, cursor).
-    let rowBytes = 0;
-    let opBytes = 0;
-    for (const frame of resumeFrames) {
-      const parsed = JSON.parse(frame) as { ops?: Array<{ row?: unknown }> };
-      for (const op of parsed.ops ?? []) {
-        opBytes += Buffer.byteLength(JSON.stringify(op), "utf8") + 1; // + the comma between ops
-        if (op.row !== undefined) rowBytes += Buffer.byteLength(JSON.stringify(op.row), "utf8");
-      }
-    }
-    const ops = a.log.rowOps() - ROWS;
+    // Where the resume's bytes go: row data (rows, patches, deleted keys),
+    // the envelope of the ops (protocol 4: block headers `[group, kind, …]`;
+    // protocol ≤ 3: `{"op","sub","key"}` per op), the rest (hello, frame headers, cursor).
+    const split = opBytes(resumeFrames);
+    const ops = split.items;
 
     // A fresh client without a cursor: a full snapshot of the shape as it is now.
     const b = await subscribedClient(ctx.worker.host, room);
@@ -91,7 +86,7 @@ export async function runResumeBytes(ctx: BenchContext): Promise<Metric[]> {
       "W4",
       `resume: ${resumeFrames.length} frames, ${ops} row ops, ${resets} resets; snapshot: ${b.log.frames.length} frames; ` +
         `resume bytes per changed row ${(resumeBytes / KEYS).toFixed(1)} vs ${(changedFinalStateBytes / KEYS).toFixed(1)} of row JSON; ` +
-        `resume = ${rowBytes} row JSON + ${opBytes - rowBytes} op envelopes (${((opBytes - rowBytes) / ops).toFixed(1)} B per op) + ${resumeBytes - opBytes} hello/frame/cursor`,
+        `resume = ${split.itemBytes} row JSON + ${split.opsBytes - split.itemBytes} op envelopes (${((split.opsBytes - split.itemBytes) / ops).toFixed(1)} B per op) + ${resumeBytes - split.opsBytes} hello/frame/cursor`,
     );
     return [
       { name: "resume_bytes", value: resumeBytes },

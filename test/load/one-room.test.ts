@@ -2,8 +2,9 @@
  * Load on one room: 200 subscribed sockets, 1,000 writes at a steady rate.
  * Every subscriber must receive every change exactly once and in order.
  * Latency and memory are printed (measured, not asserted: tests never assert
- * on time). The subscribers are plain `ws` sockets with a minimal frame
- * reader so the test harness does not compete with the room for the CPU.
+ * on time). The subscribers are plain `ws` sockets with a minimal protocol-4
+ * frame reader (poke-reader.ts) so the test harness does not compete with
+ * the room for the CPU. one-room-1000.test.ts does the same with 1,000.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -13,6 +14,7 @@ import type { LocalWorker } from "../../src/testing/index.js";
 import { startFixtureRoom } from "../helpers/fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 import { workerdRssKiB } from "../helpers/workerd-rss.js";
+import { PokeReader } from "./poke-reader.js";
 
 let worker: LocalWorker;
 beforeAll(async () => {
@@ -27,27 +29,22 @@ interface Subscriber {
   ws: WebSocket;
   keys: string[];
   seqs: number[];
-  /** ops of an open multi-frame poke */
-  open: string[] | null;
+  reader: PokeReader;
 }
 
 function connect(room: string, token: string, onOps: (keys: string[]) => void): Promise<Subscriber> {
   const ws = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=${token}`);
-  const sub: Subscriber = { ws, keys: [], seqs: [], open: null };
-  ws.on("message", (data) => {
-    const text = data.toString();
-    if (text === "pong") return;
-    const frame = JSON.parse(text) as { type: string; ops?: Array<{ key: string }>; cursor?: { seq: number } };
-    if (frame.type === "pokeStart") sub.open = [];
-    else if (frame.type === "pokePart") sub.open!.push(...frame.ops!.map((op) => op.key));
-    else if (frame.type === "poke" || frame.type === "pokeEnd") {
-      const keys = frame.type === "poke" ? frame.ops!.map((op) => op.key) : sub.open!;
-      sub.open = null;
+  const sub: Subscriber = {
+    ws,
+    keys: [],
+    seqs: [],
+    reader: new PokeReader(({ keys, seq }) => {
       sub.keys.push(...keys);
-      sub.seqs.push(frame.cursor!.seq);
+      sub.seqs.push(seq);
       onOps(keys);
-    }
-  });
+    }),
+  };
+  ws.on("message", (data) => sub.reader.read(data.toString()));
   return new Promise((resolve, reject) => {
     ws.once("open", () => resolve(sub));
     ws.once("error", reject);
@@ -93,11 +90,17 @@ test("200 subscribers each receive 1,000 writes exactly once and in order", asyn
     sentAt.set(id, performance.now());
     writer.send(JSON.stringify({ type: "push", clientId, mutations: [{ clientSeq: i + 1, name: "items:create", args: { id, listId: "load", title: `w${i}` } }] }));
   }
-  await waitFor(() => subscribers.every((sub) => sub.keys.length >= WRITES), { message: "every write delivered", timeoutMs: 90_000, intervalMs: 50 });
+  // A protocol violation ends the wait at once (the assertions below say which).
+  await waitFor(() => subscribers.every((sub) => sub.keys.length >= WRITES) || subscribers.some((sub) => sub.reader.violations.length > 0) || outcomes.some((status) => status !== "applied"), {
+    message: "every write delivered",
+    timeoutMs: 90_000,
+    intervalMs: 50,
+  });
   await waitFor(() => outcomes.length === WRITES, { message: "every outcome" });
   const rssAfter = workerdRssKiB();
 
   for (const sub of subscribers) {
+    expect(sub.reader.violations).toEqual([]);
     expect(sub.keys).toEqual(ids); // exactly once each, in write order
     for (let i = 1; i < sub.seqs.length; i++) expect(sub.seqs[i]).toBeGreaterThan(sub.seqs[i - 1]);
   }

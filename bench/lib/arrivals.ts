@@ -1,0 +1,153 @@
+import { fork, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { monotonicMs, type ChildReport, type ParentCommand } from "./arrival-protocol.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** One W2b observation: when the first and the last watched socket had the marker (monotonic ms). */
+export interface Arrival {
+  first: number;
+  last: number;
+  frameBytes: number;
+}
+
+/**
+ * Sockets spread over several child processes (arrival-child.ts), so that
+ * reading 1,000 frames is done by several event loops, none of them the
+ * measuring one. `watch(group, marker)` arms every child; the returned
+ * promise resolves when every socket of the group, in every child, has
+ * received a frame containing `marker`.
+ */
+export class ArrivalChildren {
+  private constructor(private readonly children: Child[]) {}
+
+  static async start(count: number): Promise<ArrivalChildren> {
+    const children = await Promise.all(Array.from({ length: count }, () => Child.start()));
+    // The stamps are only comparable if each child's clock is the parent's:
+    // a child's reading must fall between the parent's before and after.
+    for (const child of children) {
+      for (let i = 0; i < 5; i++) {
+        const before = monotonicMs();
+        const { now } = (await child.ask({ type: "clock" }, "clock")) as { now: number };
+        const after = monotonicMs();
+        if (!(now >= before && now <= after)) {
+          await Promise.all(children.map((c) => c.close()));
+          throw new Error(`W2b: a child's monotonic clock is not the parent's (${before} ≤ ${now} ≤ ${after} fails)`);
+        }
+      }
+    }
+    return new ArrivalChildren(children);
+  }
+
+  /** Opens `total` sockets split evenly over the children (socket i gets token `${tokenPrefix}${i}`). */
+  async open(spec: Omit<Extract<ParentCommand, { type: "open" }>, "type" | "count" | "firstIndex"> & { total: number }): Promise<void> {
+    const { total, ...rest } = spec;
+    let first = 0;
+    await Promise.all(
+      this.children.map((child, i) => {
+        const count = Math.floor(total / this.children.length) + (i < total % this.children.length ? 1 : 0);
+        const command: ParentCommand = { type: "open", ...rest, count, firstIndex: first };
+        first += count;
+        return child.ask(command, "opened", 180_000);
+      }),
+    );
+  }
+
+  private watchIds = 0;
+
+  /**
+   * Arms every child for `marker` on `group`; resolves once armed, with
+   * `arrived`: the combined arrival (wrapped in an object: a promise that
+   * resolved to a promise would wait for the arrival before the write).
+   */
+  async watch(group: string, marker: string, timeoutMs = 60_000): Promise<{ arrived: Promise<Arrival> }> {
+    const watchId = this.watchIds++;
+    const arrivals = this.children.map((child) => child.next("arrived", timeoutMs, (r) => (r as { watchId: number }).watchId === watchId));
+    await Promise.all(this.children.map((child) => child.ask({ type: "watch", group, marker, watchId }, "watching")));
+    const arrived = Promise.all(arrivals).then(
+      (reports) => {
+      const all = reports as Array<Extract<ChildReport, { type: "arrived" }>>;
+      return { first: Math.min(...all.map((r) => r.first)), last: Math.max(...all.map((r) => r.last)), frameBytes: all[0].frameBytes };
+      },
+      async (error: Error) => {
+        // Say how far each child got (a timeout alone does not tell a lost frame from a closed socket).
+        const progress = await Promise.all(this.children.map((child) => child.ask({ type: "progress", group }, "progress", 5_000).catch(() => undefined)));
+        const detail = progress.map((p) => (p ? `${(p as { arrived: number }).arrived}/${(p as { of: number }).of} (open ${(p as { open: number }).open})` : "?")).join(", ");
+        throw new Error(`${error.message}; marker ${marker} arrived at: ${detail}`);
+      },
+    );
+    return { arrived };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.children.map((child) => child.close()));
+  }
+}
+
+class Child {
+  private waiters: Array<{ type: string; match: (r: ChildReport) => boolean; resolve: (r: ChildReport) => void; reject: (e: Error) => void }> = [];
+  private failure: Error | undefined;
+
+  private constructor(private readonly proc: ChildProcess) {
+    proc.on("message", (report: ChildReport) => {
+      if (report.type === "failed") return this.fail(new Error(`W2b child: ${report.message}`));
+      const at = this.waiters.findIndex((w) => w.type === report.type && w.match(report));
+      if (at >= 0) this.waiters.splice(at, 1)[0].resolve(report);
+    });
+    proc.once("exit", (code) => this.fail(new Error(`W2b child exited with ${code}`)));
+  }
+
+  static async start(): Promise<Child> {
+    const proc = fork(path.join(here, "arrival-child.ts"), [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = new Child(proc);
+    await child.next("started", 60_000);
+    return child;
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+  }
+
+  next(type: ChildReport["type"], timeoutMs = 60_000, match: (r: ChildReport) => boolean = () => true): Promise<ChildReport> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`W2b: no "${type}" from a child within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = {
+        type,
+        match,
+        resolve: (r: ChildReport) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  ask(command: ParentCommand, answer: ChildReport["type"], timeoutMs = 60_000): Promise<ChildReport> {
+    const reply = this.next(answer, timeoutMs);
+    this.proc.send(command);
+    return reply;
+  }
+
+  close(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.proc.kill(), 10_000);
+      this.proc.once("exit", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.proc.send({ type: "close" } satisfies ParentCommand);
+    });
+  }
+}
