@@ -26,7 +26,7 @@ afterAll(() => worker?.stop());
 async function fill(room: string, count: number): Promise<void> {
   for (let start = 0; start < count; start += 20_000) {
     const batch: ItemInput[] = [];
-    for (let i = start; i < Math.min(count, start + 20_000); i++) batch.push({ id: `k-${String(i).padStart(6, "0")}`, listId: "big", title: `row ${i} `.padEnd(60, "."), rank: i });
+    for (let i = start; i < Math.min(count, start + 20_000); i++) batch.push({ id: `k-${String(i).padStart(6, "0")}`, listId: "big", title: `row ${i} `.padEnd(100, "."), rank: i });
     await putItems(worker, room, batch);
   }
 }
@@ -46,7 +46,7 @@ function newClient(limits?: { maxPokeChars?: number }) {
   return { client, log: recording.log };
 }
 
-test("a 100,000-row shape (≈ 17 MB, twice the slow-consumer bound) becomes a ready collection and stays live", async () => {
+test("a 100,000-row shape (≈ 16 MB of protocol-4 frames, twice the slow-consumer bound) becomes a ready collection and stays live", async () => {
   const room = "big-client";
   await fill(room, 100_000);
   const { client, log } = newClient();
