@@ -1,4 +1,5 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
+import { Listeners } from "../client/listeners.js";
 import { LunoraError } from "../protocol/index.js";
 
 /**
@@ -78,7 +79,7 @@ export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions 
  */
 class ChangeFeed {
   readonly #name: string;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Listeners<[]>();
   #channel: BroadcastChannel | undefined;
 
   constructor(name: string) {
@@ -86,10 +87,10 @@ class ChangeFeed {
   }
 
   subscribe(listener: () => void): () => void {
-    this.#listeners.add(listener);
+    const remove = this.#listeners.add(listener);
     this.#open();
     return () => {
-      this.#listeners.delete(listener);
+      remove();
       if (this.#listeners.size === 0) {
         this.#channel?.close();
         this.#channel = undefined;
@@ -98,7 +99,7 @@ class ChangeFeed {
   }
 
   announce(): void {
-    this.#emit();
+    this.#listeners.emit();
     try {
       (this.#open() ?? transientChannel(this.#name))?.postMessage("changed");
     } catch {
@@ -110,19 +111,9 @@ class ChangeFeed {
     if (this.#channel || this.#listeners.size === 0 || typeof BroadcastChannel === "undefined") return this.#channel;
     const channel = new BroadcastChannel(this.#name);
     (channel as { unref?: () => void }).unref?.();
-    channel.onmessage = () => this.#emit();
+    channel.onmessage = () => this.#listeners.emit();
     this.#channel = channel;
     return channel;
-  }
-
-  #emit(): void {
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener();
-      } catch (error) {
-        console.warn("[lunora] outbox change listener threw:", error);
-      }
-    }
   }
 }
 
@@ -152,10 +143,8 @@ function transientChannel(name: string): { postMessage(message: unknown): void }
  */
 export function createInMemoryPersistence(): OutboxPersistence {
   const entries = new Map<string, string>();
-  const listeners = new Set<() => void>();
-  const changed = () => {
-    for (const listener of [...listeners]) listener();
-  };
+  const listeners = new Listeners<[]>();
+  const changed = () => listeners.emit();
   return {
     kind: "memory",
     storage: {
@@ -174,10 +163,7 @@ export function createInMemoryPersistence(): OutboxPersistence {
         changed();
       },
     },
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
+    onChange: (listener) => listeners.add(listener),
   };
 }
 
