@@ -1,6 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
+import { indexedDbFactory, openDatabase, transactionDone } from "../cache/indexeddb.js";
 import { Listeners } from "../client/listeners.js";
-import { LunoraError } from "../protocol/index.js";
 
 /**
  * Where the durable write outbox keeps its entries: the queued writes
@@ -205,59 +205,45 @@ class IndexedDbStorage implements StorageAdapter {
 
   #open(): Promise<IDBDatabase> {
     if (this.#db) return this.#db;
-    const factory = this.#factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
-    if (!factory) {
-      return Promise.reject(new LunoraError("STORAGE_FAILURE", "IndexedDB is not available in this environment"));
-    }
-    const opening = new Promise<IDBDatabase>((resolve, reject) => {
-      const request = factory.open(this.#name, 1);
-      request.onupgradeneeded = () => {
-        if (!request.result.objectStoreNames.contains(STORE)) request.result.createObjectStore(STORE);
+    const opening = (async () => {
+      const factory = indexedDbFactory(this.#factory, "pass `indexedDB` or use createInMemoryPersistence()");
+      const upgrade = (db: IDBDatabase) => {
+        if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE);
       };
-      request.onsuccess = () => {
-        const db = request.result;
-        // Another tab upgrading the schema: let it, and reopen on next use.
-        db.onversionchange = () => {
-          db.close();
-          this.#db = undefined;
-        };
-        resolve(db);
-      };
-      request.onerror = () => reject(request.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB open failed"));
-      request.onblocked = () => reject(new LunoraError("STORAGE_FAILURE", "IndexedDB open is blocked by another connection"));
-    });
+      // Another tab upgrading the schema, or the browser closing it: reopen on next use.
+      return openDatabase(factory, this.#name, 1, upgrade, () => (this.#db = undefined));
+    })();
     // A failed open is retried on the next call (private mode may be left, quota freed).
-    this.#db = opening.catch((error) => {
+    this.#db = opening.catch((error: unknown) => {
       this.#db = undefined;
       throw error;
     });
     return this.#db;
   }
 
-  /** Runs one request in its own transaction; resolves with its result once the transaction completed. */
+  /**
+   * Runs one request in its own transaction; resolves with its result once
+   * the transaction completed (the write is durable), rejects with the
+   * original `DOMException` otherwise.
+   */
   async #run<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
-    const db = await this.#open();
-    return new Promise<T>((resolve, reject) => {
-      let result: T;
-      const transaction = db.transaction(STORE, mode);
-      transaction.oncomplete = () => resolve(result);
-      transaction.onerror = () => reject(transaction.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB transaction failed"));
-      transaction.onabort = () => reject(transaction.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB transaction aborted"));
+    const transaction = (await this.#open()).transaction(STORE, mode);
+    const done = transactionDone(transaction);
+    let req: IDBRequest<T>;
+    try {
+      req = request(transaction.objectStore(STORE));
+    } catch (error) {
+      // Some engines throw synchronously (QuotaExceededError, InvalidStateError).
+      done.catch(() => undefined);
       try {
-        const req = request(transaction.objectStore(STORE));
-        req.onsuccess = () => {
-          result = req.result;
-        };
-      } catch (error) {
-        // Some engines throw synchronously (QuotaExceededError, InvalidStateError).
-        try {
-          transaction.abort();
-        } catch {
-          // already finished
-        }
-        reject(error);
+        transaction.abort();
+      } catch {
+        // already finished
       }
-    });
+      throw error;
+    }
+    await done;
+    return req.result;
   }
 }
 
