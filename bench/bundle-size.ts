@@ -52,6 +52,8 @@ interface BundleSize {
   byArea: Record<string, number>;
   /** Minified bytes per source file (a dependency counts as one file). */
   byFile: Record<string, number>;
+  /** Our source files in the bundle that import valibot (esbuild keeps their module-level schemas even when unused). */
+  valibotImporters: string[];
 }
 
 async function gzipOf(contents: string, external: string[]): Promise<BundleSize> {
@@ -81,7 +83,10 @@ async function gzipOf(contents: string, external: string[]): Promise<BundleSize>
       byFile[name] = (byFile[name] ?? 0) + input.bytesInOutput;
     }
   }
-  return { minified: code.byteLength, gzip: gzipSync(code, { level: 9 }).byteLength, byArea, byFile };
+  const valibotImporters = Object.entries(result.metafile.inputs)
+    .filter(([file, input]) => !file.includes("node_modules") && input.imports.some((imported) => imported.path.includes("node_modules/valibot/")))
+    .map(([file]) => file);
+  return { minified: code.byteLength, gzip: gzipSync(code, { level: 9 }).byteLength, byArea, byFile, valibotImporters };
 }
 
 /** `name 1,234 (~400 gz)` for the largest entries of `bytes`, largest first; gzip shares are estimated pro rata. */
@@ -121,6 +126,11 @@ export async function runBundleSize(ctx: BenchContext): Promise<Metric[]> {
     `reads only (LunoraClient, lunoraCollectionOptions, createIndexedDbQueryCache): ${readsOnly.minified.toLocaleString("en-US")} B minified, ${readsOnly.gzip.toLocaleString("en-US")} B gzip; largest files: ${largest(readsOnly.byFile, readsOnly, 10)}`,
   );
   ctx.note("bundle", `reads + writes (+ defineCollections): ${readsAndWrites.gzip.toLocaleString("en-US")} B gzip`);
+  // valibot's schema builders are marked side-effect free, but esbuild drops a
+  // module-level `v.strictObject({ a: v.string() })` only when every nested call
+  // is annotated too: any module the client reaches that builds schemas at
+  // load keeps valibot in, used or not.
+  ctx.note("bundle", `valibot reached (reads only) through: ${readsOnly.valibotImporters.join(", ") || "nothing"}`);
 
   const frameworkMetrics: Metric[] = [];
   for (const [name, file] of FRAMEWORK_ENTRIES) {
