@@ -3,8 +3,11 @@
  * `/mutators`, `/react` — whichever exist) bundled together with esbuild,
  * minified, for the browser, with the peers external (`@tanstack/*`,
  * `partysocket`, `react`), then gzip -9. Regular dependencies (valibot, idb…)
- * are bundled: an app ships them. Each entry alone and each peer are printed
- * for context.
+ * are bundled: an app ships them. Each entry alone is a metric
+ * (`bundle_<entry>_gzip_bytes`), and so is what a read-only app ships
+ * (`bundle_reads_only_gzip_bytes`: the client, the collection source and the
+ * IndexedDB query cache, tree-shaken). The largest source files (esbuild's
+ * metafile) and each peer are printed for context.
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
@@ -14,7 +17,21 @@ import { build } from "esbuild";
 import type { BenchContext, Metric } from "./lib/context.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const ENTRIES = ["src/index.ts", "src/collections/index.ts", "src/mutators/index.ts", "src/react/index.ts"];
+/** The client entries, by the name their metric carries. */
+const ENTRIES = [
+  ["index", "src/index.ts"],
+  ["collections", "src/collections/index.ts"],
+  ["mutators", "src/mutators/index.ts"],
+  ["react", "src/react/index.ts"],
+] as const;
+/**
+ * What an app that only reads ships: the transport, the collection source
+ * and an offline read cache, imported by name so the bundler drops the rest
+ * (the write outbox, `defineCollections`, mutators). Goal ≤ 9 KB gzip.
+ */
+const READS_ONLY = `export { LunoraClient, lunoraCollectionOptions, createIndexedDbQueryCache } from "./src/index.ts";`;
+/** Reads and writes: what the example app imports from the core entry. */
+const READS_AND_WRITES = `export { LunoraClient, lunoraCollectionOptions, defineCollections, createIndexedDbQueryCache } from "./src/index.ts";`;
 const PEERS = ["@tanstack/*", "partysocket", "partysocket/*", "react", "react/*", "react-dom", "react-dom/*", "vue", "solid-js", "solid-js/*", "svelte", "svelte/*"];
 /**
  * The framework bindings besides React. Each is measured alone (an app uses
@@ -28,7 +45,18 @@ const FRAMEWORK_ENTRIES = [
 ] as const;
 const PEER_PACKAGES = ["@tanstack/db", "@tanstack/offline-transactions", "@tanstack/react-db", "partysocket"];
 
-async function gzipOf(contents: string, external: string[]): Promise<{ minified: number; gzip: number; byArea: Record<string, number> }> {
+interface BundleSize {
+  minified: number;
+  gzip: number;
+  /** Minified bytes per source folder (src/outbox, …) or dependency package. */
+  byArea: Record<string, number>;
+  /** Minified bytes per source file (a dependency counts as one file). */
+  byFile: Record<string, number>;
+  /** Our source files in the bundle that import valibot (esbuild keeps their module-level schemas even when unused). */
+  valibotImporters: string[];
+}
+
+async function gzipOf(contents: string, external: string[]): Promise<BundleSize> {
   const result = await build({
     stdin: { contents, resolveDir: root, loader: "ts", sourcefile: "bench-bundle-entry.ts" },
     bundle: true,
@@ -43,17 +71,32 @@ async function gzipOf(contents: string, external: string[]): Promise<{ minified:
     metafile: true,
   });
   const code = result.outputFiles[0].contents;
-  // Minified bytes per source folder (src/outbox, …) or dependency package.
   const byArea: Record<string, number> = {};
+  const byFile: Record<string, number> = {};
   for (const output of Object.values(result.metafile.outputs)) {
     for (const [file, input] of Object.entries(output.inputs)) {
       const parts = file.split("/");
       const at = parts.lastIndexOf("node_modules");
       const area = at >= 0 ? parts.slice(at + 1, at + (parts[at + 1].startsWith("@") ? 3 : 2)).join("/") : parts.slice(0, 2).join("/");
       byArea[area] = (byArea[area] ?? 0) + input.bytesInOutput;
+      const name = at >= 0 ? area : file;
+      byFile[name] = (byFile[name] ?? 0) + input.bytesInOutput;
     }
   }
-  return { minified: code.byteLength, gzip: gzipSync(code, { level: 9 }).byteLength, byArea };
+  const valibotImporters = Object.entries(result.metafile.inputs)
+    .filter(([file, input]) => !file.includes("node_modules") && input.imports.some((imported) => imported.path.includes("node_modules/valibot/")))
+    .map(([file]) => file);
+  return { minified: code.byteLength, gzip: gzipSync(code, { level: 9 }).byteLength, byArea, byFile, valibotImporters };
+}
+
+/** `name 1,234 (~400 gz)` for the largest entries of `bytes`, largest first; gzip shares are estimated pro rata. */
+function largest(bytes: Record<string, number>, size: BundleSize, count = Infinity): string {
+  return Object.entries(bytes)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([name, n]) => `${name} ${n.toLocaleString("en-US")} (~${Math.round((n / size.minified) * size.gzip).toLocaleString("en-US")} gz)`)
+    .join("; ");
 }
 
 /** Everything an entry exports, kept (a namespace re-export keeps the whole public API). */
@@ -61,34 +104,33 @@ const entrySource = (files: string[]) =>
   files.map((file, i) => `export * as e${i} from ${JSON.stringify("./" + file)};`).join("\n");
 
 export async function runBundleSize(ctx: BenchContext): Promise<Metric[]> {
-  const entries = ENTRIES.filter((file) => existsSync(path.join(root, file)));
-  const all = await gzipOf(entrySource(entries), PEERS);
-  const parts: string[] = [];
-  for (const file of entries) {
+  const entries = ENTRIES.filter(([, file]) => existsSync(path.join(root, file)));
+  const all = await gzipOf(entrySource(entries.map(([, file]) => file)), PEERS);
+  const entryMetrics: Metric[] = [];
+  for (const [name, file] of entries) {
     const one = await gzipOf(entrySource([file]), PEERS);
-    parts.push(`${file} ${one.gzip.toLocaleString("en-US")}`);
+    entryMetrics.push({ name: `bundle_${name}_gzip_bytes`, value: one.gzip });
   }
-  const areas = Object.entries(all.byArea)
-    .filter(([, bytes]) => bytes > 0)
-    .sort((a, b) => b[1] - a[1])
-    .map(([area, bytes]) => `${area} ${bytes.toLocaleString("en-US")} (~${Math.round((bytes / all.minified) * all.gzip).toLocaleString("en-US")} gz)`);
-  ctx.note("bundle", `minified bytes by area (gzip share estimated pro rata): ${areas.join("; ")}`);
-  ctx.note("bundle", `entries: ${entries.join(", ")} — together ${all.minified.toLocaleString("en-US")} B minified, ${all.gzip.toLocaleString("en-US")} B gzip; alone: ${parts.join("; ")}`);
+  ctx.note("bundle", `minified bytes by area (gzip share estimated pro rata): ${largest(all.byArea, all)}`);
+  ctx.note("bundle", `largest source files (minified bytes): ${largest(all.byFile, all, 15)}`);
+  ctx.note(
+    "bundle",
+    `entries: ${entries.map(([, file]) => file).join(", ")} — together ${all.minified.toLocaleString("en-US")} B minified, ${all.gzip.toLocaleString("en-US")} B gzip; alone (gzip): ${entryMetrics.map((m, i) => `${entries[i][1]} ${m.value.toLocaleString("en-US")}`).join("; ")}`,
+  );
 
-  // What typical apps pull in (tree-shaken): reads only, and reads + writes + offline cache.
-  const typical = [
-    ["reads (LunoraClient, lunoraCollectionOptions)", `export { LunoraClient, lunoraCollectionOptions } from "./src/index.ts";`],
-    ["reads + writes + cache (+ defineCollections, createIndexedDbQueryCache)", `export { LunoraClient, lunoraCollectionOptions, defineCollections, createIndexedDbQueryCache } from "./src/index.ts";`],
-  ] as const;
-  const typicalParts: string[] = [];
-  for (const [label, source] of typical) {
-    try {
-      typicalParts.push(`${label} ${(await gzipOf(source, PEERS)).gzip.toLocaleString("en-US")}`);
-    } catch (error) {
-      typicalParts.push(`${label}: ${(error as Error).message.split("\n")[0]}`);
-    }
-  }
-  ctx.note("bundle", `typical app imports (gzip): ${typicalParts.join("; ")}`);
+  // What typical apps pull in (tree-shaken).
+  const readsOnly = await gzipOf(READS_ONLY, PEERS);
+  const readsAndWrites = await gzipOf(READS_AND_WRITES, PEERS);
+  ctx.note(
+    "bundle",
+    `reads only (LunoraClient, lunoraCollectionOptions, createIndexedDbQueryCache): ${readsOnly.minified.toLocaleString("en-US")} B minified, ${readsOnly.gzip.toLocaleString("en-US")} B gzip; largest files: ${largest(readsOnly.byFile, readsOnly, 10)}`,
+  );
+  ctx.note("bundle", `reads + writes (+ defineCollections): ${readsAndWrites.gzip.toLocaleString("en-US")} B gzip`);
+  // valibot's schema builders are marked side-effect free, but esbuild drops a
+  // module-level `v.strictObject({ a: v.string() })` only when every nested call
+  // is annotated too: any module the client reaches that builds schemas at
+  // load keeps valibot in, used or not.
+  ctx.note("bundle", `valibot reached (reads only) through: ${readsOnly.valibotImporters.join(", ") || "nothing"}`);
 
   const frameworkMetrics: Metric[] = [];
   for (const [name, file] of FRAMEWORK_ENTRIES) {
@@ -112,6 +154,9 @@ export async function runBundleSize(ctx: BenchContext): Promise<Metric[]> {
   return [
     { name: "bundle_gzip_bytes", value: all.gzip },
     { name: "bundle_minified_bytes", value: all.minified },
+    ...entryMetrics,
+    { name: "bundle_reads_only_gzip_bytes", value: readsOnly.gzip },
+    { name: "bundle_reads_writes_gzip_bytes", value: readsAndWrites.gzip },
     { name: "bundle_peers_gzip_bytes", value: peersTotal },
     ...frameworkMetrics,
   ];

@@ -63,7 +63,7 @@ const WORKLOADS: Workload[] = [
     metrics: ["big_rows", "big_eager_first_result_ms", "big_eager_bytes", "big_eager_heap_mb", "big_ondemand_first_result_ms", "big_ondemand_bytes", "big_ondemand_heap_mb", "big_1m_rows", "big_1m_snapshot_ms", "big_1m_bytes", "big_1m_room_rss_before_mb", "big_1m_room_rss_peak_mb"],
     run: runBigShapes,
   },
-  { id: "bundle", title: "bundle size", metrics: ["bundle_gzip_bytes"], run: runBundleSize },
+  { id: "bundle", title: "bundle size", metrics: ["bundle_gzip_bytes", "bundle_reads_only_gzip_bytes"], run: runBundleSize },
 ];
 
 function parseArgs(argv: string[]) {

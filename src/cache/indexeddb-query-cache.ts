@@ -1,4 +1,4 @@
-import { LunoraError } from "../protocol/index.js";
+import { indexedDbFactory, openDatabase, requestResult, transactionDone } from "./indexeddb.js";
 import { QueryCache, type QueryCacheErrorOptions } from "./query-cache.js";
 import type { CachedViewRecord, QueryCacheOptions, QueryCacheStorage } from "./types.js";
 
@@ -51,40 +51,25 @@ export function createIndexedDbQueryCache(options: IndexedDbQueryCacheOptions = 
   return new QueryCache(() => openIndexedDbStorage(name, options.indexedDB), options);
 }
 
-/**
- * Storage over the raw IndexedDB API of one factory. It deliberately does not
- * use `idb`: its `wrap` recognises requests with `instanceof IDBRequest` (and
- * `IDBTransaction`, `IDBCursor`…) against the *global* classes, so with a
- * factory passed in and no IndexedDB globals (Node tests giving each
- * simulated device its own `new IDBFactory()`) every open failed with
- * `IDBRequest is not defined`. The few calls the cache makes need no wrapper.
- */
+/** Storage over the raw IndexedDB API of one factory (see ./indexeddb.ts for why not `idb`). */
 async function openIndexedDbStorage(name: string, factory?: IDBFactory): Promise<QueryCacheStorage> {
-  const indexedDb = factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
-  if (indexedDb === undefined) {
-    throw new LunoraError("STORAGE_FAILURE", "IndexedDB is not available here; pass `indexedDB` or use createInMemoryQueryCache()");
-  }
+  const indexedDb = indexedDbFactory(factory, "pass `indexedDB` or use createInMemoryQueryCache()");
   let current: Promise<IDBDatabase> | undefined;
+  const upgrade = (db: IDBDatabase) => {
+    if (!db.objectStoreNames.contains(RECORDS)) db.createObjectStore(RECORDS, { keyPath: "key" });
+    if (!db.objectStoreNames.contains(VIEWS)) db.createObjectStore(VIEWS, { keyPath: "key" });
+  };
   const database = (): Promise<IDBDatabase> =>
-    (current ??= openDatabase(indexedDb, name, {
-      // A newer version in another tab wants to upgrade: step aside, reopen on next use.
-      versionChange(db) {
-        db.close();
-        current = undefined;
-      },
-      // The browser closed it (storage cleared, disk error): reopen on next use.
-      closed() {
-        current = undefined;
-      },
-    }).catch((error: unknown) => {
+    // Another tab upgrading, or the browser closing it: reopen on next use.
+    (current ??= openDatabase(indexedDb, name, DATABASE_VERSION, upgrade, () => (current = undefined)).catch((error: unknown) => {
       current = undefined;
       throw error;
     }));
   await database();
 
   return {
-    records: async () => requestResult<CachedViewRecord[]>((await database()).transaction(RECORDS, "readonly").objectStore(RECORDS).getAll()),
-    read: async (key) => (await requestResult<{ key: string; json: string } | undefined>((await database()).transaction(VIEWS, "readonly").objectStore(VIEWS).get(key)))?.json,
+    records: async () => (await requestResult((await database()).transaction(RECORDS, "readonly").objectStore(RECORDS).getAll())) as CachedViewRecord[],
+    read: async (key) => ((await requestResult((await database()).transaction(VIEWS, "readonly").objectStore(VIEWS).get(key))) as { json: string } | undefined)?.json,
     write: async (put, remove) => {
       const tx = (await database()).transaction([RECORDS, VIEWS], "readwrite");
       const done = transactionDone(tx);
@@ -113,43 +98,4 @@ async function openIndexedDbStorage(name: string, factory?: IDBFactory): Promise
       current = undefined;
     },
   };
-}
-
-function openDatabase(factory: IDBFactory, name: string, handlers: { versionChange(db: IDBDatabase): void; closed(): void }): Promise<IDBDatabase> {
-  return new Promise((resolve, reject) => {
-    let request: IDBOpenDBRequest;
-    try {
-      request = factory.open(name, DATABASE_VERSION);
-    } catch (error) {
-      reject(error); // e.g. SecurityError in a sandboxed frame
-      return;
-    }
-    request.onupgradeneeded = () => {
-      const db = request.result;
-      if (!db.objectStoreNames.contains(RECORDS)) db.createObjectStore(RECORDS, { keyPath: "key" });
-      if (!db.objectStoreNames.contains(VIEWS)) db.createObjectStore(VIEWS, { keyPath: "key" });
-    };
-    request.onsuccess = () => {
-      const db = request.result;
-      db.onversionchange = () => handlers.versionChange(db);
-      db.onclose = () => handlers.closed();
-      resolve(db);
-    };
-    request.onerror = () => reject(request.error);
-  });
-}
-
-function requestResult<T>(request: IDBRequest): Promise<T> {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result as T);
-    request.onerror = () => reject(request.error);
-  });
-}
-
-function transactionDone(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error ?? new DOMException("IndexedDB transaction aborted", "AbortError"));
-  });
 }

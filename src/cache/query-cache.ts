@@ -1,6 +1,6 @@
 import { utf8Length } from "../protocol/frames.js";
 import { unrefTimer } from "../client/keepalive.js";
-import { reportListenerError } from "../client/listeners.js";
+import { Listeners, reportListenerError } from "../client/listeners.js";
 import { LunoraError } from "../protocol/index.js";
 import {
   DEFAULT_QUERY_CACHE_LIMITS,
@@ -77,7 +77,7 @@ export class QueryCache {
   #storage: Promise<QueryCacheStorage> | undefined;
   #status: QueryCacheStatus = "idle";
   #error: LunoraError | undefined;
-  readonly #statusListeners = new Set<(status: QueryCacheStatus, error: LunoraError | undefined) => void>();
+  readonly #statusListeners = new Listeners<[status: QueryCacheStatus, error: LunoraError | undefined]>();
   #pending = new Map<string, Pending>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #firstPendingAt: number | undefined;
@@ -120,11 +120,7 @@ export class QueryCache {
    * ```
    */
   onStatusChange(listener: (status: QueryCacheStatus, error: LunoraError | undefined) => void): () => void {
-    const entry = (status: QueryCacheStatus, error: LunoraError | undefined) => listener(status, error);
-    this.#statusListeners.add(entry);
-    return () => {
-      this.#statusListeners.delete(entry);
-    };
+    return this.#statusListeners.add(listener);
   }
 
   /**
@@ -288,13 +284,7 @@ export class QueryCache {
     if (this.#status === status || this.#status === "closed") return;
     this.#status = status;
     if (status !== "failed") this.#error = undefined;
-    for (const listener of [...this.#statusListeners]) {
-      try {
-        listener(status, this.#error);
-      } catch (thrown) {
-        reportListenerError(thrown);
-      }
-    }
+    this.#statusListeners.emit(status, this.#error);
   }
 
   /** Opens storage and reads its index; `undefined` when no identity is known yet (storage stays open for the next try). */

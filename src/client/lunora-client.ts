@@ -1,10 +1,7 @@
-import * as v from "valibot";
 import type { QueryCache } from "../cache/query-cache.js";
 import type { OutboxPersistence } from "../outbox/persistence.js";
 import {
   LunoraError,
-  sourceSchema,
-  subsetSchema,
   type AnyLunoraApi,
   type LunoraApi,
   type MutationResult,
@@ -14,7 +11,7 @@ import { encodeFrame } from "../protocol/index.js";
 import { readToken, tokenFingerprint, type AuthProvider, type IdentifyToken } from "./identity.js";
 import { Listeners } from "./listeners.js";
 import { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";
-import { assertRoomName } from "./room-name.js";
+import { assertRoomName, isSource } from "./room-name.js";
 import { RoomConnection } from "./room-connection.js";
 import { aggregateStatus, type ConnectionStatus } from "./status.js";
 import type { SubscribeOptions, Subscription } from "./subscription.js";
@@ -350,10 +347,13 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     const party = options.party ?? this.party;
     assertRoomName("room", options.room);
     assertRoomName("party", party);
-    if (!v.is(sourceSchema, options.source)) {
+    if (!isSource(options.source)) {
       throw new LunoraError("INVALID_ARGS", "subscribe: `source` must be { list } or { shape, args? } with names of 1–128 characters");
     }
-    if (options.subset !== undefined && !v.is(subsetSchema, options.subset)) {
+    // Only the envelope: what is inside (the predicate, the limit, its
+    // columns) is checked by the room, as for a handler's `subset()`, and a
+    // bad one is an INVALID_ARGS error on this subscription.
+    if (options.subset !== undefined && !isSubsetEnvelope(options.subset)) {
       throw new LunoraError("INVALID_ARGS", "subscribe: `subset` must be { where?, limit? } (see Subset in the protocol)");
     }
     if (this.#subscriptionCount >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
@@ -638,6 +638,11 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.#status = next;
     this.#statusListeners.emit(next, previous);
   }
+}
+
+/** An object whose keys are among `where` and `limit` (the shape of the protocol's `Subset`). */
+function isSubsetEnvelope(subset: unknown): boolean {
+  return typeof subset === "object" && subset !== null && !Array.isArray(subset) && Object.keys(subset).every((key) => key === "where" || key === "limit");
 }
 
 function connectionKey(party: string, room: string): string {

@@ -1,4 +1,5 @@
 import type { LeaderElection, OnlineDetector } from "@tanstack/offline-transactions";
+import { Listeners } from "../client/listeners.js";
 import { WebLocksLeadership, platformLocks } from "./leadership.js";
 
 /**
@@ -43,21 +44,10 @@ export interface ManualOnlineDetector extends OnlineDetector {
  */
 export function manualOnlineDetector(initiallyOnline = true): ManualOnlineDetector {
   let online = initiallyOnline;
-  const listeners = new Set<() => void>();
-  const notify = () => {
-    for (const listener of [...listeners]) {
-      try {
-        listener();
-      } catch (error) {
-        console.warn("[lunora] online listener threw:", error);
-      }
-    }
-  };
+  const listeners = new Listeners<[]>();
+  const notify = () => listeners.emit();
   return {
-    subscribe(callback) {
-      listeners.add(callback);
-      return () => listeners.delete(callback);
-    },
+    subscribe: (callback) => listeners.add(callback),
     notifyOnline: notify,
     isOnline: () => online,
     dispose: () => listeners.clear(),

@@ -1,4 +1,5 @@
 import type { LeaderElection } from "@tanstack/offline-transactions";
+import { Listeners } from "../client/listeners.js";
 
 /** The Web Locks name the outbox leader holds; every tab of an origin competes for it. */
 export const OUTBOX_LEADER_LOCK = "lunora-outbox-leader";
@@ -30,7 +31,7 @@ export interface LockManagerLike {
 export class WebLocksLeadership implements LeaderElection {
   readonly #locks: LockManagerLike;
   readonly #name: string;
-  readonly #listeners = new Set<(isLeader: boolean) => void>();
+  readonly #listeners = new Listeners<[isLeader: boolean]>();
   #leader = false;
   /** Resolving it ends the lock callback, which releases the lock. */
   #release: (() => void) | undefined;
@@ -82,8 +83,7 @@ export class WebLocksLeadership implements LeaderElection {
   }
 
   onLeadershipChange(callback: (isLeader: boolean) => void): () => void {
-    this.#listeners.add(callback);
-    return () => this.#listeners.delete(callback);
+    return this.#listeners.add(callback);
   }
 
   /** Queues a request that is granted when every earlier holder and waiter is gone. */
@@ -120,13 +120,7 @@ export class WebLocksLeadership implements LeaderElection {
   #setLeader(isLeader: boolean): void {
     if (isLeader === this.#leader) return;
     this.#leader = isLeader;
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(isLeader);
-      } catch (error) {
-        console.warn("[lunora] leadership listener threw:", error);
-      }
-    }
+    this.#listeners.emit(isLeader);
   }
 }
 

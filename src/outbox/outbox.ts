@@ -847,7 +847,6 @@ export class LunoraOutbox {
       outcome: undefined,
       transient: undefined,
       dropped: undefined,
-      rejection: undefined,
       waiting: 0,
       wake: new Set(),
       reported: false,
@@ -879,7 +878,6 @@ export class LunoraOutbox {
   /** The coded error of a permanently rejected write; reported once, before the rollback that follows. */
   #rejectionOf(write: PendingWrite, body: ErrorBody): LunoraError {
     const error = write.dropped ?? LunoraError.fromBody(body);
-    write.rejection = error;
     this.#report(write, error);
     return error;
   }

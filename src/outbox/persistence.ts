@@ -1,5 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
-import { LunoraError } from "../protocol/index.js";
+import { indexedDbFactory, openDatabase, transactionDone } from "../cache/indexeddb.js";
+import { Listeners } from "../client/listeners.js";
 
 /**
  * Where the durable write outbox keeps its entries: the queued writes
@@ -78,7 +79,7 @@ export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions 
  */
 class ChangeFeed {
   readonly #name: string;
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Listeners<[]>();
   #channel: BroadcastChannel | undefined;
 
   constructor(name: string) {
@@ -86,10 +87,10 @@ class ChangeFeed {
   }
 
   subscribe(listener: () => void): () => void {
-    this.#listeners.add(listener);
+    const remove = this.#listeners.add(listener);
     this.#open();
     return () => {
-      this.#listeners.delete(listener);
+      remove();
       if (this.#listeners.size === 0) {
         this.#channel?.close();
         this.#channel = undefined;
@@ -98,7 +99,7 @@ class ChangeFeed {
   }
 
   announce(): void {
-    this.#emit();
+    this.#listeners.emit();
     try {
       (this.#open() ?? transientChannel(this.#name))?.postMessage("changed");
     } catch {
@@ -110,19 +111,9 @@ class ChangeFeed {
     if (this.#channel || this.#listeners.size === 0 || typeof BroadcastChannel === "undefined") return this.#channel;
     const channel = new BroadcastChannel(this.#name);
     (channel as { unref?: () => void }).unref?.();
-    channel.onmessage = () => this.#emit();
+    channel.onmessage = () => this.#listeners.emit();
     this.#channel = channel;
     return channel;
-  }
-
-  #emit(): void {
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener();
-      } catch (error) {
-        console.warn("[lunora] outbox change listener threw:", error);
-      }
-    }
   }
 }
 
@@ -152,10 +143,8 @@ function transientChannel(name: string): { postMessage(message: unknown): void }
  */
 export function createInMemoryPersistence(): OutboxPersistence {
   const entries = new Map<string, string>();
-  const listeners = new Set<() => void>();
-  const changed = () => {
-    for (const listener of [...listeners]) listener();
-  };
+  const listeners = new Listeners<[]>();
+  const changed = () => listeners.emit();
   return {
     kind: "memory",
     storage: {
@@ -174,10 +163,7 @@ export function createInMemoryPersistence(): OutboxPersistence {
         changed();
       },
     },
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
+    onChange: (listener) => listeners.add(listener),
   };
 }
 
@@ -219,59 +205,45 @@ class IndexedDbStorage implements StorageAdapter {
 
   #open(): Promise<IDBDatabase> {
     if (this.#db) return this.#db;
-    const factory = this.#factory ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
-    if (!factory) {
-      return Promise.reject(new LunoraError("STORAGE_FAILURE", "IndexedDB is not available in this environment"));
-    }
-    const opening = new Promise<IDBDatabase>((resolve, reject) => {
-      const request = factory.open(this.#name, 1);
-      request.onupgradeneeded = () => {
-        if (!request.result.objectStoreNames.contains(STORE)) request.result.createObjectStore(STORE);
+    const opening = (async () => {
+      const factory = indexedDbFactory(this.#factory, "pass `indexedDB` or use createInMemoryPersistence()");
+      const upgrade = (db: IDBDatabase) => {
+        if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE);
       };
-      request.onsuccess = () => {
-        const db = request.result;
-        // Another tab upgrading the schema: let it, and reopen on next use.
-        db.onversionchange = () => {
-          db.close();
-          this.#db = undefined;
-        };
-        resolve(db);
-      };
-      request.onerror = () => reject(request.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB open failed"));
-      request.onblocked = () => reject(new LunoraError("STORAGE_FAILURE", "IndexedDB open is blocked by another connection"));
-    });
+      // Another tab upgrading the schema, or the browser closing it: reopen on next use.
+      return openDatabase(factory, this.#name, 1, upgrade, () => (this.#db = undefined));
+    })();
     // A failed open is retried on the next call (private mode may be left, quota freed).
-    this.#db = opening.catch((error) => {
+    this.#db = opening.catch((error: unknown) => {
       this.#db = undefined;
       throw error;
     });
     return this.#db;
   }
 
-  /** Runs one request in its own transaction; resolves with its result once the transaction completed. */
+  /**
+   * Runs one request in its own transaction; resolves with its result once
+   * the transaction completed (the write is durable), rejects with the
+   * original `DOMException` otherwise.
+   */
   async #run<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
-    const db = await this.#open();
-    return new Promise<T>((resolve, reject) => {
-      let result: T;
-      const transaction = db.transaction(STORE, mode);
-      transaction.oncomplete = () => resolve(result);
-      transaction.onerror = () => reject(transaction.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB transaction failed"));
-      transaction.onabort = () => reject(transaction.error ?? new LunoraError("STORAGE_FAILURE", "IndexedDB transaction aborted"));
+    const transaction = (await this.#open()).transaction(STORE, mode);
+    const done = transactionDone(transaction);
+    let req: IDBRequest<T>;
+    try {
+      req = request(transaction.objectStore(STORE));
+    } catch (error) {
+      // Some engines throw synchronously (QuotaExceededError, InvalidStateError).
+      done.catch(() => undefined);
       try {
-        const req = request(transaction.objectStore(STORE));
-        req.onsuccess = () => {
-          result = req.result;
-        };
-      } catch (error) {
-        // Some engines throw synchronously (QuotaExceededError, InvalidStateError).
-        try {
-          transaction.abort();
-        } catch {
-          // already finished
-        }
-        reject(error);
+        transaction.abort();
+      } catch {
+        // already finished
       }
-    });
+      throw error;
+    }
+    await done;
+    return req.result;
   }
 }
 

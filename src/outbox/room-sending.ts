@@ -16,7 +16,6 @@ export interface PendingWrite {
   outcome: Extract<MutationResult, { status: "applied" | "rejected" }> | undefined;
   transient: ErrorBody | undefined;
   dropped: LunoraError | undefined;
-  rejection: LunoraError | undefined;
   /** Deliveries awaiting its outcome: only a write someone waits for is sent. */
   waiting: number;
   wake: Set<() => void>;

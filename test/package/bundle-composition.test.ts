@@ -1,0 +1,54 @@
+/**
+ * What a browser app ships, by module: an app that only reads (client,
+ * collection source, query cache) must not carry the write outbox, and the
+ * client's own modules must not bring a validator in (names and sources are
+ * checked by hand; the protocol's schemas are the room's business). Built
+ * like bench/bundle-size.ts: esbuild, browser, peers external, tree-shaken.
+ */
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { build, type Metafile } from "esbuild";
+import { describe, expect, it } from "vitest";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const PEERS = ["@tanstack/*", "partysocket", "partysocket/*", "react", "react/*", "react-dom", "react-dom/*"];
+
+async function inputsOf(contents: string): Promise<Metafile["inputs"]> {
+  const result = await build({
+    stdin: { contents, resolveDir: root, loader: "ts", sourcefile: "entry.ts" },
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    external: PEERS,
+    logLevel: "silent",
+    metafile: true,
+  });
+  // Only modules that put bytes in the output (a type-only or fully shaken import is not shipped).
+  const kept = new Set(Object.entries(Object.values(result.metafile.outputs)[0].inputs).filter(([, input]) => input.bytesInOutput > 0).map(([file]) => file));
+  return Object.fromEntries(Object.entries(result.metafile.inputs).filter(([file]) => kept.has(file)));
+}
+
+describe("client bundle composition", () => {
+  it("a read-only app (LunoraClient, lunoraCollectionOptions, createIndexedDbQueryCache) ships no outbox code", async () => {
+    const inputs = await inputsOf(`export { LunoraClient, lunoraCollectionOptions, createIndexedDbQueryCache } from "./src/index.ts";`);
+    const files = Object.keys(inputs);
+    expect(files).toContain("src/client/lunora-client.ts");
+    expect(files).toContain("src/cache/query-cache.ts");
+    expect(files.filter((file) => file.startsWith("src/outbox/") || file.startsWith("src/mutators/"))).toEqual([]);
+  });
+
+  it("no module of the transport, the cache, the outbox or the mutators imports valibot", async () => {
+    const inputs = await inputsOf(
+      ["src/index.ts", "src/collections/index.ts", "src/mutators/index.ts", "src/react/index.ts"].map((file, i) => `export * as e${i} from "./${file}";`).join("\n"),
+    );
+    const mine = /^src\/(outbox|cache|mutators|react|frameworks)\/|^src\/client\/(lunora-client|room-name|backoff|identity|keepalive|listeners|status)\.ts$/;
+    const importers = Object.entries(inputs)
+      .filter(([file, input]) => mine.test(file) && input.imports.some((imported) => imported.path.includes("node_modules/valibot/")))
+      .map(([file]) => file);
+    expect(Object.keys(inputs).filter((file) => mine.test(file)).length).toBeGreaterThan(10);
+    expect(importers).toEqual([]);
+  });
+});
