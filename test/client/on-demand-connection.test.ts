@@ -50,10 +50,8 @@ describe("on-demand subsets on the wire (scripted room)", () => {
     });
     const before = transactions();
     // r8 leaves the window subset and stays in the tie subset; r9 changes: one poke.
-    socket.send({
-      type: "poke",
+    socket.pokeFrame({
       pokeId: "p3",
-      subs: [window.id, tie.id],
       ops: [del(window.id!, "r8"), put(window.id!, "r9", { grp: "x", a: 10 }), put(tie.id!, "r8", { grp: "x", a: 8, c: "moved" })],
       cursor: { seq: 11, epoch: "e1" },
     });
