@@ -3,6 +3,8 @@ import { startHarness } from "./helpers/harness.js";
 import { eventually } from "./helpers/eventually.js";
 import { del, messagesCollection, patch, plain, put, recordBatches, rowsOf } from "./helpers/rows.js";
 import { groupOf } from "./helpers/scripted-room.js";
+import { createInMemoryQueryCache } from "../../src/cache/index.js";
+import { viewCacheKey } from "../../src/cache/view-key.js";
 
 const cursor = (seq: number) => ({ seq, epoch: "epoch-1" });
 
@@ -428,6 +430,24 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     // The room answers with a reset; the collection starts over from it.
     socket.poke({ pokeId: "p3", subs: [sub], columns: ["id", "text", "author"], resets: [sub], parts: [[put(sub, { id: "m9", text: "fresh", author: "z" })]], cursor: cursor(3) });
     await eventually(() => expect(rowsOf(collection)).toEqual([{ id: "m9", text: "fresh", author: "z" }]));
+  });
+
+  it("the query cache stores the merged row of a patch", async () => {
+    const queryCache = createInMemoryQueryCache();
+    const h = await startHarness({ queryCache });
+    const { collection } = messagesCollection(h.client);
+    const ready = collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({ pokeId: "p1", subs: [sub], columns: ["id", "text", "author"], resets: [sub], parts: [[put(sub, { id: "m1", text: "hello", author: "ann" })]], cursor: cursor(1) });
+    await ready;
+    socket.poke({ pokeId: "p2", parts: [[patch(sub, { id: "m1", text: "edited" })]], cursor: cursor(2) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    await queryCache.flush();
+    const cached = await queryCache.read(viewCacheKey("chat", "default", { list: "messages" }));
+    expect(cached?.serverCursor).toBe(2);
+    expect(cached?.rows).toEqual([["m1", { id: "m1", text: "edited", author: "ann" }]]);
   });
 
   it("a group bound to two subscriptions applies each block to both", async () => {
