@@ -485,6 +485,40 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     expect(collection.utils.cursor()).toEqual(cursor(1));
   });
 
+  it("a resubscribe unbinds at once: ops for the old binding sent before the room's answer do not reach the handler", async () => {
+    const h = await startHarness();
+    const received: Array<{ keys: unknown[]; seq: number }> = [];
+    let at: { seq: number; epoch: string } | undefined;
+    const subscription = h.client.subscribe({
+      room: "default",
+      source: { list: "messages" },
+      handler: {
+        cursor: () => at,
+        applyPoke: (update) => {
+          received.push({ keys: update.ops.map((op) => op.key), seq: update.cursor.seq });
+          at = update.cursor;
+        },
+        onError: () => undefined,
+      },
+    });
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({ pokeId: "p1", subs: [sub], resets: [sub], parts: [[put(sub, { id: "m1" })]], cursor: cursor(1) });
+    await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }]));
+
+    subscription.resubscribe();
+    expect((await socket.subscribeFrame(1)).cursor).toEqual(cursor(1));
+    const before = h.received();
+    // Sent before the room read the subscribe: for the old binding.
+    socket.poke({ pokeId: "p2", parts: [[put(sub, { id: "stale" })]], cursor: cursor(2) });
+    await h.processed(before, 3);
+    expect(received).toHaveLength(1);
+    // The room's answer binds it again.
+    socket.poke({ pokeId: "p3", subs: [sub], parts: [[put(sub, { id: "m2" })]], cursor: cursor(3) });
+    await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }, { keys: ["m2"], seq: 3 }]));
+  });
+
   it("a bind replaces the subscription's earlier binding: ops for its old group no longer reach it", async () => {
     const { socket, sub, collection, clientErrors } = await withAuthors();
     const columns = ["id", "text", "author"];
