@@ -566,6 +566,7 @@ export class RoomConnection {
             // and ignores pokes until a later connection subscribes it anew.
             this.#notify(entry, step.error);
             entry.awaitingReset = true;
+            this.#pokes.unbind(id);
             this.#sendIfOpen({ type: "unsubscribe", id });
             continue;
           }

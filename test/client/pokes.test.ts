@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { startHarness } from "./helpers/harness.js";
 import { eventually } from "./helpers/eventually.js";
 import { del, messagesCollection, patch, plain, put, recordBatches, rowsOf } from "./helpers/rows.js";
-import { groupOf } from "./helpers/scripted-room.js";
+import { bindingOf, groupOf } from "./helpers/scripted-room.js";
 import { createInMemoryQueryCache } from "../../src/cache/index.js";
 import { viewCacheKey } from "../../src/cache/view-key.js";
 
@@ -320,7 +320,8 @@ describe("pokes", () => {
     expect(socket.frames.filter((frame) => frame.type === "subscribe")).toHaveLength(1);
     // A later poke for it (sent before the room saw the unsubscribe) is ignored.
     socket.poke({ pokeId: "late", subs: [sub!], parts: [[put(sub!, { id: "9" })]], cursor: cursor(2) });
-    socket.poke({ pokeId: "small", subs: [sub!], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
+    // Its binding ended with the unsubscribe: only a new bind (a later subscribe's answer) brings rows again.
+    socket.poke({ pokeId: "small", bind: [bindingOf(sub!)], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
     await eventually(() => expect(rowsOf(messages.collection)).toEqual([{ id: "1" }]));
   });
 
