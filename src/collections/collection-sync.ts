@@ -337,7 +337,13 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   #putRow(wireKey: RowKey, row: TRow, write: SyncParams<TRow, TKey>["write"]): void {
     const key = this.#options.getKey(row);
     const previous = this.#keys.get(wireKey);
-    if (previous !== undefined && previous !== key) {
+    this.#rows.set(wireKey, row);
+    if (previous === key && this.#present.has(key)) {
+      // The common case (an update of a held row): the key maps already say so.
+      write({ type: "update", value: row });
+      return;
+    }
+    if (previous !== undefined) {
       // The row's collection key changed (a custom getKey over a mutable column).
       write({ type: "delete", key: previous });
       this.#present.delete(previous);
@@ -345,7 +351,6 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     write({ type: this.#present.has(key) ? "update" : "insert", value: row });
     this.#keys.set(wireKey, key);
     this.#present.add(key);
-    this.#rows.set(wireKey, row);
   }
 
   #deleteRow(wireKey: RowKey, write: SyncParams<TRow, TKey>["write"]): void {
