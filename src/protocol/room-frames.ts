@@ -48,90 +48,85 @@ class InvalidFrame {
   ) {}
 }
 
-function invalid(path: string, message: string): never {
-  throw new InvalidFrame(path, message);
-}
-
 type JsonObject = Record<string, unknown>;
 
-const HELLO_FIELDS: ReadonlySet<string> = new Set(["type", "protocolVersion", "room", "epoch"]);
-const ERROR_FIELDS: ReadonlySet<string> = new Set(["type", "sub", "error"]);
-const POKE_FIELDS: ReadonlySet<string> = new Set(["type", "pokeId", "bind", "resets", "subsets", "ops", "cursor", "mutations"]);
-const POKE_START_FIELDS: ReadonlySet<string> = new Set(["type", "pokeId", "bind", "resets", "subsets"]);
-const POKE_PART_FIELDS: ReadonlySet<string> = new Set(["type", "pokeId", "ops"]);
-const POKE_END_FIELDS: ReadonlySet<string> = new Set(["type", "pokeId", "cursor", "mutations"]);
+// Kept small on purpose: this module is in every client's bundle.
+const fail = (path: string, expected: string): never => {
+  throw new InvalidFrame(path, `expected ${expected}`);
+};
+const object = (value: unknown, path: string): JsonObject => (isJsonObject(value) ? value : fail(path, "an object"));
+const array = (value: unknown, path: string): unknown[] => (Array.isArray(value) ? value : fail(path, "an array"));
+const string = (value: unknown, path: string): void => {
+  if (typeof value !== "string") fail(path, "a string");
+};
+const number = (value: unknown, path: string): void => {
+  if (typeof value !== "number") fail(path, "a number");
+};
+/** Names on the wire (ids, groups, columns) are 1–128 characters. */
+const name = (value: unknown, path: string): void => {
+  if (typeof value !== "string" || value.length < 1 || value.length > 128) fail(path, "a name of 1–128 characters");
+};
+const names = (value: unknown, path: string): void => {
+  const list = array(value, path);
+  for (let i = 0; i < list.length; i++) name(list[i], `${path}.${i}`);
+};
+
+/** Each frame's fields: anything else is refused, as valibot's `strictObject` did. */
+const FIELDS: Record<string, ReadonlySet<string>> = {
+  hello: new Set(["type", "protocolVersion", "room", "epoch"]),
+  error: new Set(["type", "sub", "error"]),
+  poke: new Set(["type", "pokeId", "bind", "resets", "subsets", "ops", "cursor", "mutations"]),
+  pokeStart: new Set(["type", "pokeId", "bind", "resets", "subsets"]),
+  pokePart: new Set(["type", "pokeId", "ops"]),
+  pokeEnd: new Set(["type", "pokeId", "cursor", "mutations"]),
+};
 const BINDING_FIELDS: ReadonlySet<string> = new Set(["sub", "group", "key", "columns"]);
 const RESOLVED_FIELDS: ReadonlySet<string> = new Set(["sub", "where"]);
 const APPLIED_FIELDS: ReadonlySet<string> = new Set(["clientSeq", "status", "result"]);
 const FAILED_FIELDS: ReadonlySet<string> = new Set(["clientSeq", "status", "error"]);
 
 function checkRoomFrame(json: unknown): RoomFrame {
-  if (!isJsonObject(json)) invalid("", "expected a JSON object");
-  switch (json.type) {
-    case "hello":
-      onlyFields(json, HELLO_FIELDS, "");
-      if (typeof json.protocolVersion !== "number") invalid("protocolVersion", "expected a number");
-      if (typeof json.room !== "string") invalid("room", "expected a string");
-      name(json.epoch, "epoch");
-      return json as unknown as Hello;
-    case "error":
-      onlyFields(json, ERROR_FIELDS, "");
-      if (json.sub !== undefined) name(json.sub, "sub");
-      errorBody(json.error, "error");
-      return json as unknown as ErrorFrame;
-    case "poke":
-      onlyFields(json, POKE_FIELDS, "");
-      name(json.pokeId, "pokeId");
-      startFields(json);
-      ops(json.ops);
-      endFields(json);
-      return json as unknown as Poke;
-    case "pokeStart":
-      onlyFields(json, POKE_START_FIELDS, "");
-      name(json.pokeId, "pokeId");
-      startFields(json);
-      return json as unknown as PokeStart;
-    case "pokePart":
-      onlyFields(json, POKE_PART_FIELDS, "");
-      name(json.pokeId, "pokeId");
-      ops(json.ops);
-      return json as unknown as PokePart;
-    case "pokeEnd":
-      onlyFields(json, POKE_END_FIELDS, "");
-      name(json.pokeId, "pokeId");
-      endFields(json);
-      return json as unknown as PokeEnd;
-    default:
-      return invalid("type", typeof json.type === "string" ? `unknown frame type "${json.type.slice(0, 40)}"` : "expected a frame type");
+  const frame = object(json, "");
+  const type = frame.type;
+  const fields = typeof type === "string" && Object.prototype.hasOwnProperty.call(FIELDS, type) ? FIELDS[type] : undefined;
+  if (!fields) throw new InvalidFrame("type", typeof type === "string" ? `unknown frame type "${type.slice(0, 40)}"` : "expected a frame type");
+  onlyFields(frame, fields, "");
+  if (type === "hello") {
+    number(frame.protocolVersion, "protocolVersion");
+    string(frame.room, "room");
+    name(frame.epoch, "epoch");
+  } else if (type === "error") {
+    if (frame.sub !== undefined) name(frame.sub, "sub");
+    errorBody(frame.error, "error");
+  } else {
+    name(frame.pokeId, "pokeId");
+    if (type === "poke" || type === "pokeStart") startFields(frame);
+    if (type === "poke" || type === "pokePart") ops(frame.ops);
+    if (type === "poke" || type === "pokeEnd") endFields(frame);
   }
+  return frame as unknown as RoomFrame;
 }
 
 /** `bind`, `resets`, `subsets`: the fields of `pokeStart` (also in `poke`). */
 function startFields(frame: JsonObject): void {
   const { bind, resets, subsets } = frame;
   if (bind !== undefined) {
-    if (!Array.isArray(bind)) invalid("bind", "expected an array of bindings");
-    for (let i = 0; i < bind.length; i++) {
-      const binding: unknown = bind[i];
-      if (!isJsonObject(binding)) invalid(`bind.${i}`, "expected a binding { sub, group, key, columns }");
-      onlyFields(binding, BINDING_FIELDS, `bind.${i}.`);
-      name(binding.sub, `bind.${i}.sub`);
-      name(binding.group, `bind.${i}.group`);
-      name(binding.key, `bind.${i}.key`);
-      const columns = binding.columns;
-      if (!Array.isArray(columns)) invalid(`bind.${i}.columns`, "expected an array of column names");
-      for (let j = 0; j < columns.length; j++) name(columns[j], `bind.${i}.columns.${j}`);
+    const list = array(bind, "bind");
+    for (let i = 0; i < list.length; i++) {
+      const path = `bind.${i}`;
+      const binding = object(list[i], path);
+      onlyFields(binding, BINDING_FIELDS, `${path}.`);
+      name(binding.sub, `${path}.sub`);
+      name(binding.group, `${path}.group`);
+      name(binding.key, `${path}.key`);
+      names(binding.columns, `${path}.columns`);
     }
   }
-  if (resets !== undefined) {
-    if (!Array.isArray(resets)) invalid("resets", "expected an array of subscription ids");
-    for (let i = 0; i < resets.length; i++) name(resets[i], `resets.${i}`);
-  }
+  if (resets !== undefined) names(resets, "resets");
   if (subsets !== undefined) {
-    if (!Array.isArray(subsets)) invalid("subsets", "expected an array of resolved subsets");
-    for (let i = 0; i < subsets.length; i++) {
-      const subset: unknown = subsets[i];
-      if (!isJsonObject(subset)) invalid(`subsets.${i}`, "expected { sub, where }");
+    const list = array(subsets, "subsets");
+    for (let i = 0; i < list.length; i++) {
+      const subset = object(list[i], `subsets.${i}`);
       onlyFields(subset, RESOLVED_FIELDS, `subsets.${i}.`);
       name(subset.sub, `subsets.${i}.sub`);
     }
@@ -140,31 +135,23 @@ function startFields(frame: JsonObject): void {
 
 /** `cursor`, `mutations`: the fields of `pokeEnd` (also in `poke`). */
 function endFields(frame: JsonObject): void {
-  const { cursor, mutations } = frame;
-  if (!isJsonObject(cursor)) invalid("cursor", "expected a cursor { seq, epoch }");
+  const cursor = object(frame.cursor, "cursor");
   const seq = cursor.seq;
-  if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 0) invalid("cursor.seq", "expected an integer ≥ 0");
+  if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 0) fail("cursor.seq", "an integer ≥ 0");
   const epoch = cursor.epoch;
-  if (typeof epoch !== "string" || epoch.length < 1 || epoch.length > 64) invalid("cursor.epoch", "expected 1–64 characters");
-  if (mutations === undefined) return;
-  if (!Array.isArray(mutations)) invalid("mutations", "expected an array of mutation outcomes");
-  for (let i = 0; i < mutations.length; i++) {
-    const outcome: unknown = mutations[i];
+  if (typeof epoch !== "string" || epoch.length < 1 || epoch.length > 64) fail("cursor.epoch", "1–64 characters");
+  if (frame.mutations === undefined) return;
+  const list = array(frame.mutations, "mutations");
+  for (let i = 0; i < list.length; i++) {
     const path = `mutations.${i}`;
-    if (!isJsonObject(outcome)) invalid(path, "expected a mutation outcome");
-    if (typeof outcome.clientSeq !== "number") invalid(`${path}.clientSeq`, "expected a number");
-    switch (outcome.status) {
-      case "applied":
-        onlyFields(outcome, APPLIED_FIELDS, `${path}.`);
-        break;
-      case "rejected":
-      case "error":
-        onlyFields(outcome, FAILED_FIELDS, `${path}.`);
-        errorBody(outcome.error, `${path}.error`);
-        break;
-      default:
-        invalid(`${path}.status`, 'expected "applied", "rejected" or "error"');
-    }
+    const outcome = object(list[i], path);
+    number(outcome.clientSeq, `${path}.clientSeq`);
+    const status = outcome.status;
+    if (status === "applied") onlyFields(outcome, APPLIED_FIELDS, `${path}.`);
+    else if (status === "rejected" || status === "error") {
+      onlyFields(outcome, FAILED_FIELDS, `${path}.`);
+      errorBody(outcome.error, `${path}.error`);
+    } else fail(`${path}.status`, '"applied", "rejected" or "error"');
   }
 }
 
@@ -174,34 +161,27 @@ function endFields(frame: JsonObject): void {
  * checks them against the subscription's binding.
  */
 function ops(value: unknown): void {
-  if (!Array.isArray(value)) invalid("ops", "expected an array of op blocks");
-  for (let i = 0; i < value.length; i++) {
-    const block: unknown = value[i];
-    if (!Array.isArray(block)) invalid(`ops.${i}`, "expected an op block [group, kind, ...items]");
+  const blocks = array(value, "ops");
+  for (let i = 0; i < blocks.length; i++) {
+    const block = array(blocks[i], `ops.${i}`);
     name(block[0], `ops.${i}.0`);
     const kind: unknown = block[1];
-    if (kind === "p" || kind === "u") {
-      for (let j = 2; j < block.length; j++) if (!isJsonObject(block[j])) invalid(`ops.${i}.${j}`, "expected a row (a JSON object)");
-    } else if (kind === "d") {
-      for (let j = 2; j < block.length; j++) if (!isRowKey(block[j])) invalid(`ops.${i}.${j}`, "expected a key (a string or a finite number)");
-    } else invalid(`ops.${i}.1`, 'expected an op kind: "p", "u" or "d"');
+    const rows = kind === "p" || kind === "u";
+    if (!rows && kind !== "d") fail(`ops.${i}.1`, 'an op kind: "p", "u" or "d"');
+    for (let j = 2; j < block.length; j++) {
+      if (rows ? !isJsonObject(block[j]) : !isRowKey(block[j])) fail(`ops.${i}.${j}`, rows ? "a row (a JSON object)" : "a key (a string or a finite number)");
+    }
   }
 }
 
 function errorBody(value: unknown, path: string): void {
-  if (!isJsonObject(value)) invalid(path, "expected an error { code, message }");
-  if (typeof value.code !== "string") invalid(`${path}.code`, "expected a string");
-  if (typeof value.message !== "string") invalid(`${path}.message`, "expected a string");
+  const body = object(value, path);
+  string(body.code, `${path}.code`);
+  string(body.message, `${path}.message`);
 }
 
-/** Names on the wire (ids, groups, columns) are 1–128 characters. */
-function name(value: unknown, path: string): void {
-  if (typeof value !== "string" || value.length < 1 || value.length > 128) invalid(path, "expected a name of 1–128 characters");
-}
-
-/** Fields outside the frame's grammar are refused, as valibot's `strictObject` did. */
 function onlyFields(value: JsonObject, allowed: ReadonlySet<string>, prefix: string): void {
-  for (const key in value) if (!allowed.has(key)) invalid(`${prefix}${key.slice(0, 40)}`, "unknown field");
+  for (const key in value) if (!allowed.has(key)) throw new InvalidFrame(`${prefix}${key.slice(0, 40)}`, "unknown field");
 }
 
 /** A JSON object that is not an array. */

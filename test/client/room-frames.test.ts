@@ -46,7 +46,7 @@ describe("parseRoomFrame (hand-written check of room → client frames)", () => 
       [{ type: "error", error: { code: 1, message: "m" } }, "at error.code"],
       [{ type: "poke", pokeId: "x".repeat(129), ops: [], cursor }, "at pokeId"],
       [{ type: "nope" }, 'at type: unknown frame type "nope"'],
-      [[1], "invalid frame: expected a JSON object"],
+      [[1], "invalid frame: expected an object"],
     ];
     for (const [frame, message] of cases) {
       const result = parse(frame);
