@@ -592,9 +592,11 @@ export class RoomConnection {
     // from one view to another is never in neither).
     const deferrals: Array<{ publish(): void; discard(): void }> = [];
     const deferred = new Set<SubscriptionHandler | PokeGroup>();
-    for (const { id } of poke.subs) {
+    for (const { id, blocks } of poke.subs) {
       const entry = this.#subs.get(id);
       if (!entry || (entry.awaitingReset && !poke.resets.has(id))) continue;
+      // Nothing for it in this poke (it only moves to the cursor): nothing to publish.
+      if (blocks.length === 0 && !poke.resets.has(id)) continue;
       // A group (the subsets of one collection) defers once for all its members.
       const target = entry.handler.pokeGroup ?? entry.handler;
       if (deferred.has(target)) continue;

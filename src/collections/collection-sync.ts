@@ -284,6 +284,15 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    * held row (`{ ...held, ...patch }`, one `update`), a delete by key.
    */
   #applyPoke({ reset, blocks, keyColumn, cursor, identity }: PokeUpdate): void {
+    if (!reset && blocks.length === 0) {
+      // Nothing of this view changed, only its position moves. A poke covers
+      // every subscription of its socket and most have nothing new in it: no
+      // sync transaction, no change event, no cache write (the cached cursor
+      // may lag behind; a resume from it is still exact).
+      if (identity !== undefined) this.#rowsIdentity = identity;
+      this.#confirm(cursor, false);
+      return;
+    }
     const { begin, write, commit, truncate, metadata } = this.#params;
     begin();
     try {
@@ -321,12 +330,17 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
       this.#notifySyncState();
       throw error;
     }
+    this.#confirm(cursor, true);
+  }
+
+  /** The rows are the room's state at `cursor`; `changed`: they changed, so the cache entry is rewritten. */
+  #confirm(cursor: Cursor, changed: boolean): void {
     this.#cursor = cursor;
     this.#authoritative = true;
     this.#fromCache = false;
     this.#lastSyncedAt = Date.now();
     this.#markReadyOnce();
-    if (this.#viewKey !== undefined) {
+    if (changed && this.#viewKey !== undefined) {
       const generation = this.#generation;
       this.#options.client.queryCache?.schedule(this.#viewKey, () => this.#snapshot(generation));
     }

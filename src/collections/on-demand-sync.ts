@@ -433,50 +433,55 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   #apply(items: Array<{ subset: LoadedSubset; update: SubsetUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
     const { begin, write, commit } = this.#params;
     const touched = new Set<RowKey>();
-    begin();
-    let receipt: true | Promise<void>;
-    try {
-      for (const { subset, update } of items) {
-        if (update.reset) {
-          for (const key of subset.rows) {
-            this.#release(key);
-            touched.add(key);
-          }
-          subset.rows.clear();
-        }
-        if (update.cached) for (const [key, row] of update.cached) this.#hold(subset, key, row as TRow, touched);
-        const keyColumn = update.keyColumn!;
-        for (const block of update.blocks ?? []) {
-          const kind = block[1];
-          for (let i = 2; i < block.length; i++) {
-            if (kind === "d") {
-              const key = block[i] as RowKey;
+    // Nothing changed in any subset (a poke covers every subscription of its
+    // socket): only their positions move, without a sync transaction.
+    const changed = items.some(({ update }) => update.reset || update.cached !== undefined || (update.blocks?.length ?? 0) > 0);
+    let receipt: true | Promise<void> = true;
+    if (changed) {
+      begin();
+      try {
+        for (const { subset, update } of items) {
+          if (update.reset) {
+            for (const key of subset.rows) {
+              this.#release(key);
               touched.add(key);
-              if (subset.rows.delete(key)) this.#release(key);
-              continue;
             }
-            const item = block[i] as Row;
-            const key = item[keyColumn] as RowKey;
-            if (kind === "p") {
-              this.#hold(subset, key, item as TRow, touched);
-              continue;
+            subset.rows.clear();
+          }
+          if (update.cached) for (const [key, row] of update.cached) this.#hold(subset, key, row as TRow, touched);
+          const keyColumn = update.keyColumn!;
+          for (const block of update.blocks ?? []) {
+            const kind = block[1];
+            for (let i = 2; i < block.length; i++) {
+              if (kind === "d") {
+                const key = block[i] as RowKey;
+                touched.add(key);
+                if (subset.rows.delete(key)) this.#release(key);
+                continue;
+              }
+              const item = block[i] as Row;
+              const key = item[keyColumn] as RowKey;
+              if (kind === "p") {
+                this.#hold(subset, key, item as TRow, touched);
+                continue;
+              }
+              const held = subset.rows.has(key) ? this.#rows.get(key) : undefined;
+              // The room believes this subset holds a row it does not: only a reset reconciles them.
+              if (held === undefined) throw new LunoraError("PROTOCOL_ERROR", `patch for key ${JSON.stringify(key)} that the subset does not hold`);
+              this.#hold(subset, key, { ...held, ...item } as TRow, touched);
             }
-            const held = subset.rows.has(key) ? this.#rows.get(key) : undefined;
-            // The room believes this subset holds a row it does not: only a reset reconciles them.
-            if (held === undefined) throw new LunoraError("PROTOCOL_ERROR", `patch for key ${JSON.stringify(key)} that the subset does not hold`);
-            this.#hold(subset, key, { ...held, ...item } as TRow, touched);
           }
         }
+        for (const key of touched) this.#writeRow(key, write);
+        receipt = commit();
+      } catch (error) {
+        this.#abandonTransaction();
+        // The counts no longer match the collection: start every subset over.
+        this.#dropAllRows();
+        for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
+        this.#notifySyncState();
+        throw error;
       }
-      for (const key of touched) this.#writeRow(key, write);
-      receipt = commit();
-    } catch (error) {
-      this.#abandonTransaction();
-      // The counts no longer match the collection: start every subset over.
-      this.#dropAllRows();
-      for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
-      this.#notifySyncState();
-      throw error;
     }
     if (mode.release) return;
     for (const { subset, update } of items) {
@@ -495,7 +500,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
         // TanStack's contract: the load settles when its commit is visible.
         subset.resolve(receipt === true ? undefined : receipt);
       }
-      if (!mode.fromCache && subset.cacheKey !== undefined) {
+      if (changed && !mode.fromCache && subset.cacheKey !== undefined) {
         const generation = subset.generation;
         this.#options.client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
       }

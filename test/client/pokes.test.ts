@@ -520,6 +520,30 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }, { keys: ["m2"], seq: 3 }]));
   });
 
+  it("a poke moves every bound subscription to its cursor, also one it has nothing for, which sees no change", async () => {
+    const h = await startHarness();
+    const busy = messagesCollection(h.client);
+    const quiet = messagesCollection(h.client);
+    const ready = Promise.all([busy.collection.preload(), quiet.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], parts: [[put(a, { id: "x" }), put(b, { id: "y" })]], cursor: cursor(1) });
+    await ready;
+    const quietBatches = recordBatches(quiet.collection);
+    socket.poke({ pokeId: "p2", parts: [[put(a, { id: "x2" })]], cursor: cursor(2) });
+    await eventually(() => expect(busy.collection.utils.cursor()).toEqual(cursor(2)));
+    expect(quiet.collection.utils.cursor()).toEqual(cursor(2));
+    expect(quietBatches).toEqual([]);
+    expect(rowsOf(quiet.collection)).toEqual([{ id: "y" }]);
+    // A reconnect resumes both from there.
+    socket.terminate();
+    const again = await h.room.socket(1);
+    again.hello();
+    expect([(await again.subscribeFrame(0)).cursor, (await again.subscribeFrame(1)).cursor]).toEqual([cursor(2), cursor(2)]);
+  });
+
   it("a bind replaces the subscription's earlier binding: ops for its old group no longer reach it", async () => {
     const { socket, sub, collection, clientErrors } = await withAuthors();
     const columns = ["id", "text", "author"];
