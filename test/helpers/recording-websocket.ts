@@ -3,7 +3,7 @@ import { WebSocket } from "ws";
 export interface FrameLog {
   /** Every text frame received, in order, across reconnects. */
   frames: string[];
-  /** Row ops received in pokePart frames. */
+  /** Row ops received in poke and pokePart frames: the items of their op blocks (protocol 4). */
   rowOps(): number;
   /** How many pokes listed a subscription in `resets`. */
   resets(): number;
@@ -22,7 +22,9 @@ export function recordingWebSocket(): { WebSocket: new (url: string | URL, proto
     rowOps: () =>
       log.frames.reduce(
         (count, frame) =>
-          frame.startsWith('{"type":"pokePart"') || frame.startsWith('{"type":"poke"') ? count + (JSON.parse(frame) as { ops: unknown[] }).ops.length : count,
+          frame.startsWith('{"type":"pokePart"') || frame.startsWith('{"type":"poke"')
+            ? (JSON.parse(frame) as { ops: unknown[][] }).ops.reduce((items, block) => items + block.length - 2, count)
+            : count,
         0,
       ),
     resets: () => log.frames.filter((frame) => /^\{"type":"poke(Start)?"/.test(frame) && frame.includes('"resets"')).length,
