@@ -40,6 +40,13 @@ const REMEMBERED_DROPPED_POKES = 16;
 
 const NO_BLOCKS: readonly OpBlock[] = Object.freeze([]) as readonly OpBlock[];
 
+/**
+ * How many subscription ids the client unbound itself are remembered, so a
+ * poke that crossed the unsubscribe (or re-subscribe) and still resets them
+ * is not taken for a violation.
+ */
+const REMEMBERED_RELEASED_SUBS = 1024;
+
 /** One subscription a complete poke covers, with what it receives. */
 export interface CoveredSubscription {
   id: string;
@@ -122,6 +129,8 @@ export class PokeBuffer {
   /** Subscription id → its group. Maps, not objects: ids and groups come from the wire (`__proto__`…). */
   readonly #bindings = new Map<string, string>();
   readonly #groups = new Map<string, GroupBinding>();
+  /** Subscriptions the client unbound itself on this socket and that were not bound again (oldest first). */
+  readonly #released = new Set<string>();
 
   constructor(limits: PokeBufferLimits = DEFAULT_POKE_BUFFER_LIMITS, isSubscribed: (id: string) => boolean = () => true) {
     this.#limits = limits;
@@ -145,6 +154,9 @@ export class PokeBuffer {
    * answering a new `subscribe` binds it again.
    */
   unbind(id: string): void {
+    this.#released.delete(id);
+    this.#released.add(id);
+    if (this.#released.size > REMEMBERED_RELEASED_SUBS) this.#released.delete(this.#released.values().next().value!);
     const group = this.#bindings.get(id);
     if (group === undefined) return;
     this.#bindings.delete(id);
@@ -196,10 +208,12 @@ export class PokeBuffer {
       live.push(binding);
     }
     for (const sub of frame.resets ?? []) {
-      // A stale answer (unsubscribed since) may reset what it binds; anything
-      // else the poke resets must be bound, or the room and the client disagree
-      // on what this socket reads.
-      if (!this.#bindings.has(sub) && !named.has(sub)) return violation(`resets subscription "${sub}" that is not bound`);
+      // A stale answer (unsubscribed since) may reset what it binds, and a
+      // poke that crossed the client's unsubscribe or re-subscribe may reset
+      // what the client unbound itself (nothing of it is applied); anything
+      // else the poke resets must be bound, or the room and the client
+      // disagree on what this socket reads.
+      if (!this.#bindings.has(sub) && !named.has(sub) && !this.#released.has(sub)) return violation(`resets subscription "${sub}" that is not bound`);
     }
     const resets = new Set(frame.resets ?? []);
     const resolved = new Map<string, Where>();
@@ -311,6 +325,7 @@ export class PokeBuffer {
     this.#dropped.length = 0;
     this.#bindings.clear();
     this.#groups.clear();
+    this.#released.clear();
   }
 
   /** The bound subscriptions, plus those a broken `pokeStart` was binding: all must start over. */
@@ -322,6 +337,7 @@ export class PokeBuffer {
 
   #bind(binding: Binding): void {
     this.unbind(binding.sub);
+    this.#released.delete(binding.sub);
     let group = this.#groups.get(binding.group);
     if (!group) this.#groups.set(binding.group, (group = groupBinding(binding)));
     group.subs.add(binding.sub);

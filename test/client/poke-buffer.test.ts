@@ -96,6 +96,21 @@ describe("PokeBuffer", () => {
     expect(buffer.end({ type: "pokeEnd", pokeId: "p", cursor })).toEqual({ kind: "ignored" });
   });
 
+  it("a reset of a subscription the client unbound itself (the poke crossed its unsubscribe or re-subscribe) is no violation", () => {
+    const buffer = boundBuffer([binding("a"), binding("b")]);
+    buffer.unbind("b");
+    expect(buffer.start({ type: "pokeStart", pokeId: "p", resets: ["a", "b"] })).toEqual({ kind: "pending" });
+    buffer.part({ type: "pokePart", pokeId: "p", ops: [rowsFor("g-a", "1"), rowsFor("g-b", "2")] }, 1);
+    expect(complete(buffer.end({ type: "pokeEnd", pokeId: "p", cursor })).subs.map((sub) => sub.id)).toEqual(["a"]);
+    // Bound again, then reset only while bound: the release is forgotten.
+    buffer.start({ type: "pokeStart", pokeId: "q", bind: [binding("b")], resets: ["b"] });
+    complete(buffer.end({ type: "pokeEnd", pokeId: "q", cursor }));
+    // A new socket forgets what the old one released.
+    buffer.unbind("a");
+    buffer.clear();
+    expect(buffer.start({ type: "pokeStart", pokeId: "r", resets: ["a"] })).toMatchObject({ kind: "dropped", error: { code: "PROTOCOL_ERROR" } });
+  });
+
   it("a bind without its key among its columns, twice for one subscription, or reusing a bound group with other columns drops the poke", () => {
     for (const bind of [
       [{ sub: "b", group: "g-b", key: "uuid", columns: ["id"] }],

@@ -544,6 +544,26 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     expect([(await again.subscribeFrame(0)).cursor, (await again.subscribeFrame(1)).cursor]).toEqual([cursor(2), cursor(2)]);
   });
 
+  it("a poke that crossed an unsubscribe and still resets the subscription applies to the others, without an error", async () => {
+    const h = await startHarness();
+    const kept = messagesCollection(h.client);
+    const gone = messagesCollection(h.client);
+    const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
+    await ready;
+    await gone.collection.cleanup();
+    await eventually(() => expect(socket.frames.at(-1)).toEqual({ type: "unsubscribe", id: b }));
+    // A new epoch: the room resets every subscription it still had for the socket.
+    socket.poke({ pokeId: "p2", resets: [a, b], parts: [[put(a, { id: "x" }), put(b, { id: "y" })]], cursor: { seq: 1, epoch: "epoch-2" } });
+    await eventually(() => expect(rowsOf(kept.collection)).toEqual([{ id: "x" }]));
+    expect(h.clientErrors).toEqual([]);
+    expect(socket.subscribes).toHaveLength(2);
+  });
+
   it("a bind replaces the subscription's earlier binding: ops for its old group no longer reach it", async () => {
     const { socket, sub, collection, clientErrors } = await withAuthors();
     const columns = ["id", "text", "author"];
