@@ -13,7 +13,7 @@ export type RoomFrame = Hello | Poke | PokeStart | PokePart | PokeEnd | ErrorFra
  * Room → client frames are a small fixed grammar (`hello`, `error` and the
  * poke frames) and every row change a client receives passes here, so they
  * are checked by hand, in one pass over the parsed JSON that allocates
- * nothing while the frame is valid: the envelope's fields and their types
+ * nothing per op while the frame is valid: the envelope's fields and their types
  * (unknown fields refused), each op block `[group, kind, ...items]` with
  * kind `"p"`, `"u"` or `"d"`, rows as JSON objects and keys as strings or
  * finite numbers. (A valibot schema did the same at several times the cost
@@ -40,7 +40,7 @@ export function parseRoomFrame(data: string | ArrayBuffer | ArrayBufferView, max
   }
 }
 
-/** The first problem found; thrown only on the failure path, so a valid frame builds no path strings. */
+/** The first problem found; thrown only on the failure path, so a valid frame builds no path string per op. */
 class InvalidFrame {
   constructor(
     readonly path: string,
