@@ -297,7 +297,11 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     begin();
     try {
       if (reset) {
-        truncate();
+        // Only when there is something to drop (not on a first snapshot):
+        // after a truncate TanStack DB reloads every ordered live-query window
+        // from its full source, and the live queries stay costlier to update
+        // afterwards (measured on W1: ~15% more CPU per poke).
+        if (this.#keys.size > 0) truncate();
         this.#forgetRows();
       }
       for (const block of blocks) {
