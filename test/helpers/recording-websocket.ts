@@ -3,7 +3,7 @@ import { WebSocket } from "ws";
 export interface FrameLog {
   /** Every text frame received, in order, across reconnects. */
   frames: string[];
-  /** Row ops received in poke and pokePart frames: the items of their op blocks (protocol 4). */
+  /** Row ops received in poke and pokePart frames: the items of their op blocks (protocol 4: `[group, kind, ...items]`). */
   rowOps(): number;
   /** How many pokes listed a subscription in `resets`. */
   resets(): number;
