@@ -1,11 +1,14 @@
 import {
   LunoraError,
+  isRowKey,
+  type Binding,
   type Cursor,
   type MutationResult,
+  type OpBlock,
   type PokeEnd,
   type PokePart,
   type PokeStart,
-  type RowOp,
+  type Row,
   type Where,
 } from "../protocol/index.js";
 
@@ -17,7 +20,7 @@ import {
 export interface PokeBufferLimits {
   /** Characters of `pokePart` frame text buffered for the open poke. */
   maxChars: number;
-  /** Row ops buffered for the open poke. */
+  /** Row ops (block items: rows, patches, keys) buffered for the open poke. */
   maxOps: number;
 }
 
@@ -35,13 +38,33 @@ export const DEFAULT_POKE_BUFFER_LIMITS: PokeBufferLimits = { maxChars: 512 * 10
  */
 const REMEMBERED_DROPPED_POKES = 16;
 
+const NO_BLOCKS: readonly OpBlock[] = Object.freeze([]) as readonly OpBlock[];
+
+/**
+ * How many subscription ids the client unbound itself are remembered, so a
+ * poke that crossed the unsubscribe (or re-subscribe) and still resets them
+ * is not taken for a violation.
+ */
+const REMEMBERED_RELEASED_SUBS = 1024;
+
+/** One subscription a complete poke covers, with what it receives. */
+export interface CoveredSubscription {
+  id: string;
+  /** Its key column: a put's or patch's key is `row[keyColumn]`. */
+  keyColumn: string;
+  /**
+   * The blocks of its group, in wire order. The same array for every
+   * subscription bound to the group: read it, never change it.
+   */
+  blocks: readonly OpBlock[];
+}
+
 /** A poke whose `pokeEnd` arrived: ready to apply in one synchronous step. */
 export interface CompletePoke {
   pokeId: string;
-  subs: readonly string[];
+  /** Every subscription bound on the socket when the poke ended: all are at `cursor` once it is applied. */
+  subs: readonly CoveredSubscription[];
   resets: ReadonlySet<string>;
-  /** Ops grouped per subscription, in wire order. */
-  opsBySub: ReadonlyMap<string, RowOp[]>;
   /** Limited subsets reset by this poke → the predicate the room resolved each to. */
   resolved: ReadonlyMap<string, Where>;
   cursor: Cursor;
@@ -62,29 +85,56 @@ export type PokeStep =
    */
   | { kind: "dropped"; subs: string[]; error: LunoraError; resets?: string[] };
 
+/** What a group's subscriptions read: one key column and one column set (the group id names them). */
+interface GroupBinding {
+  readonly key: string;
+  readonly columns: readonly string[];
+  readonly columnSet: ReadonlySet<string>;
+  /** Subscriptions of the socket bound to the group. */
+  readonly subs: Set<string>;
+}
+
 interface OpenPoke {
   pokeId: string;
-  subs: Set<string>;
   resets: Set<string>;
   resolved: Map<string, Where>;
-  opsBySub: Map<string, RowOp[]>;
+  /** Group → its blocks in wire order (only groups bound when the block arrived). */
+  blocks: Map<string, OpBlock[]>;
   chars: number;
   ops: number;
 }
 
+const hasOwn = (row: Row, column: string): boolean => Object.prototype.hasOwnProperty.call(row, column);
+
 /**
  * Reassembles `pokeStart` / `pokePart` / `pokeEnd` frames of one socket into
- * whole pokes, enforcing the framing contract of `src/protocol/poke.ts`: one
- * open poke at a time, parts and end name the open poke, ops name a
- * subscription the poke listed.
+ * whole pokes and keeps the socket's bindings (protocol 4, see
+ * `src/protocol/poke.ts`): which group, key column and columns each
+ * subscription reads.
+ *
+ * It enforces the framing contract — one open poke at a time, parts and end
+ * name the open poke, `resets` name bound subscriptions — and checks every
+ * item of a bound group against its binding without copying it: a put has
+ * every column of the binding and a string or finite-number key, a patch has
+ * the key column and no column outside the binding. Blocks of groups no
+ * subscription is bound to are dropped unread (they may follow an
+ * unsubscribe the room had not seen yet).
  */
 export class PokeBuffer {
   readonly #limits: PokeBufferLimits;
+  /** Whether the connection still has subscription `id` (a bind for one it dropped is stale, not bound). */
+  readonly #isSubscribed: (id: string) => boolean;
   #open: OpenPoke | undefined;
   readonly #dropped: string[] = [];
+  /** Subscription id → its group. Maps, not objects: ids and groups come from the wire (`__proto__`…). */
+  readonly #bindings = new Map<string, string>();
+  readonly #groups = new Map<string, GroupBinding>();
+  /** Subscriptions the client unbound itself on this socket and that were not bound again (oldest first). */
+  readonly #released = new Set<string>();
 
-  constructor(limits: PokeBufferLimits = DEFAULT_POKE_BUFFER_LIMITS) {
+  constructor(limits: PokeBufferLimits = DEFAULT_POKE_BUFFER_LIMITS, isSubscribed: (id: string) => boolean = () => true) {
     this.#limits = limits;
+    this.#isSubscribed = isSubscribed;
   }
 
   /** Whether a poke is being buffered. */
@@ -92,21 +142,79 @@ export class PokeBuffer {
     return this.#open !== undefined;
   }
 
+  /** The group subscription `id` is bound to, if any. */
+  groupOf(id: string): string | undefined {
+    return this.#bindings.get(id);
+  }
+
+  /**
+   * Forgets subscription `id`'s binding at once: it was unsubscribed,
+   * subscribed again or failed. Ops for its group that arrive later (the
+   * room had not read the `unsubscribe` yet) no longer reach it; the poke
+   * answering a new `subscribe` binds it again.
+   */
+  unbind(id: string): void {
+    this.#released.delete(id);
+    this.#released.add(id);
+    if (this.#released.size > REMEMBERED_RELEASED_SUBS) this.#released.delete(this.#released.values().next().value!);
+    const group = this.#bindings.get(id);
+    if (group === undefined) return;
+    this.#bindings.delete(id);
+    const binding = this.#groups.get(group);
+    if (!binding) return;
+    binding.subs.delete(id);
+    if (binding.subs.size === 0) this.#groups.delete(group);
+  }
+
   start(frame: PokeStart): PokeStep {
     const open = this.#open;
+    const binds = frame.bind ?? [];
     if (open) {
       // Neither poke can be trusted: the open one is incomplete and the new one
       // may carry deltas that assume the open one was applied.
-      const subs = union(open.subs, frame.subs);
+      const subs = this.#coveredBy(binds);
       this.#drop(open.pokeId);
       this.#remember(frame.pokeId);
-      return dropped(
-        subs,
-        new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" started while poke "${open.pokeId}" was open`),
-      );
+      return dropped(subs, new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" started while poke "${open.pokeId}" was open`));
     }
     this.#forget(frame.pokeId);
-    const subs = new Set(frame.subs);
+    const violation = (problem: string): PokeStep => {
+      this.#remember(frame.pokeId);
+      return dropped(this.#coveredBy(binds), new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" ${problem}`));
+    };
+
+    // Check every binding before any takes effect.
+    const named = new Set<string>();
+    const live: Binding[] = [];
+    for (const binding of binds) {
+      if (named.has(binding.sub)) return violation(`binds subscription "${binding.sub}" twice`);
+      named.add(binding.sub);
+      if (!binding.columns.includes(binding.key)) return violation(`binds "${binding.sub}" with key column "${binding.key}" outside its columns`);
+      // The answer to a subscribe the client has dropped since: nothing to bind.
+      if (!this.#isSubscribed(binding.sub)) continue;
+      const group = this.#groups.get(binding.group);
+      const others = group ? [...group.subs].some((sub) => sub !== binding.sub) : false;
+      if (group && others && !sameColumns(group, binding)) {
+        // A group id names what its subscriptions read: the same id with
+        // other columns would let one subscription's rows be checked
+        // against another's projection.
+        return violation(`binds "${binding.sub}" to group "${binding.group}" with other columns than its bound subscriptions`);
+      }
+      for (const other of live) {
+        if (other.group === binding.group && !sameColumns(groupBinding(other), binding)) {
+          return violation(`binds group "${binding.group}" with two column sets`);
+        }
+      }
+      live.push(binding);
+    }
+    for (const sub of frame.resets ?? []) {
+      // A stale answer (unsubscribed since) may reset what it binds, and a
+      // poke that crossed the client's unsubscribe or re-subscribe may reset
+      // what the client unbound itself (nothing of it is applied); anything
+      // else the poke resets must be bound, or the room and the client
+      // disagree on what this socket reads.
+      if (!this.#bindings.has(sub) && !named.has(sub) && !this.#released.has(sub)) return violation(`resets subscription "${sub}" that is not bound`);
+    }
     const resets = new Set(frame.resets ?? []);
     const resolved = new Map<string, Where>();
     for (const { sub, where } of frame.subsets ?? []) {
@@ -119,21 +227,12 @@ export class PokeBuffer {
           : !isWhere(where)
             ? `has a resolved predicate for "${sub}" that is not an object or boolean`
             : undefined;
-      if (problem !== undefined) {
-        this.#remember(frame.pokeId);
-        return dropped(union(subs, [sub]), new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" subsets ${problem}`));
-      }
+      if (problem !== undefined) return violation(`subsets ${problem}`);
       resolved.set(sub, where as Where);
     }
-    this.#open = {
-      pokeId: frame.pokeId,
-      subs,
-      resets,
-      resolved,
-      opsBySub: new Map(),
-      chars: 0,
-      ops: 0,
-    };
+
+    for (const binding of live) this.#bind(binding);
+    this.#open = { pokeId: frame.pokeId, resets, resolved, blocks: new Map(), chars: 0, ops: 0 };
     return { kind: "pending" };
   }
 
@@ -143,22 +242,28 @@ export class PokeBuffer {
     if (open.kind !== "open") return open.step;
     const poke = open.poke;
 
-    for (const op of frame.ops) {
-      if (!poke.subs.has(op.sub)) {
+    let ops = 0;
+    for (let i = 0; i < frame.ops.length; i++) {
+      const block = frame.ops[i];
+      ops += block.length - 2;
+      const group = this.#groups.get(block[0]);
+      if (group === undefined) continue; // nobody reads it (any more): ignored
+      const problem = checkBlock(block, group);
+      if (problem !== undefined) {
         this.#drop(poke.pokeId);
         return dropped(
-          union(poke.subs, [op.sub]),
-          new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}" has an op for subscription "${op.sub}" it did not list`),
+          this.#bindings.keys(),
+          new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}" ops.${i} (group "${block[0].slice(0, 40)}"): ${problem}`),
         );
       }
     }
 
     poke.chars += chars;
-    poke.ops += frame.ops.length;
+    poke.ops += ops;
     if (poke.chars > this.#limits.maxChars || poke.ops > this.#limits.maxOps) {
       this.#drop(poke.pokeId);
       const step = dropped(
-        [...poke.subs],
+        this.#bindings.keys(),
         new LunoraError("QUOTA_EXCEEDED", `poke "${poke.pokeId}" exceeds the client's poke buffer bound`, {
           maxChars: this.#limits.maxChars,
           maxOps: this.#limits.maxOps,
@@ -168,10 +273,12 @@ export class PokeBuffer {
       return { ...step, resets: [...poke.resets] } as PokeStep;
     }
 
-    for (const op of frame.ops) {
-      let ops = poke.opsBySub.get(op.sub);
-      if (!ops) poke.opsBySub.set(op.sub, (ops = []));
-      ops.push(op);
+    for (const block of frame.ops) {
+      const group = block[0];
+      if (!this.#groups.has(group)) continue;
+      let blocks = poke.blocks.get(group);
+      if (!blocks) poke.blocks.set(group, (blocks = []));
+      blocks.push(block);
     }
     return { kind: "pending" };
   }
@@ -186,23 +293,19 @@ export class PokeBuffer {
     if (open.kind !== "open") return open.step;
     const poke = open.poke;
     this.#open = undefined;
+    const subs: CoveredSubscription[] = [];
+    for (const [id, group] of this.#bindings) {
+      subs.push({ id, keyColumn: this.#groups.get(group)!.key, blocks: poke.blocks.get(group) ?? NO_BLOCKS });
+    }
     return {
       kind: "complete",
-      poke: {
-        pokeId: poke.pokeId,
-        subs: [...poke.subs],
-        resets: poke.resets,
-        resolved: poke.resolved,
-        opsBySub: poke.opsBySub,
-        cursor: frame.cursor,
-        mutations: frame.mutations,
-      },
+      poke: { pokeId: poke.pokeId, subs, resets: poke.resets, resolved: poke.resolved, cursor: frame.cursor, mutations: frame.mutations },
     };
   }
 
-  /** Whether the open poke covers subscription `sub`. */
+  /** Whether the open poke covers subscription `sub` (every bound subscription is covered). */
   covers(sub: string): boolean {
-    return this.#open?.subs.has(sub) ?? false;
+    return this.#open !== undefined && this.#bindings.has(sub);
   }
 
   /**
@@ -213,20 +316,39 @@ export class PokeBuffer {
     const open = this.#open;
     if (!open) return { kind: "ignored" };
     this.#drop(open.pokeId);
-    return dropped(open.subs, error);
+    return dropped(this.#bindings.keys(), error);
   }
 
-  /** Forgets everything; a poke cut off by a disconnect is never applied. */
+  /** Forgets everything, bindings included: a new socket starts with nothing bound, and a poke cut off by a disconnect is never applied. */
   clear(): void {
     this.#open = undefined;
     this.#dropped.length = 0;
+    this.#bindings.clear();
+    this.#groups.clear();
+    this.#released.clear();
+  }
+
+  /** The bound subscriptions, plus those a broken `pokeStart` was binding: all must start over. */
+  #coveredBy(binds: readonly Binding[]): string[] {
+    const subs = [...this.#bindings.keys()];
+    for (const { sub } of binds) if (this.#isSubscribed(sub)) subs.push(sub);
+    return subs;
+  }
+
+  #bind(binding: Binding): void {
+    this.unbind(binding.sub);
+    this.#released.delete(binding.sub);
+    let group = this.#groups.get(binding.group);
+    if (!group) this.#groups.set(binding.group, (group = groupBinding(binding)));
+    group.subs.add(binding.sub);
+    this.#bindings.set(binding.sub, binding.group);
   }
 
   #matchOpen(pokeId: string, type: string): { kind: "open"; poke: OpenPoke } | { kind: "step"; step: PokeStep } {
     if (this.#dropped.includes(pokeId)) return { kind: "step", step: { kind: "ignored" } };
     const open = this.#open;
     if (open && open.pokeId === pokeId) return { kind: "open", poke: open };
-    const subs = open ? [...open.subs] : [];
+    const subs = open ? [...this.#bindings.keys()] : [];
     if (open) this.#drop(open.pokeId);
     this.#remember(pokeId);
     return {
@@ -235,9 +357,7 @@ export class PokeBuffer {
         subs,
         new LunoraError(
           "PROTOCOL_ERROR",
-          open
-            ? `${type} for poke "${pokeId}" while poke "${open.pokeId}" was open`
-            : `${type} for poke "${pokeId}" without a pokeStart`,
+          open ? `${type} for poke "${pokeId}" while poke "${open.pokeId}" was open` : `${type} for poke "${pokeId}" without a pokeStart`,
         ),
       ),
     };
@@ -260,14 +380,49 @@ export class PokeBuffer {
   }
 }
 
+function groupBinding(binding: Binding): GroupBinding {
+  return { key: binding.key, columns: binding.columns, columnSet: new Set(binding.columns), subs: new Set() };
+}
+
+function sameColumns(group: GroupBinding, binding: Binding): boolean {
+  if (group.key !== binding.key) return false;
+  const columns = new Set(binding.columns);
+  if (columns.size !== group.columnSet.size) return false;
+  for (const column of columns) if (!group.columnSet.has(column)) return false;
+  return true;
+}
+
+/**
+ * Checks a bound group's block against its binding, reading each item in
+ * place (rows are handed to the collection as received, never rebuilt).
+ * Returns the first problem, or `undefined`.
+ */
+function checkBlock(block: OpBlock, group: GroupBinding): string | undefined {
+  const key = group.key;
+  switch (block[1]) {
+    case "p":
+      for (let j = 2; j < block.length; j++) {
+        const row = block[j] as Row;
+        for (const column of group.columns) if (!hasOwn(row, column)) return `put ${j} lacks column "${column.slice(0, 40)}" of its binding`;
+        if (!isRowKey(row[key])) return `put ${j} has no string or finite-number key in "${key.slice(0, 40)}"`;
+      }
+      return undefined;
+    case "u":
+      for (let j = 2; j < block.length; j++) {
+        const patch = block[j] as Row;
+        if (!hasOwn(patch, key) || !isRowKey(patch[key])) return `patch ${j} has no string or finite-number key in "${key.slice(0, 40)}"`;
+        for (const column in patch) if (!group.columnSet.has(column)) return `patch ${j} names column "${column.slice(0, 40)}" outside its binding`;
+      }
+      return undefined;
+    default:
+      return undefined; // delete keys were type-checked with the frame
+  }
+}
+
 function dropped(subs: Iterable<string>, error: LunoraError): PokeStep {
   return { kind: "dropped", subs: [...new Set(subs)], error };
 }
 
 function isWhere(value: unknown): boolean {
   return typeof value === "boolean" || (typeof value === "object" && value !== null && !Array.isArray(value));
-}
-
-function union(a: Iterable<string>, b: Iterable<string>): string[] {
-  return [...new Set([...a, ...b])];
 }

@@ -19,7 +19,7 @@ import { Keepalive, unrefTimer } from "./keepalive.js";
 import { reportListenerError } from "./listeners.js";
 import { PokeBuffer, type CompletePoke, type PokeBufferLimits, type PokeStep } from "./poke-buffer.js";
 import type { RoomStatus } from "./status.js";
-import type { PokeGroup, PokeUpdate, SubscriptionHandler } from "./subscription.js";
+import { rowOpsOf, type PokeGroup, type PokeUpdate, type SubscriptionHandler } from "./subscription.js";
 
 /**
  * The largest room frame the client parses. Rooms keep frames under
@@ -67,8 +67,9 @@ interface SubscriptionEntry {
   /**
    * Set when the rows of this subscription can no longer be trusted (a poke
    * for it was dropped, or its handler failed). It was subscribed again
-   * without cursor; until a poke resets it, pokes for it are skipped — they
-   * may be deltas against state the client never received.
+   * without cursor (which unbinds it: ops for its old group no longer reach
+   * it); until a poke resets it, pokes for it are skipped — they may be
+   * deltas against state the client never received.
    */
   awaitingReset: boolean;
 }
@@ -124,7 +125,8 @@ export class RoomConnection {
     this.#options = options;
     this.party = options.party;
     this.room = options.room;
-    this.#pokes = new PokeBuffer(options.pokeLimits);
+    // A bind answering a subscribe the client has dropped since binds nothing.
+    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.has(id));
     this.#keepalive = new Keepalive(
       options.pingIntervalMs,
       (ping) => this.#send(ping),
@@ -197,6 +199,9 @@ export class RoomConnection {
 
   remove(id: string): void {
     if (!this.#subs.delete(id)) return;
+    // At once: ops for its group that the room sends before it reads the
+    // unsubscribe reach nobody (or only the subscriptions still bound to it).
+    this.#pokes.unbind(id);
     // A socket that is not open has no server-side state for it: the next
     // connection subscribes only what is still in the map.
     this.#sendIfOpen({ type: "unsubscribe", id });
@@ -207,6 +212,9 @@ export class RoomConnection {
     const entry = this.#subs.get(id);
     if (!entry) return;
     if (options.reset) entry.awaitingReset = true;
+    // The room binds it again in the poke answering this subscribe; until
+    // then nothing for its old binding may reach it.
+    this.#pokes.unbind(id);
     this.#sendSubscribe(entry);
   }
 
@@ -492,8 +500,8 @@ export class RoomConnection {
         return;
       case "poke": {
         // A whole poke in one frame: the same steps as start + part + end.
-        const { pokeId, subs, resets, subsets, ops, cursor, mutations } = frame;
-        const started = this.#pokes.start({ type: "pokeStart", pokeId, subs, resets, subsets });
+        const { pokeId, bind, resets, subsets, ops, cursor, mutations } = frame;
+        const started = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
         if (started.kind !== "pending") return this.#handlePokeStep(started);
         const parted = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
         if (parted.kind !== "pending") return this.#handlePokeStep(parted);
@@ -529,6 +537,8 @@ export class RoomConnection {
             for (const id of step.subs) if (id !== frame.sub) this.resubscribe(id, { reset: true });
           }
         }
+        // It is no longer served: later ops for its group are not for it.
+        this.#pokes.unbind(frame.sub);
         const entry = this.#subs.get(frame.sub);
         // An error for a subscription that is gone concerns nobody.
         if (entry) this.#notify(entry, error);
@@ -556,6 +566,7 @@ export class RoomConnection {
             // and ignores pokes until a later connection subscribes it anew.
             this.#notify(entry, step.error);
             entry.awaitingReset = true;
+            this.#pokes.unbind(id);
             this.#sendIfOpen({ type: "unsubscribe", id });
             continue;
           }
@@ -581,9 +592,11 @@ export class RoomConnection {
     // from one view to another is never in neither).
     const deferrals: Array<{ publish(): void; discard(): void }> = [];
     const deferred = new Set<SubscriptionHandler | PokeGroup>();
-    for (const id of poke.subs) {
+    for (const { id, blocks } of poke.subs) {
       const entry = this.#subs.get(id);
       if (!entry || (entry.awaitingReset && !poke.resets.has(id))) continue;
+      // Nothing for it in this poke (it only moves to the cursor): nothing to publish.
+      if (blocks.length === 0 && !poke.resets.has(id)) continue;
       // A group (the subsets of one collection) defers once for all its members.
       const target = entry.handler.pokeGroup ?? entry.handler;
       if (deferred.has(target)) continue;
@@ -601,10 +614,19 @@ export class RoomConnection {
       for (const deferral of deferrals) deferral.publish();
     }
     if (poke.mutations && poke.mutations.length > 0) this.#options.onMutationResults(poke.mutations);
+    const reported = new Set<unknown>();
     for (const { entry, error } of failed) {
       // The handler's rows are in an unknown state: start it over from a snapshot.
-      const message = error instanceof Error ? error.message : String(error);
-      this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
+      if (error instanceof LunoraError && error.code === "PROTOCOL_ERROR") {
+        // The room's bug (a patch for a row the subscription does not hold):
+        // the reset heals it; the app hears of it (once, also when a group of
+        // subscriptions failed together) like of any other violation.
+        if (!reported.has(error)) this.#options.onError(new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}": ${error.message}`));
+        reported.add(error);
+      } else {
+        const message = error instanceof Error ? error.message : String(error);
+        this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
+      }
       this.resubscribe(entry.id, { reset: true });
     }
   }
@@ -618,15 +640,21 @@ export class RoomConnection {
   #applyPokeToSubscriptions(poke: CompletePoke, failed: Array<{ entry: SubscriptionEntry; error: unknown }>): void {
     const groups = new Map<PokeGroup, Array<{ entry: SubscriptionEntry; update: PokeUpdate }>>();
     const order: Array<{ entry: SubscriptionEntry; update: PokeUpdate } | PokeGroup> = [];
-    for (const id of poke.subs) {
+    for (const { id, keyColumn, blocks } of poke.subs) {
       const entry = this.#subs.get(id);
       if (!entry) continue; // unsubscribed meanwhile
       const reset = poke.resets.has(id);
       if (entry.awaitingReset && !reset) continue;
       entry.awaitingReset = false;
+      let ops: PokeUpdate["ops"] | undefined;
       const update: PokeUpdate = {
         reset,
-        ops: poke.opsBySub.get(id) ?? [],
+        blocks,
+        keyColumn,
+        // Most handlers (collections) read the blocks; objects per op only for those that ask.
+        get ops() {
+          return (ops ??= rowOpsOf(id, keyColumn, blocks));
+        },
         cursor: poke.cursor,
         identity: this.#rowsIdentity,
         ...(poke.resolved.has(id) ? { resolved: poke.resolved.get(id) } : {}),

@@ -1,11 +1,26 @@
-import type { Cursor, LunoraError, RowOp, Source, Subset, Where } from "../protocol/index.js";
+import type { Cursor, LunoraError, OpBlock, RowOp, Source, Subset, Where } from "../protocol/index.js";
 
 /** One poke's worth of changes for one subscription, applied in one step. */
 export interface PokeUpdate {
-  /** Drop every row the subscription holds before applying `ops` (a snapshot follows). */
+  /** Drop every row the subscription holds before applying the ops (a snapshot follows). */
   reset: boolean;
-  /** Whole-row upserts (`put`) and deletes (`del`), in order. */
-  ops: RowOp[];
+  /**
+   * The subscription's ops in order, one object each: whole-row upserts
+   * (`put`), patches (`patch`: the key column plus the columns that changed,
+   * to merge into the held row) and deletes (`del`). Built on first read
+   * from {@link blocks}; handlers on a hot path read those instead.
+   */
+  readonly ops: readonly RowOp[];
+  /**
+   * The same ops as the room sent them: the blocks of the subscription's
+   * group, `[group, kind, ...items]` (kind `"p"` rows, `"u"` patches, `"d"`
+   * keys; items from index 2), checked against its binding. Shared with
+   * every subscription of the socket bound to the same group: never change
+   * them.
+   */
+  blocks: readonly OpBlock[];
+  /** The key column of the subscription's rows: a put's or patch's key is `row[keyColumn]`. */
+  keyColumn: string;
   /** The position the subscription is at once `ops` are applied. */
   cursor: Cursor;
   /** Fingerprint of the identity the room sent these rows to. */
@@ -100,4 +115,23 @@ export interface Subscription {
   unsubscribe(): void;
   /** Sends `subscribe` again from the handler's current cursor (for example after an error). */
   resubscribe(): void;
+}
+
+/**
+ * Expands a subscription's blocks into {@link RowOp}s (for handlers that
+ * read {@link PokeUpdate.ops}).
+ */
+export function rowOpsOf(sub: string, keyColumn: string, blocks: readonly OpBlock[]): RowOp[] {
+  const ops: RowOp[] = [];
+  for (const block of blocks) {
+    const kind = block[1];
+    for (let i = 2; i < block.length; i++) {
+      if (kind === "d") ops.push({ op: "del", sub, key: block[i] as string | number });
+      else {
+        const row = block[i] as Record<string, unknown>;
+        ops.push({ op: kind === "p" ? "put" : "patch", sub, key: row[keyColumn] as string | number, row });
+      }
+    }
+  }
+  return ops;
 }

@@ -5,9 +5,24 @@ import { subsetCacheKey, viewCacheKey } from "../cache/view-key.js";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { reportListenerError } from "../client/listeners.js";
 import type { PokeGroup, PokeUpdate, Subscription, SubscriptionHandler } from "../client/subscription.js";
-import { LunoraError, type Cursor, type Row, type RowKey, type RowOp, type Subset, type Where } from "../protocol/index.js";
+import { LunoraError, type Cursor, type OpBlock, type Row, type RowKey, type Subset, type Where } from "../protocol/index.js";
 import { withTimeout, type SyncParams, type SyncTarget } from "./collection-sync.js";
 import { compileSubset, subsetKey } from "./subset-where.js";
+
+/**
+ * What {@link OnDemandSyncRun} applies to one subset: a poke's update (its
+ * group's blocks), or rows restored from the query cache under their keys
+ * (`cached`), or neither (a release: `reset` alone).
+ */
+interface SubsetUpdate {
+  reset: boolean;
+  cursor: Cursor;
+  identity?: string | undefined;
+  resolved?: Where | undefined;
+  blocks?: readonly OpBlock[];
+  keyColumn?: string;
+  cached?: ReadonlyArray<readonly [RowKey, Row]>;
+}
 
 interface OnDemandRunOptions<TRow extends object, TKey extends string | number> {
   client: LunoraClient<any>;
@@ -94,7 +109,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     this.#options = options;
     this.#group = {
       applyPokes: (updates) => {
-        const items: Array<{ subset: LoadedSubset; update: PokeUpdate }> = [];
+        const items: Array<{ subset: LoadedSubset; update: SubsetUpdate }> = [];
         for (const { handler, update } of updates) {
           const owner = this.#byHandler.get(handler);
           if (owner && owner.subset.generation === owner.generation) items.push({ subset: owner.subset, update });
@@ -172,7 +187,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       if (subset.refs > 0) return;
       this.#subsets.delete(key);
       this.#retire(subset);
-      if (subset.rows.size > 0) this.#apply([{ subset, update: { reset: true, ops: [], cursor: subset.cursor ?? { seq: 0, epoch: "-" } } }], { release: true });
+      if (subset.rows.size > 0) this.#apply([{ subset, update: { reset: true, cursor: subset.cursor ?? { seq: 0, epoch: "-" } } }], { release: true });
       if (!subset.loaded) {
         subset.loaded = true;
         subset.resolve();
@@ -271,9 +286,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
 
   #hydrate(subset: LoadedSubset, view: CachedView): void {
     const cursor: Cursor = { seq: view.serverCursor, epoch: view.epoch };
-    const ops: RowOp[] = view.rows.map(([key, row]) => ({ op: "put", sub: "cache", key, row }));
     try {
-      this.#apply([{ subset, update: { reset: true, ops, cursor, identity: view.identity, resolved: view.resolvedWhere } }], { fromCache: true });
+      this.#apply([{ subset, update: { reset: true, cached: view.rows, cursor, identity: view.identity, resolved: view.resolvedWhere } }], { fromCache: true });
     } catch {
       // A cached row this collection cannot take: the subscription starts from a snapshot.
       return;
@@ -314,7 +328,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       this.#options.client.queryCache?.remove(subset.cacheKey);
       if (subset.fromCache && subset.rows.size > 0) {
         try {
-          this.#apply([{ subset, update: { reset: true, ops: [], cursor: subset.cursor! } }], { release: true });
+          this.#apply([{ subset, update: { reset: true, cursor: subset.cursor! } }], { release: true });
         } catch (thrown) {
           reportListenerError(thrown);
         }
@@ -385,7 +399,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     const settle = () => {
       if (subset.rows.size > 0 && this.#subsets.get(subset.key) === subset) {
         try {
-          this.#apply([{ subset, update: { reset: true, ops: [], cursor: subset.cursor ?? whole.cursor! } }], { release: true });
+          this.#apply([{ subset, update: { reset: true, cursor: subset.cursor ?? whole.cursor! } }], { release: true });
         } catch (thrown) {
           reportListenerError(thrown);
         }
@@ -413,42 +427,61 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    * Applies updates of several subsets as one sync transaction. Each subset's
    * holdings change first (a reset releases all it held); only then is each
    * touched row written once, from its final count: held → upsert of its
-   * latest image, held by none → delete.
+   * latest image, held by none → delete. A patch (via any subset that holds
+   * the row) merges into the shared row, so every subset sees it.
    */
-  #apply(items: Array<{ subset: LoadedSubset; update: PokeUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
+  #apply(items: Array<{ subset: LoadedSubset; update: SubsetUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
     const { begin, write, commit } = this.#params;
     const touched = new Set<RowKey>();
-    begin();
-    let receipt: true | Promise<void>;
-    try {
-      for (const { subset, update } of items) {
-        if (update.reset) {
-          for (const key of subset.rows) {
-            this.#release(key);
-            touched.add(key);
-          }
-          subset.rows.clear();
-        }
-        for (const op of update.ops) {
-          touched.add(op.key);
-          if (op.op === "put") {
-            this.#rows.set(op.key, op.row as TRow);
-            if (!subset.rows.has(op.key)) {
-              subset.rows.add(op.key);
-              this.#holders.set(op.key, (this.#holders.get(op.key) ?? 0) + 1);
+    // Nothing changed in any subset (a poke covers every subscription of its
+    // socket): only their positions move, without a sync transaction.
+    const changed = items.some(({ update }) => update.reset || update.cached !== undefined || (update.blocks?.length ?? 0) > 0);
+    let receipt: true | Promise<void> = true;
+    if (changed) {
+      begin();
+      try {
+        for (const { subset, update } of items) {
+          if (update.reset) {
+            for (const key of subset.rows) {
+              this.#release(key);
+              touched.add(key);
             }
-          } else if (subset.rows.delete(op.key)) this.#release(op.key);
+            subset.rows.clear();
+          }
+          if (update.cached) for (const [key, row] of update.cached) this.#hold(subset, key, row as TRow, touched);
+          const keyColumn = update.keyColumn!;
+          for (const block of update.blocks ?? []) {
+            const kind = block[1];
+            for (let i = 2; i < block.length; i++) {
+              if (kind === "d") {
+                const key = block[i] as RowKey;
+                touched.add(key);
+                if (subset.rows.delete(key)) this.#release(key);
+                continue;
+              }
+              const item = block[i] as Row;
+              const key = item[keyColumn] as RowKey;
+              if (kind === "p") {
+                this.#hold(subset, key, item as TRow, touched);
+                continue;
+              }
+              const held = subset.rows.has(key) ? this.#rows.get(key) : undefined;
+              // The room believes this subset holds a row it does not: only a reset reconciles them.
+              if (held === undefined) throw new LunoraError("PROTOCOL_ERROR", `patch for key ${JSON.stringify(key)} that the subset does not hold`);
+              this.#hold(subset, key, { ...held, ...item } as TRow, touched);
+            }
+          }
         }
+        for (const key of touched) this.#writeRow(key, write);
+        receipt = commit();
+      } catch (error) {
+        this.#abandonTransaction();
+        // The counts no longer match the collection: start every subset over.
+        this.#dropAllRows();
+        for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
+        this.#notifySyncState();
+        throw error;
       }
-      for (const key of touched) this.#writeRow(key, write);
-      receipt = commit();
-    } catch (error) {
-      this.#abandonTransaction();
-      // The counts no longer match the collection: start every subset over.
-      this.#dropAllRows();
-      for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
-      this.#notifySyncState();
-      throw error;
     }
     if (mode.release) return;
     for (const { subset, update } of items) {
@@ -467,13 +500,22 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
         // TanStack's contract: the load settles when its commit is visible.
         subset.resolve(receipt === true ? undefined : receipt);
       }
-      if (!mode.fromCache && subset.cacheKey !== undefined) {
+      if (changed && !mode.fromCache && subset.cacheKey !== undefined) {
         const generation = subset.generation;
         this.#options.client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
       }
     }
     if (!mode.fromCache) this.#lastSyncedAt = Date.now();
     this.#notifySyncState();
+  }
+
+  /** `subset` holds `row` under `key` now (its latest image for every subset). */
+  #hold(subset: LoadedSubset, key: RowKey, row: TRow, touched: Set<RowKey>): void {
+    touched.add(key);
+    this.#rows.set(key, row);
+    if (subset.rows.has(key)) return;
+    subset.rows.add(key);
+    this.#holders.set(key, (this.#holders.get(key) ?? 0) + 1);
   }
 
   #release(key: RowKey): void {

@@ -1,14 +1,12 @@
-import * as v from "valibot";
-import { nameSchema } from "./common.js";
-
 /**
  * `hello`: the first frame on a sync socket. It confirms the protocol version
- * and tells the client the room's current epoch.
+ * and tells the client the room's current epoch. (Room → client frames are
+ * checked by hand in `room-frames.ts`, without valibot: see there why.)
  */
-export const helloSchema = v.strictObject({
-  type: v.literal("hello"),
-  protocolVersion: v.number(),
-  room: v.string(),
-  epoch: nameSchema,
-});
-export type Hello = v.InferOutput<typeof helloSchema>;
+export interface Hello {
+  type: "hello";
+  protocolVersion: number;
+  room: string;
+  /** 1–128 characters. */
+  epoch: string;
+}

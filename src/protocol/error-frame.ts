@@ -1,15 +1,13 @@
-import * as v from "valibot";
-import { errorBodySchema } from "./errors.js";
-import { nameSchema } from "./common.js";
+import type { ErrorBody } from "./errors.js";
 
 /**
  * `error`: a coded error. With `sub` it concerns that subscription only (the
  * socket and the other subscriptions stay up); without it, the frame the
- * client just sent (malformed, unknown type, too large).
+ * client just sent (malformed, unknown type, too large). Checked by
+ * `room-frames.ts`.
  */
-export const errorFrameSchema = v.strictObject({
-  type: v.literal("error"),
-  sub: v.optional(nameSchema),
-  error: errorBodySchema,
-});
-export type ErrorFrame = v.InferOutput<typeof errorFrameSchema>;
+export interface ErrorFrame {
+  type: "error";
+  sub?: string;
+  error: ErrorBody;
+}

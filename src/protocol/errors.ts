@@ -1,5 +1,3 @@
-import * as v from "valibot";
-
 /**
  * Every error Lunora reports on the wire or through a public callback has one
  * of these stable codes. `docs/errors.md` lists each with whether it is
@@ -30,13 +28,17 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 /** Codes a writer must retry rather than roll back. Everything else is permanent. */
 export const TRANSIENT_CODES: ReadonlySet<string> = new Set<ErrorCode>(["INTERNAL", "OUT_OF_ORDER"]);
 
-/** `{ code, message, data? }` — the error value carried on the wire. */
-export const errorBodySchema = v.object({
-  code: v.string(),
-  message: v.string(),
-  data: v.optional(v.unknown()),
-});
-export type ErrorBody = v.InferOutput<typeof errorBodySchema>;
+/**
+ * `{ code, message, data? }` — the error value carried on the wire. Its
+ * valibot schema (`errorBodySchema`, for frames the room parses) lives in
+ * `error-frame.ts`, so this module — imported by every client file — stays
+ * free of valibot.
+ */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  data?: unknown;
+}
 
 /**
  * The error class both halves throw and report. Mutators throw it to reject a

@@ -1,7 +1,6 @@
-import * as v from "valibot";
-import { cursorSchema, nameSchema, rowKeySchema, rowSchema, type Row, type RowKey } from "./common.js";
-import { mutationResultSchema } from "./push.js";
-import { resolvedSubsetSchema } from "./subset.js";
+import type { Cursor, Row, RowKey } from "./common.js";
+import type { MutationResult } from "./push.js";
+import type { ResolvedSubset } from "./subset.js";
 
 /**
  * Pokes carry row changes from a room to one socket (protocol 4; see
@@ -38,16 +37,21 @@ import { resolvedSubsetSchema } from "./subset.js";
  * bound, or a malformed block is a protocol violation: the client drops the
  * open poke, resets the subscriptions it covered and subscribes them again.
  * Nothing is applied from a broken poke.
+ *
+ * These frames are the hot path of every client, so they are checked by a
+ * hand-written structural check (`room-frames.ts`), not by valibot; the
+ * types below are what that check guarantees. Names (`pokeId`, `sub`,
+ * `group`, `key`, columns) are 1–128 characters.
  */
 
 /** A subscription started by this poke: the group its ops arrive under, its key column and projected columns. */
-export const bindingSchema = v.strictObject({
-  sub: nameSchema,
-  group: nameSchema,
-  key: nameSchema,
-  columns: v.array(nameSchema),
-});
-export type Binding = v.InferOutput<typeof bindingSchema>;
+export interface Binding {
+  sub: string;
+  group: string;
+  /** The key column: a put's (and a patch's) key is `row[key]`. One of `columns`. */
+  key: string;
+  columns: string[];
+}
 
 /** Op kinds of an {@link OpBlock}: put (whole row), update (patch), delete (keys). */
 export type OpKind = "p" | "u" | "d";
@@ -58,60 +62,52 @@ export type OpKind = "p" | "u" | "d";
  */
 export type OpBlock = [group: string, kind: "p", ...rows: Row[]] | [group: string, kind: "u", ...patches: Row[]] | [group: string, kind: "d", ...keys: RowKey[]];
 
-export const opBlockSchema = v.union([
-  v.pipe(v.tupleWithRest([nameSchema, v.literal("p")], rowSchema)),
-  v.pipe(v.tupleWithRest([nameSchema, v.literal("u")], rowSchema)),
-  v.pipe(v.tupleWithRest([nameSchema, v.literal("d")], rowKeySchema)),
-]) as unknown as v.GenericSchema<unknown, OpBlock>;
-
-export const pokeStartSchema = v.strictObject({
-  type: v.literal("pokeStart"),
-  pokeId: nameSchema,
+export interface PokeStart {
+  type: "pokeStart";
+  pokeId: string;
   /** Subscriptions this poke starts (a subscribe's answer), with their groups. */
-  bind: v.optional(v.array(bindingSchema)),
+  bind?: Binding[];
   /** Subscriptions that drop every row they hold first (a snapshot follows). Each is bound by this poke or earlier. */
-  resets: v.optional(v.array(nameSchema)),
+  resets?: string[];
   /** For limited subsets in `resets`: the predicate each was resolved to (resume with it). */
-  subsets: v.optional(v.array(resolvedSubsetSchema)),
-});
-export type PokeStart = v.InferOutput<typeof pokeStartSchema>;
+  subsets?: ResolvedSubset[];
+}
 
-export const pokePartSchema = v.strictObject({
-  type: v.literal("pokePart"),
-  pokeId: nameSchema,
-  ops: v.array(opBlockSchema),
-});
-export type PokePart = v.InferOutput<typeof pokePartSchema>;
+export interface PokePart {
+  type: "pokePart";
+  pokeId: string;
+  ops: OpBlock[];
+}
 
-export const pokeEndSchema = v.strictObject({
-  type: v.literal("pokeEnd"),
-  pokeId: nameSchema,
-  cursor: cursorSchema,
+export interface PokeEnd {
+  type: "pokeEnd";
+  pokeId: string;
+  cursor: Cursor;
   /**
    * Outcomes of this socket's mutations whose effects are included in this
    * poke (the watermark travels with the data it confirms).
    */
-  mutations: v.optional(v.array(mutationResultSchema)),
-});
-export type PokeEnd = v.InferOutput<typeof pokeEndSchema>;
+  mutations?: MutationResult[];
+}
 
 /** A whole poke in one frame: `pokeStart` + `pokePart` + `pokeEnd` of a poke that fits. */
-export const pokeSchema = v.strictObject({
-  type: v.literal("poke"),
-  pokeId: nameSchema,
-  bind: v.optional(v.array(bindingSchema)),
-  resets: v.optional(v.array(nameSchema)),
-  subsets: v.optional(v.array(resolvedSubsetSchema)),
-  ops: v.array(opBlockSchema),
-  cursor: cursorSchema,
-  mutations: v.optional(v.array(mutationResultSchema)),
-});
-export type Poke = v.InferOutput<typeof pokeSchema>;
+export interface Poke {
+  type: "poke";
+  pokeId: string;
+  bind?: Binding[];
+  resets?: string[];
+  subsets?: ResolvedSubset[];
+  ops: OpBlock[];
+  cursor: Cursor;
+  mutations?: MutationResult[];
+}
 
 /**
  * One op as a subscription receives it, after the client expanded the
  * blocks of a poke through its bindings (not a wire form): a whole row, a
- * patch (the key column plus the changed columns), or a delete.
+ * patch (the key column plus the changed columns), or a delete. The client
+ * builds these only when a handler reads `PokeUpdate.ops`; collections read
+ * the shared blocks (`PokeUpdate.blocks`) instead.
  */
 export type RowOp =
   | { op: "put"; sub: string; key: RowKey; row: Row }

@@ -1,5 +1,5 @@
 import * as v from "valibot";
-import { errorBodySchema } from "./errors.js";
+import type { ErrorBody } from "./errors.js";
 import { nameSchema } from "./common.js";
 
 /**
@@ -10,6 +10,13 @@ import { nameSchema } from "./common.js";
  * replay (answered from the stored outcome, not run again), the next one runs,
  * and anything further is `OUT_OF_ORDER`.
  */
+/** The valibot form of {@link ErrorBody}. */
+export const errorBodySchema: v.GenericSchema<unknown, ErrorBody> = v.object({
+  code: v.string(),
+  message: v.string(),
+  data: v.optional(v.unknown()),
+});
+
 export const mutationSchema = v.strictObject({
   clientSeq: v.pipe(v.number(), v.integer(), v.minValue(1)),
   name: nameSchema,

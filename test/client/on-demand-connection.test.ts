@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { eventually } from "./helpers/eventually.js";
 import { startHarness } from "./helpers/harness.js";
-import { TOP_TWO_RESOLVED, del, ids, onDemandTopTwo, put, serveTopTwo } from "./helpers/on-demand.js";
+import { TOP_TWO_RESOLVED, del, ids, onDemandTopTwo, patch, put, serveTopTwo } from "./helpers/on-demand.js";
 
 // The client half of on-demand sync over a real socket: the room here is
 // scripted (the test plays the frames a room sends), so these tests pin the
@@ -50,10 +50,8 @@ describe("on-demand subsets on the wire (scripted room)", () => {
     });
     const before = transactions();
     // r8 leaves the window subset and stays in the tie subset; r9 changes: one poke.
-    socket.send({
-      type: "poke",
+    socket.pokeFrame({
       pokeId: "p3",
-      subs: [window.id, tie.id],
       ops: [del(window.id!, "r8"), put(window.id!, "r9", { grp: "x", a: 10 }), put(tie.id!, "r8", { grp: "x", a: 8, c: "moved" })],
       cursor: { seq: 11, epoch: "e1" },
     });
@@ -63,5 +61,50 @@ describe("on-demand subsets on the wire (scripted room)", () => {
     expect(seen.some((event) => event.startsWith("delete"))).toBe(false);
     // The connection handed both subsets' updates over together: one sync transaction.
     expect(transactions() - before).toBe(1);
+  });
+});
+
+describe("on-demand subsets: patches (protocol 4)", () => {
+  it("a patch arriving via one subset updates the row every subset shares, as one update", async () => {
+    const { h, props, top } = await onDemandHarness();
+    const loaded = top.preload();
+    const socket = await h.room.socket(0);
+    socket.hello();
+    const { window, tie } = await serveTopTwo(socket);
+    await loaded;
+    const seen: string[] = [];
+    const changes = props.subscribeChanges((events) => {
+      for (const change of events) seen.push(`${change.type}:${String(change.key)}`);
+    });
+    // r8 is held by both subsets; the tie's group carries the patch.
+    socket.pokeFrame({ pokeId: "p3", ops: [patch(tie.id!, "r8", { a: 8.5 })], cursor: { seq: 11, epoch: "e1" } });
+    await eventually(() => expect(props.get("r8")).toMatchObject({ id: "r8", grp: "x", a: 8.5 }));
+    changes.unsubscribe();
+    // One change for r8 (TanStack calls it an insert for a listener that was not shown r8 before), never a delete.
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatch(/^(insert|update):r8$/);
+    // Still held by both: the window's delete of it leaves it in the collection, with the patched value.
+    socket.pokeFrame({ pokeId: "p4", ops: [del(window.id!, "r8")], cursor: { seq: 12, epoch: "e1" } });
+    await eventually(() => expect(h.clientErrors).toEqual([]));
+    socket.pokeFrame({ pokeId: "p5", ops: [patch(window.id!, "r9", { a: 9.5 })], cursor: { seq: 13, epoch: "e1" } });
+    await eventually(() => expect(props.get("r9")).toMatchObject({ a: 9.5 }));
+    expect(props.get("r8")).toMatchObject({ id: "r8", grp: "x", a: 8.5 });
+  });
+
+  it("a patch via a subset that does not hold the row is a protocol violation: nothing of the poke applies, the subsets start over", async () => {
+    const { h, props, top } = await onDemandHarness();
+    const loaded = top.preload();
+    const socket = await h.room.socket(0);
+    socket.hello();
+    const { window } = await serveTopTwo(socket);
+    await loaded;
+    // r7 is held by no subset (and by the collection not at all).
+    socket.pokeFrame({ pokeId: "p3", ops: [put(window.id!, "r10", { grp: "x", a: 10 }), patch(window.id!, "r7", { a: 7.5 })], cursor: { seq: 11, epoch: "e1" } });
+    await eventually(() => expect(h.clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]));
+    expect(h.clientErrors[0].error.message).toContain("r7");
+    expect(props.has("r10")).toBe(false);
+    // Both subsets subscribe again, without cursor.
+    await eventually(() => expect(socket.subscribes.length).toBeGreaterThanOrEqual(4));
+    expect(socket.subscribes.slice(2).every((frame) => frame.cursor === undefined)).toBe(true);
   });
 });

@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { startHarness } from "./helpers/harness.js";
 import { eventually } from "./helpers/eventually.js";
-import { del, messagesCollection, plain, put, recordBatches, rowsOf } from "./helpers/rows.js";
+import { del, messagesCollection, patch, plain, put, recordBatches, rowsOf } from "./helpers/rows.js";
+import { bindingOf, groupOf } from "./helpers/scripted-room.js";
+import { createInMemoryQueryCache } from "../../src/cache/index.js";
+import { viewCacheKey } from "../../src/cache/view-key.js";
 
 const cursor = (seq: number) => ({ seq, epoch: "epoch-1" });
 
@@ -192,19 +195,19 @@ describe("pokes", () => {
     expect(collection.utils.cursor()).toEqual(cursor(1));
   });
 
-  it("an op for a subscription the poke did not list drops the poke", async () => {
+  it("ops for a group no subscription is bound to are ignored; the rest of the poke applies", async () => {
     const { socket, sub, collection, clientErrors, received, processed } = await withSnapshot();
     const before = received();
     socket.poke({
       pokeId: "p2",
-      subs: [sub],
-      parts: [[put(sub, { id: "ok", text: "x" })], [put("s-not-listed", { id: "bad", text: "y" })]],
+      parts: [[put(sub, { id: "ok", text: "x" })], [put("s-not-bound", { id: "bad", text: "y" })]],
       cursor: cursor(2),
     });
     await processed(before, 4);
-    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
-    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
-    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    expect(clientErrors).toEqual([]);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2", "ok"]);
+    expect(socket.subscribes).toHaveLength(1);
   });
 
   it("ops for a subscription that was unsubscribed meanwhile are ignored", async () => {
@@ -317,16 +320,25 @@ describe("pokes", () => {
     expect(socket.frames.filter((frame) => frame.type === "subscribe")).toHaveLength(1);
     // A later poke for it (sent before the room saw the unsubscribe) is ignored.
     socket.poke({ pokeId: "late", subs: [sub!], parts: [[put(sub!, { id: "9" })]], cursor: cursor(2) });
-    socket.poke({ pokeId: "small", subs: [sub!], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
+    // Its binding ended with the unsubscribe: only a new bind (a later subscribe's answer) brings rows again.
+    socket.poke({ pokeId: "small", bind: [bindingOf(sub!)], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
     await eventually(() => expect(rowsOf(messages.collection)).toEqual([{ id: "1" }]));
   });
 
   it("a row the collection cannot key resets its subscription instead of half-applying the poke", async () => {
-    const { socket, sub, collection, errors } = await withSnapshot();
+    const h = await startHarness();
+    const { collection, errors } = messagesCollection(h.client);
+    const ready = collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    // The room keys rows by `key`; the collection (default getKey) by `id`.
+    const bind = [{ sub, group: groupOf(sub), key: "key", columns: ["key"] }];
+    socket.poke({ pokeId: "p1", bind, resets: [sub], parts: [[put(sub, { id: "m1", key: "m1" }, { id: "m2", key: "m2" })]], cursor: cursor(1) });
+    await ready;
     socket.poke({
       pokeId: "p2",
-      subs: [sub],
-      parts: [[put(sub, { id: "m3", text: "fine" }), { op: "put", sub, key: "k", row: { text: "no id" } }]],
+      parts: [[put(sub, { id: "m3", key: "m3" }), [groupOf(sub), "p", { key: "k", text: "no id" }]]],
       cursor: cursor(2),
     });
     await eventually(() => expect(errors.map((e) => e.code)).toEqual(["INTERNAL"]));
@@ -358,5 +370,211 @@ describe("pokes", () => {
     expect(checkpoints.watermark("default")).toBe(2);
     expect(checkpoints.result("default", 1)).toEqual({ clientSeq: 1, status: "applied" });
     await expect(checkpoints.waitFor("default", 1)).resolves.toEqual({ clientSeq: 1, status: "applied" });
+  });
+});
+
+describe("protocol 4: bindings, shared groups and patches", () => {
+  /** A `messages` collection whose snapshot (m1, m2 with an author) is in, bound with columns id, text, author. */
+  async function withAuthors() {
+    const h = await startHarness();
+    const messages = messagesCollection(h.client);
+    const ready = messages.collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({
+      pokeId: "p1",
+      subs: [sub],
+      columns: ["id", "text", "author"],
+      resets: [sub],
+      parts: [[put(sub, { id: "m1", text: "hello", author: "ann" }, { id: "m2", text: "world", author: "bob" })]],
+      cursor: cursor(1),
+    });
+    await ready;
+    return { ...h, ...messages, socket, sub };
+  }
+
+  it("a patch merges into the held row and is written as one update", async () => {
+    const { socket, sub, collection } = await withAuthors();
+    const batches = recordBatches(collection);
+    socket.poke({ pokeId: "p2", subs: [sub], parts: [[patch(sub, { id: "m1", text: "edited" })]], cursor: cursor(2) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    expect(plain(collection.get("m1")!)).toEqual({ id: "m1", text: "edited", author: "ann" });
+    expect(batches).toEqual([[{ type: "update", key: "m1", value: { id: "m1", text: "edited", author: "ann" } }]]);
+  });
+
+  it("patches of one key in one poke apply in order, each on the result of the last", async () => {
+    const { socket, sub, collection } = await withAuthors();
+    socket.poke({
+      pokeId: "p2",
+      parts: [[patch(sub, { id: "m2", text: "one" }), patch(sub, { id: "m2", author: "cy" })], [put(sub, { id: "m3", text: "new", author: "dee" })], [patch(sub, { id: "m3", text: "newer" })]],
+      cursor: cursor(2),
+    });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    expect(rowsOf(collection)).toEqual([
+      { id: "m1", text: "hello", author: "ann" },
+      { id: "m2", text: "one", author: "cy" },
+      { id: "m3", text: "newer", author: "dee" },
+    ]);
+  });
+
+  it("a patch for a row the subscription does not hold drops nothing else but resets that subscription", async () => {
+    const { socket, sub, collection, clientErrors, errors } = await withAuthors();
+    socket.poke({ pokeId: "p2", parts: [[put(sub, { id: "m3", text: "x", author: "y" }), patch(sub, { id: "ghost", text: "boo" })]], cursor: cursor(2) });
+    // Reported to the app as the room's protocol violation, not to the collection.
+    await eventually(() => expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]));
+    expect(clientErrors[0].error.message).toContain("ghost");
+    expect(errors).toEqual([]);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+    // The room answers with a reset; the collection starts over from it.
+    socket.poke({ pokeId: "p3", subs: [sub], columns: ["id", "text", "author"], resets: [sub], parts: [[put(sub, { id: "m9", text: "fresh", author: "z" })]], cursor: cursor(3) });
+    await eventually(() => expect(rowsOf(collection)).toEqual([{ id: "m9", text: "fresh", author: "z" }]));
+  });
+
+  it("the query cache stores the merged row of a patch", async () => {
+    const queryCache = createInMemoryQueryCache();
+    const h = await startHarness({ queryCache });
+    const { collection } = messagesCollection(h.client);
+    const ready = collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({ pokeId: "p1", subs: [sub], columns: ["id", "text", "author"], resets: [sub], parts: [[put(sub, { id: "m1", text: "hello", author: "ann" })]], cursor: cursor(1) });
+    await ready;
+    socket.poke({ pokeId: "p2", parts: [[patch(sub, { id: "m1", text: "edited" })]], cursor: cursor(2) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(2)));
+    await queryCache.flush();
+    const cached = await queryCache.read(viewCacheKey("chat", "default", { list: "messages" }));
+    expect(cached?.serverCursor).toBe(2);
+    expect(cached?.rows).toEqual([["m1", { id: "m1", text: "edited", author: "ann" }]]);
+  });
+
+  it("a group bound to two subscriptions applies each block to both", async () => {
+    const h = await startHarness();
+    const first = messagesCollection(h.client);
+    const second = messagesCollection(h.client);
+    const ready = Promise.all([first.collection.preload(), second.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    const columns = ["id", "text"];
+    const shared = (sub: string) => ({ sub, group: "shared", key: "id", columns });
+    socket.poke({ pokeId: "p1", bind: [shared(a), shared(b)], resets: [a, b], parts: [[["shared", "p", { id: "x", text: "one" }, { id: "y", text: "two" }]]], cursor: cursor(1) });
+    await ready;
+    socket.poke({ pokeId: "p2", parts: [[["shared", "u", { id: "x", text: "uno" }], ["shared", "d", "y"]]], cursor: cursor(2) });
+    await eventually(() => expect(second.collection.utils.cursor()).toEqual(cursor(2)));
+    for (const { collection } of [first, second]) {
+      expect(rowsOf(collection)).toEqual([{ id: "x", text: "uno" }]);
+      expect(collection.utils.cursor()).toEqual(cursor(2));
+    }
+    // One collection's patch is not the other's row: merged copies, not one shared object.
+    expect(first.collection.get("x")).not.toBe(second.collection.get("x"));
+  });
+
+  it("after an error for a subscription, ops for its group no longer reach it", async () => {
+    const { socket, sub, collection, errors, received, processed } = await withAuthors();
+    socket.send({ type: "error", sub, error: { code: "FORBIDDEN", message: "revoked" } });
+    await eventually(() => expect(errors.map((e) => e.code)).toEqual(["FORBIDDEN"]));
+    const before = received();
+    socket.poke({ pokeId: "p2", parts: [[put(sub, { id: "late", text: "must not land", author: "x" })]], cursor: cursor(2) });
+    await processed(before, 3);
+    expect(errors).toHaveLength(1);
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+  });
+
+  it("a resubscribe unbinds at once: ops for the old binding sent before the room's answer do not reach the handler", async () => {
+    const h = await startHarness();
+    const received: Array<{ keys: unknown[]; seq: number }> = [];
+    let at: { seq: number; epoch: string } | undefined;
+    const subscription = h.client.subscribe({
+      room: "default",
+      source: { list: "messages" },
+      handler: {
+        cursor: () => at,
+        applyPoke: (update) => {
+          received.push({ keys: update.ops.map((op) => op.key), seq: update.cursor.seq });
+          at = update.cursor;
+        },
+        onError: () => undefined,
+      },
+    });
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({ pokeId: "p1", subs: [sub], resets: [sub], parts: [[put(sub, { id: "m1" })]], cursor: cursor(1) });
+    await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }]));
+
+    subscription.resubscribe();
+    expect((await socket.subscribeFrame(1)).cursor).toEqual(cursor(1));
+    const before = h.received();
+    // Sent before the room read the subscribe: for the old binding.
+    socket.poke({ pokeId: "p2", parts: [[put(sub, { id: "stale" })]], cursor: cursor(2) });
+    await h.processed(before, 3);
+    expect(received).toHaveLength(1);
+    // The room's answer binds it again.
+    socket.poke({ pokeId: "p3", subs: [sub], parts: [[put(sub, { id: "m2" })]], cursor: cursor(3) });
+    await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }, { keys: ["m2"], seq: 3 }]));
+  });
+
+  it("a poke moves every bound subscription to its cursor, also one it has nothing for, which sees no change", async () => {
+    const h = await startHarness();
+    const busy = messagesCollection(h.client);
+    const quiet = messagesCollection(h.client);
+    const ready = Promise.all([busy.collection.preload(), quiet.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], parts: [[put(a, { id: "x" }), put(b, { id: "y" })]], cursor: cursor(1) });
+    await ready;
+    const quietBatches = recordBatches(quiet.collection);
+    socket.poke({ pokeId: "p2", parts: [[put(a, { id: "x2" })]], cursor: cursor(2) });
+    await eventually(() => expect(busy.collection.utils.cursor()).toEqual(cursor(2)));
+    expect(quiet.collection.utils.cursor()).toEqual(cursor(2));
+    expect(quietBatches).toEqual([]);
+    expect(rowsOf(quiet.collection)).toEqual([{ id: "y" }]);
+    // A reconnect resumes both from there.
+    socket.terminate();
+    const again = await h.room.socket(1);
+    again.hello();
+    expect([(await again.subscribeFrame(0)).cursor, (await again.subscribeFrame(1)).cursor]).toEqual([cursor(2), cursor(2)]);
+  });
+
+  it("a poke that crossed an unsubscribe and still resets the subscription applies to the others, without an error", async () => {
+    const h = await startHarness();
+    const kept = messagesCollection(h.client);
+    const gone = messagesCollection(h.client);
+    const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
+    const socket = await h.room.socket();
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    const b = (await socket.subscribeFrame(1)).id!;
+    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
+    await ready;
+    await gone.collection.cleanup();
+    await eventually(() => expect(socket.frames.at(-1)).toEqual({ type: "unsubscribe", id: b }));
+    // A new epoch: the room resets every subscription it still had for the socket.
+    socket.poke({ pokeId: "p2", resets: [a, b], parts: [[put(a, { id: "x" }), put(b, { id: "y" })]], cursor: { seq: 1, epoch: "epoch-2" } });
+    await eventually(() => expect(rowsOf(kept.collection)).toEqual([{ id: "x" }]));
+    expect(h.clientErrors).toEqual([]);
+    expect(socket.subscribes).toHaveLength(2);
+  });
+
+  it("a bind replaces the subscription's earlier binding: ops for its old group no longer reach it", async () => {
+    const { socket, sub, collection, clientErrors } = await withAuthors();
+    const columns = ["id", "text", "author"];
+    socket.poke({ pokeId: "p2", bind: [{ sub, group: "g-new", key: "id", columns }], parts: [[["g-new", "p", { id: "m3", text: "new", author: "n" }]]], cursor: cursor(2) });
+    socket.poke({ pokeId: "p3", parts: [[put(sub, { id: "old-group", text: "x", author: "o" })], [["g-new", "u", { id: "m3", text: "newer" }]]], cursor: cursor(3) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(3)));
+    expect(rowsOf(collection).map((row) => [row.id, row.text])).toEqual([
+      ["m1", "hello"],
+      ["m2", "world"],
+      ["m3", "newer"],
+    ]);
+    expect(clientErrors).toEqual([]);
   });
 });

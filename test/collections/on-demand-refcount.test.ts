@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { LunoraClient } from "../../src/client/lunora-client.js";
 import type { PokeUpdate, SubscribeOptions, Subscription, SubscriptionHandler } from "../../src/client/subscription.js";
 import { lunoraCollectionOptions } from "../../src/collections/index.js";
-import { LunoraError, type RowOp } from "../../src/protocol/index.js";
+import { LunoraError, type OpBlock, type RowOp } from "../../src/protocol/index.js";
 import { eventually } from "../client/helpers/eventually.js";
 
 // The run's only collaborator is the client's subscribe(): a stand-in client
@@ -63,12 +63,20 @@ const cursor = (seq: number) => ({ seq, epoch: "e" });
 const put = (key: string, row: Record<string, unknown>): RowOp => ({ op: "put", sub: "x", key, row: { id: key, ...row } });
 const del = (key: string): RowOp => ({ op: "del", sub: "x", key });
 
+/** The wire blocks of `ops` (one block per op: the form does not matter to the run). */
+const blocksOf = (ops: RowOp[]): OpBlock[] => ops.map((op): OpBlock => (op.op === "del" ? ["g", "d", op.key] : ["g", op.op === "put" ? "p" : "u", op.row]));
+
 /** One poke for several subscriptions of the collection, handed over as the connection does. */
 function poke(entries: Array<[FakeSub, Partial<PokeUpdate> & { ops: RowOp[] }]>, seq: number): void {
   const group = entries[0]![0].handler.pokeGroup!;
   const deferral = group.deferPublication?.();
   try {
-    group.applyPokes(entries.map(([sub, update]) => ({ handler: sub.handler, update: { reset: false, cursor: cursor(seq), ...update } })));
+    group.applyPokes(
+      entries.map(([sub, { ops, ...update }]) => ({
+        handler: sub.handler,
+        update: { reset: false, cursor: cursor(seq), ...update, ops, blocks: blocksOf(ops), keyColumn: "id" },
+      })),
+    );
   } finally {
     deferral?.publish();
   }

@@ -6,12 +6,16 @@
 import { createCollection, createLiveQueryCollection, eq, type Collection } from "@tanstack/db";
 import type { LunoraClient } from "../../../src/client/index.js";
 import { lunoraCollectionOptions } from "../../../src/collections/index.js";
-import type { RowOp } from "../../../src/protocol/index.js";
+import type { OpBlock } from "../../../src/protocol/index.js";
 import { onCleanup } from "./harness.js";
-import type { RoomSocket } from "./scripted-room.js";
+import { groupOf, type RoomSocket } from "./scripted-room.js";
 
-export const put = (sub: string, key: string, row: Record<string, unknown>): RowOp => ({ op: "put", sub, key, row: { id: key, ...row } });
-export const del = (sub: string, key: string): RowOp => ({ op: "del", sub, key });
+export const put = (sub: string, key: string, row: Record<string, unknown>): OpBlock => [groupOf(sub), "p", { id: key, ...row }];
+export const patch = (sub: string, key: string, row: Record<string, unknown>): OpBlock => [groupOf(sub), "u", { id: key, ...row }];
+export const del = (sub: string, key: string): OpBlock => [groupOf(sub), "d", key];
+
+/** The columns of a `props` row (bindings of the on-demand scenarios). */
+export const PROPS_COLUMNS = ["id", "grp", "a"];
 
 /** Keys of a collection, sorted. */
 export const ids = (collection: { keys(): IterableIterator<string | number> }) => [...collection.keys()].map(String).sort();
@@ -56,16 +60,16 @@ export function onDemandTopTwo(client: LunoraClient<any>) {
  */
 export async function serveTopTwo(socket: RoomSocket) {
   const window = await socket.subscribeFrame(0);
-  socket.send({
-    type: "poke",
+  socket.pokeFrame({
     pokeId: "p1",
-    subs: [window.id],
-    resets: [window.id],
-    subsets: [{ sub: window.id, where: TOP_TWO_RESOLVED }],
+    subs: [window.id!],
+    columns: PROPS_COLUMNS,
+    resets: [window.id!],
+    subsets: [{ sub: window.id!, where: TOP_TWO_RESOLVED }],
     ops: [put(window.id!, "r9", { grp: "x", a: 9 }), put(window.id!, "r8", { grp: "x", a: 8 })],
     cursor: { seq: 10, epoch: "e1" },
   });
   const tie = await socket.subscribeFrame(1);
-  socket.send({ type: "poke", pokeId: "p2", subs: [tie.id], resets: [tie.id], ops: [put(tie.id!, "r8", { grp: "x", a: 8 })], cursor: { seq: 10, epoch: "e1" } });
+  socket.pokeFrame({ pokeId: "p2", subs: [tie.id!], columns: PROPS_COLUMNS, resets: [tie.id!], ops: [put(tie.id!, "r8", { grp: "x", a: 8 })], cursor: { seq: 10, epoch: "e1" } });
   return { window, tie };
 }

@@ -1,15 +1,22 @@
 import { createCollection } from "@tanstack/db";
 import { lunoraCollectionOptions } from "../../../src/collections/index.js";
 import type { LunoraClient } from "../../../src/client/index.js";
-import type { AnyLunoraApi, LunoraError, Row, RowKey, RowOp } from "../../../src/protocol/index.js";
+import type { AnyLunoraApi, LunoraError, OpBlock, Row, RowKey } from "../../../src/protocol/index.js";
 import { onCleanup } from "./harness.js";
+import { groupOf } from "./scripted-room.js";
 
-export function put(sub: string, row: Row & { id: RowKey }): RowOp {
-  return { op: "put", sub, key: row.id, row };
+/** A put block of one or more rows for `sub`'s group (see `groupOf`). */
+export function put(sub: string, ...rows: Array<Row & { id: RowKey }>): OpBlock {
+  return [groupOf(sub), "p", ...rows];
 }
 
-export function del(sub: string, key: RowKey): RowOp {
-  return { op: "del", sub, key };
+/** A patch block for `sub`'s group: each patch is the key plus the changed columns. */
+export function patch(sub: string, ...patches: Array<Row & { id: RowKey }>): OpBlock {
+  return [groupOf(sub), "u", ...patches];
+}
+
+export function del(sub: string, ...keys: RowKey[]): OpBlock {
+  return [groupOf(sub), "d", ...keys];
 }
 
 /** A row without TanStack's virtual `$…` props. */

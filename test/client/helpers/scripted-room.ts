@@ -1,17 +1,36 @@
 import type { AddressInfo } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
-import { PING, PONG, PROTOCOL_VERSION, type Cursor, type MutationResult, type RowOp } from "../../../src/protocol/index.js";
+import { PING, PONG, PROTOCOL_VERSION, type Binding, type Cursor, type MutationResult, type OpBlock, type ResolvedSubset } from "../../../src/protocol/index.js";
 import { eventually } from "./eventually.js";
 
 /** A frame the client sent, parsed. */
 export type SentFrame = { type: string; id?: string; cursor?: Cursor; source?: unknown; [key: string]: unknown };
 
+/**
+ * The scripted room's convention: each subscription reads its own group,
+ * named after it (a real room derives groups from what subscriptions read).
+ */
+export const groupOf = (sub: string): string => `g.${sub}`;
+
+/** The binding the scripted room sends for `sub`: group {@link groupOf}, key `id`, and `columns` (default: only `id`). */
+export const bindingOf = (sub: string, columns: string[] = ["id"]): Binding => ({ sub, group: groupOf(sub), key: "id", columns });
+
 export interface PokeScript {
   pokeId: string;
-  subs: string[];
+  /**
+   * The subscriptions the poke is for. Those whose latest `subscribe` this
+   * socket has not answered yet are bound by it (with {@link bindingOf} and
+   * `columns`), as a room binds a subscription in the poke answering it.
+   */
+  subs?: string[];
+  /** Explicit bindings, sent as given (instead of those derived from `subs`). */
+  bind?: Binding[];
+  /** Columns of the bindings derived from `subs` (default: only `id`). */
+  columns?: string[];
   resets?: string[];
+  subsets?: ResolvedSubset[];
   /** Each entry becomes one `pokePart` frame. */
-  parts?: RowOp[][];
+  parts?: OpBlock[][];
   cursor: Cursor;
   mutations?: MutationResult[];
 }
@@ -25,6 +44,8 @@ export class RoomSocket {
   readonly frames: SentFrame[] = [];
   pings = 0;
   closed = false;
+  /** Subscriptions whose latest `subscribe` no poke has bound yet. */
+  readonly #unanswered = new Set<string>();
   readonly #ws: WebSocket;
 
   constructor(ws: WebSocket, rawUrl: string, answerPings: () => boolean) {
@@ -40,7 +61,10 @@ export class RoomSocket {
         if (answerPings()) ws.send(PONG);
         return;
       }
-      this.frames.push(JSON.parse(text) as SentFrame);
+      const frame = JSON.parse(text) as SentFrame;
+      this.frames.push(frame);
+      if (frame.type === "subscribe") this.#unanswered.add(frame.id!);
+      if (frame.type === "unsubscribe") this.#unanswered.delete(frame.id!);
     });
     ws.on("close", () => {
       this.closed = true;
@@ -64,11 +88,44 @@ export class RoomSocket {
     this.send({ type: "hello", protocolVersion: PROTOCOL_VERSION, room: this.room, epoch });
   }
 
-  pokeStart(script: Pick<PokeScript, "pokeId" | "subs" | "resets">): void {
-    this.send({ type: "pokeStart", pokeId: script.pokeId, subs: script.subs, ...(script.resets ? { resets: script.resets } : {}) });
+  /** The `bind` of a poke for `script`: explicit, or the unanswered subscriptions among `subs` (now answered). */
+  #bindFor(script: Pick<PokeScript, "subs" | "bind" | "columns">): Binding[] | undefined {
+    if (script.bind) return script.bind;
+    const bind: Binding[] = [];
+    for (const sub of script.subs ?? []) {
+      if (!this.#unanswered.delete(sub)) continue;
+      bind.push(bindingOf(sub, script.columns));
+    }
+    return bind.length > 0 ? bind : undefined;
   }
 
-  pokePart(pokeId: string, ops: RowOp[]): void {
+  pokeStart(script: Pick<PokeScript, "pokeId" | "subs" | "bind" | "columns" | "resets" | "subsets">): void {
+    const bind = this.#bindFor(script);
+    this.send({
+      type: "pokeStart",
+      pokeId: script.pokeId,
+      ...(bind ? { bind } : {}),
+      ...(script.resets ? { resets: script.resets } : {}),
+      ...(script.subsets ? { subsets: script.subsets } : {}),
+    });
+  }
+
+  /** A whole poke as one `poke` frame (`ops` instead of `parts`). */
+  pokeFrame(script: Omit<PokeScript, "parts"> & { ops?: OpBlock[] }): void {
+    const bind = this.#bindFor(script);
+    this.send({
+      type: "poke",
+      pokeId: script.pokeId,
+      ...(bind ? { bind } : {}),
+      ...(script.resets ? { resets: script.resets } : {}),
+      ...(script.subsets ? { subsets: script.subsets } : {}),
+      ops: script.ops ?? [],
+      cursor: script.cursor,
+      ...(script.mutations ? { mutations: script.mutations } : {}),
+    });
+  }
+
+  pokePart(pokeId: string, ops: OpBlock[]): void {
     this.send({ type: "pokePart", pokeId, ops });
   }
 
