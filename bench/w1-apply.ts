@@ -93,12 +93,15 @@ export async function recordW1(ctx: BenchContext): Promise<Recording> {
   const hello = frames.find((frame) => frame.startsWith('{"type":"hello"'))!;
   const snapshot = frames.slice(0, snapshotEnd).filter((frame) => frame !== hello);
   const batchFrames = frames.slice(snapshotEnd);
-  const opsIn = (frame: string): number => (JSON.parse(frame).ops?.length as number | undefined) ?? 0;
+  // Protocol 4: ops are blocks [group, kind, ...items]; count the items.
+  const opsIn = (frame: string): number => ((JSON.parse(frame).ops ?? []) as unknown[][]).reduce((sum, block) => sum + block.length - 2, 0);
   const changes = batchFrames.reduce((sum, frame) => sum + opsIn(frame), 0);
   if (batchFrames.length !== BATCHES || changes !== BATCHES * BATCH_SIZE) {
     throw new Error(`W1: expected ${BATCHES} one-frame pokes of ${BATCH_SIZE} ops, got ${batchFrames.length} frames with ${changes} ops`);
   }
-  const batchRows = batchFrames.map((frame) => (JSON.parse(frame).ops as Array<{ row: BenchItem }>).map((op) => op.row));
+  // The bare-TanStack baseline writes each batch's whole rows (the room may
+  // have sent some of them as column patches, which our client merges).
+  const batchRows = batches;
   const final = new Map(initial.map((row) => [row.id, row]));
   for (const batch of batches) for (const row of batch) final.set(row.id, row);
   return { hello, snapshot, batches: batchFrames, expectedTop: topOf(final.values()), batchRows, initialRows: initial };
