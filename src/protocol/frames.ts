@@ -9,7 +9,7 @@ import type { RoomFrame } from "./room-frames.js";
 export { utf8Length } from "./frame-text.js";
 
 /** Every frame a client may send to a room. */
-export const clientFrameSchema = v.variant("type", [subscribeSchema, unsubscribeSchema, pushSchema, ackSchema]);
+export const clientFrameSchema = /* @__PURE__ */ v.variant("type", [subscribeSchema, unsubscribeSchema, pushSchema, ackSchema]);
 export type ClientFrame = v.InferOutput<typeof clientFrameSchema>;
 
 /**

@@ -11,25 +11,25 @@ import { nameSchema } from "./common.js";
  * and anything further is `OUT_OF_ORDER`.
  */
 /** The valibot form of {@link ErrorBody}. */
-export const errorBodySchema: v.GenericSchema<unknown, ErrorBody> = v.object({
-  code: v.string(),
-  message: v.string(),
-  data: v.optional(v.unknown()),
+export const errorBodySchema: v.GenericSchema<unknown, ErrorBody> = /* @__PURE__ */ v.object({
+  code: /* @__PURE__ */ v.string(),
+  message: /* @__PURE__ */ v.string(),
+  data: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()),
 });
 
-export const mutationSchema = v.strictObject({
-  clientSeq: v.pipe(v.number(), v.integer(), v.minValue(1)),
+export const mutationSchema = /* @__PURE__ */ v.strictObject({
+  clientSeq: /* @__PURE__ */ v.pipe(/* @__PURE__ */ v.number(), /* @__PURE__ */ v.integer(), /* @__PURE__ */ v.minValue(1)),
   name: nameSchema,
-  args: v.optional(v.unknown()),
+  args: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()),
 });
 export type Mutation = v.InferOutput<typeof mutationSchema>;
 
 export const MAX_MUTATIONS_PER_PUSH = 5_000;
 
-export const pushSchema = v.strictObject({
-  type: v.literal("push"),
+export const pushSchema = /* @__PURE__ */ v.strictObject({
+  type: /* @__PURE__ */ v.literal("push"),
   clientId: nameSchema,
-  mutations: v.pipe(v.array(mutationSchema), v.minLength(1), v.maxLength(MAX_MUTATIONS_PER_PUSH)),
+  mutations: /* @__PURE__ */ v.pipe(/* @__PURE__ */ v.array(mutationSchema), /* @__PURE__ */ v.minLength(1), /* @__PURE__ */ v.maxLength(MAX_MUTATIONS_PER_PUSH)),
 });
 export type Push = v.InferOutput<typeof pushSchema>;
 
@@ -39,9 +39,9 @@ export type Push = v.InferOutput<typeof pushSchema>;
  * and final — the watermark moved past it. `error`: nothing was committed
  * (uncoded exception, `OUT_OF_ORDER`); the client retries.
  */
-export const mutationResultSchema = v.variant("status", [
-  v.strictObject({ clientSeq: v.number(), status: v.literal("applied"), result: v.optional(v.unknown()) }),
-  v.strictObject({ clientSeq: v.number(), status: v.literal("rejected"), error: errorBodySchema }),
-  v.strictObject({ clientSeq: v.number(), status: v.literal("error"), error: errorBodySchema }),
+export const mutationResultSchema = /* @__PURE__ */ v.variant("status", [
+  /* @__PURE__ */ v.strictObject({ clientSeq: /* @__PURE__ */ v.number(), status: /* @__PURE__ */ v.literal("applied"), result: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()) }),
+  /* @__PURE__ */ v.strictObject({ clientSeq: /* @__PURE__ */ v.number(), status: /* @__PURE__ */ v.literal("rejected"), error: errorBodySchema }),
+  /* @__PURE__ */ v.strictObject({ clientSeq: /* @__PURE__ */ v.number(), status: /* @__PURE__ */ v.literal("error"), error: errorBodySchema }),
 ]);
 export type MutationResult = v.InferOutput<typeof mutationResultSchema>;

@@ -7,9 +7,9 @@ import { cursorSchema, nameSchema } from "./common.js";
  * definitions; a client never names a table, column or SQL fragment that the
  * server did not list.
  */
-export const sourceSchema = v.union([
-  v.strictObject({ list: nameSchema }),
-  v.strictObject({ shape: nameSchema, args: v.optional(v.unknown()) }),
+export const sourceSchema = /* @__PURE__ */ v.union([
+  /* @__PURE__ */ v.strictObject({ list: nameSchema }),
+  /* @__PURE__ */ v.strictObject({ shape: nameSchema, args: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()) }),
 ]);
 export type Source = v.InferOutput<typeof sourceSchema>;
 
@@ -26,18 +26,18 @@ export type Source = v.InferOutput<typeof sourceSchema>;
  * query that asked for it, instead of a frame-level `PROTOCOL_ERROR` that
  * names no subscription and counts towards closing the socket.
  */
-export const subscribeSchema = v.strictObject({
-  type: v.literal("subscribe"),
+export const subscribeSchema = /* @__PURE__ */ v.strictObject({
+  type: /* @__PURE__ */ v.literal("subscribe"),
   id: nameSchema,
   source: sourceSchema,
-  cursor: v.optional(cursorSchema),
-  subset: v.optional(v.unknown()),
+  cursor: /* @__PURE__ */ v.optional(cursorSchema),
+  subset: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()),
 });
 export type Subscribe = v.InferOutput<typeof subscribeSchema>;
 
 /** `unsubscribe`: stop a subscription. Unknown ids are ignored. */
-export const unsubscribeSchema = v.strictObject({
-  type: v.literal("unsubscribe"),
+export const unsubscribeSchema = /* @__PURE__ */ v.strictObject({
+  type: /* @__PURE__ */ v.literal("unsubscribe"),
   id: nameSchema,
 });
 export type Unsubscribe = v.InferOutput<typeof unsubscribeSchema>;
@@ -49,8 +49,8 @@ export type Unsubscribe = v.InferOutput<typeof unsubscribeSchema>;
  * exceeds its bound (`SLOW_CONSUMER`, 4009) instead of buffering for it
  * without limit; the client then resumes from its cursors.
  */
-export const ackSchema = v.strictObject({
-  type: v.literal("ack"),
-  received: v.pipe(v.number(), v.integer(), v.minValue(0)),
+export const ackSchema = /* @__PURE__ */ v.strictObject({
+  type: /* @__PURE__ */ v.literal("ack"),
+  received: /* @__PURE__ */ v.pipe(/* @__PURE__ */ v.number(), /* @__PURE__ */ v.integer(), /* @__PURE__ */ v.minValue(0)),
 });
 export type Ack = v.InferOutput<typeof ackSchema>;

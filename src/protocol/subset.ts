@@ -18,13 +18,13 @@ export const MAX_SUBSET_CHARS = 4 * 1024;
  * `after` (a {@link Where}) restricts the rows the boundary is counted over —
  * a "load more" after a cursor — so the cut always moves past the cursor.
  */
-export const subsetLimitSchema = v.strictObject({
-  count: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_SUBSET_LIMIT)),
+export const subsetLimitSchema = /* @__PURE__ */ v.strictObject({
+  count: /* @__PURE__ */ v.pipe(/* @__PURE__ */ v.number(), /* @__PURE__ */ v.integer(), /* @__PURE__ */ v.minValue(1), /* @__PURE__ */ v.maxValue(MAX_SUBSET_LIMIT)),
   column: nameSchema,
-  desc: v.optional(v.boolean()),
-  nullsLast: v.optional(v.boolean()),
-  lexical: v.optional(v.boolean()),
-  after: v.optional(v.unknown()),
+  desc: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.boolean()),
+  nullsLast: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.boolean()),
+  lexical: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.boolean()),
+  after: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()),
 });
 export type SubsetLimit = v.InferOutput<typeof subsetLimitSchema>;
 
@@ -43,9 +43,9 @@ export type SubsetLimit = v.InferOutput<typeof subsetLimitSchema>;
  * not project are refused (`INVALID_ARGS`): filtering or sorting on a hidden
  * column would reveal it through which rows arrive.
  */
-export const subsetSchema = v.strictObject({
-  where: v.optional(v.unknown()),
-  limit: v.optional(subsetLimitSchema),
+export const subsetSchema = /* @__PURE__ */ v.strictObject({
+  where: /* @__PURE__ */ v.optional(/* @__PURE__ */ v.unknown()),
+  limit: /* @__PURE__ */ v.optional(subsetLimitSchema),
 });
 export type Subset = v.InferOutput<typeof subsetSchema>;
 
@@ -53,8 +53,8 @@ export type Subset = v.InferOutput<typeof subsetSchema>;
  * In a poke that resets a limited subset: the predicate the room resolved it
  * to. The client sends `subset: { where }` with it when it resumes.
  */
-export const resolvedSubsetSchema = v.strictObject({
+export const resolvedSubsetSchema = /* @__PURE__ */ v.strictObject({
   sub: nameSchema,
-  where: v.unknown(),
+  where: /* @__PURE__ */ v.unknown(),
 });
 export type ResolvedSubset = v.InferOutput<typeof resolvedSubsetSchema>;
