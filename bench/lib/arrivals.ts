@@ -1,7 +1,9 @@
-import { fork, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ForkedChild, splitEvenly } from "../../test/helpers/forked-child.js";
 import { monotonicMs, type ChildReport, type ParentCommand } from "./arrival-protocol.js";
+
+type Child = ForkedChild<ParentCommand, ChildReport>;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -23,7 +25,7 @@ export class ArrivalChildren {
   private constructor(private readonly children: Child[]) {}
 
   static async start(count: number): Promise<ArrivalChildren> {
-    const children = await Promise.all(Array.from({ length: count }, () => Child.start()));
+    const children = await Promise.all(Array.from({ length: count }, () => ForkedChild.start<ParentCommand, ChildReport>(path.join(here, "arrival-child.ts"), "W2b child")));
     // The stamps are only comparable if each child's clock is the parent's:
     // a child's reading must fall between the parent's before and after.
     for (const child of children) {
@@ -43,15 +45,8 @@ export class ArrivalChildren {
   /** Opens `total` sockets split evenly over the children (socket i gets token `${tokenPrefix}${i}`). */
   async open(spec: Omit<Extract<ParentCommand, { type: "open" }>, "type" | "count" | "firstIndex"> & { total: number }): Promise<void> {
     const { total, ...rest } = spec;
-    let first = 0;
-    await Promise.all(
-      this.children.map((child, i) => {
-        const count = Math.floor(total / this.children.length) + (i < total % this.children.length ? 1 : 0);
-        const command: ParentCommand = { type: "open", ...rest, count, firstIndex: first };
-        first += count;
-        return child.ask(command, "opened", 180_000);
-      }),
-    );
+    const parts = splitEvenly(total, this.children.length);
+    await Promise.all(this.children.map((child, i) => child.ask({ type: "open", ...rest, count: parts[i][1], firstIndex: parts[i][0] }, "opened", 180_000)));
   }
 
   private watchIds = 0;
@@ -82,72 +77,5 @@ export class ArrivalChildren {
 
   async close(): Promise<void> {
     await Promise.all(this.children.map((child) => child.close()));
-  }
-}
-
-class Child {
-  private waiters: Array<{ type: string; match: (r: ChildReport) => boolean; resolve: (r: ChildReport) => void; reject: (e: Error) => void }> = [];
-  private failure: Error | undefined;
-
-  private constructor(private readonly proc: ChildProcess) {
-    proc.on("message", (report: ChildReport) => {
-      if (report.type === "failed") return this.fail(new Error(`W2b child: ${report.message}`));
-      const at = this.waiters.findIndex((w) => w.type === report.type && w.match(report));
-      if (at >= 0) this.waiters.splice(at, 1)[0].resolve(report);
-    });
-    proc.once("exit", (code) => this.fail(new Error(`W2b child exited with ${code}`)));
-  }
-
-  static async start(): Promise<Child> {
-    const proc = fork(path.join(here, "arrival-child.ts"), [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const child = new Child(proc);
-    await child.next("started", 60_000);
-    return child;
-  }
-
-  private fail(error: Error): void {
-    this.failure ??= error;
-    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
-  }
-
-  next(type: ChildReport["type"], timeoutMs = 60_000, match: (r: ChildReport) => boolean = () => true): Promise<ChildReport> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`W2b: no "${type}" from a child within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const waiter = {
-        type,
-        match,
-        resolve: (r: ChildReport) => {
-          clearTimeout(timer);
-          resolve(r);
-        },
-        reject: (e: Error) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.waiters.push(waiter);
-    });
-  }
-
-  ask(command: ParentCommand, answer: ChildReport["type"], timeoutMs = 60_000): Promise<ChildReport> {
-    const reply = this.next(answer, timeoutMs);
-    this.proc.send(command);
-    return reply;
-  }
-
-  close(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.proc.kill(), 10_000);
-      this.proc.once("exit", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.proc.send({ type: "close" } satisfies ParentCommand);
-    });
   }
 }

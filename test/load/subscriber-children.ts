@@ -1,7 +1,9 @@
-import { fork, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { ForkedChild, splitEvenly } from "../helpers/forked-child.js";
 import type { FromChild, SubscriberLog, ToChild } from "./subscriber-protocol.js";
+
+type Child = ForkedChild<ToChild, FromChild>;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -13,20 +15,13 @@ export class SubscriberChildren {
   private constructor(private readonly children: Child[]) {}
 
   static async start(count: number): Promise<SubscriberChildren> {
-    return new SubscriberChildren(await Promise.all(Array.from({ length: count }, () => Child.start())));
+    return new SubscriberChildren(await Promise.all(Array.from({ length: count }, () => ForkedChild.start<ToChild, FromChild>(path.join(here, "subscriber-child.ts"), "subscriber child"))));
   }
 
   /** Opens `total` subscribed sockets, split evenly; `url` has `{token}` where the socket's token goes. */
   async open(url: string, total: number, subscribe: unknown): Promise<void> {
-    let first = 0;
-    await Promise.all(
-      this.children.map((child, i) => {
-        const count = Math.floor(total / this.children.length) + (i < total % this.children.length ? 1 : 0);
-        const message: ToChild = { type: "open", url, count, firstIndex: first, subscribe };
-        first += count;
-        return child.ask(message, "opened", 120_000);
-      }),
-    );
+    const parts = splitEvenly(total, this.children.length);
+    await Promise.all(this.children.map((child, i) => child.ask({ type: "open", url, count: parts[i][1], firstIndex: parts[i][0], subscribe }, "opened", 120_000)));
   }
 
   /** The fewest keys any socket has read, and how many sockets saw a violation. */
@@ -45,71 +40,5 @@ export class SubscriberChildren {
 
   async close(): Promise<void> {
     await Promise.all(this.children.map((child) => child.close()));
-  }
-}
-
-class Child {
-  private waiters: Array<{ type: string; resolve: (m: FromChild) => void; reject: (e: Error) => void }> = [];
-  private failure: Error | undefined;
-
-  private constructor(private readonly proc: ChildProcess) {
-    proc.on("message", (message: FromChild) => {
-      if (message.type === "failed") return this.fail(new Error(`subscriber child: ${message.message}`));
-      const at = this.waiters.findIndex((w) => w.type === message.type);
-      if (at >= 0) this.waiters.splice(at, 1)[0].resolve(message);
-    });
-    proc.once("exit", (code) => this.fail(new Error(`subscriber child exited with ${code}`)));
-  }
-
-  static async start(): Promise<Child> {
-    const proc = fork(path.join(here, "subscriber-child.ts"), [], { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    const child = new Child(proc);
-    await child.next("started", 60_000);
-    return child;
-  }
-
-  private fail(error: Error): void {
-    this.failure ??= error;
-    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
-  }
-
-  private next(type: FromChild["type"], timeoutMs: number): Promise<FromChild> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        type,
-        resolve: (m: FromChild) => {
-          clearTimeout(timer);
-          resolve(m);
-        },
-        reject: (e: Error) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`no "${type}" from a subscriber child within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.push(waiter);
-    });
-  }
-
-  ask(message: ToChild, answer: FromChild["type"], timeoutMs = 60_000): Promise<FromChild> {
-    const reply = this.next(answer, timeoutMs);
-    this.proc.send(message);
-    return reply;
-  }
-
-  close(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.proc.kill(), 10_000);
-      this.proc.once("exit", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.proc.send({ type: "close" } satisfies ToChild);
-    });
   }
 }
