@@ -19,6 +19,7 @@ import { steady } from "./lib/raw-subscribers.js";
 import { startBenchRoom } from "./lib/room.js";
 import { percentile, sleep, until } from "./lib/stats.js";
 import { PROTOCOL_VERSION } from "../src/protocol/index.js";
+import { putKeys } from "./lib/op-bytes.js";
 
 const writes = Number(process.argv[2] ?? 200);
 const worker = await startBenchRoom();
@@ -76,8 +77,8 @@ async function fanout(sockets: number, position: "first" | "middle" | "last"): P
     const now = performance.now();
     const text = data.toString();
     if (!text.startsWith('{"type":"poke')) return;
-    for (const op of JSON.parse(text).ops ?? []) {
-      const sent = sentAt.get(op.key);
+    for (const key of putKeys(text)) {
+      const sent = sentAt.get(key as string);
       if (sent !== undefined) latencies.push(now - sent);
     }
   });

@@ -20,6 +20,7 @@ import { startReader, startWriter } from "./lib/writer.js";
 import type { NotMeasured } from "./lib/report.js";
 import { percentile, sleep, until } from "./lib/stats.js";
 import { PROTOCOL_VERSION } from "../src/protocol/index.js";
+import { putKeys } from "./lib/op-bytes.js";
 
 const SOCKETS = 100;
 const RATE = 50;
@@ -39,8 +40,8 @@ async function rawLatencies(ctx: BenchContext, writes: number): Promise<number[]
     const now = performance.now();
     const text = data.toString();
     if (!text.startsWith('{"type":"poke')) return;
-    for (const op of JSON.parse(text).ops ?? []) {
-      const sent = sentAt.get(op.key);
+    for (const key of putKeys(text)) {
+      const sent = sentAt.get(key as string);
       if (sent !== undefined) latencies.push(now - sent);
     }
   });

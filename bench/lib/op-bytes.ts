@@ -46,3 +46,19 @@ export function opBytes(frames: string[]): OpBytes {
 
 /** UTF-8 bytes of frames. */
 export const frameBytes = (frames: string[]) => frames.reduce((sum, frame) => sum + Buffer.byteLength(frame, "utf8"), 0);
+
+/**
+ * The keys of the rows a poke frame puts (protocol 4 `"p"` blocks; a put's
+ * key is its row's key column, `key`). For raw-socket observers that
+ * timestamp when a written row arrives.
+ */
+export function putKeys(frame: string, key = "id"): unknown[] {
+  const ops = (JSON.parse(frame) as { ops?: unknown[] }).ops;
+  const keys: unknown[] = [];
+  if (!Array.isArray(ops)) return keys;
+  for (const block of ops) {
+    if (!Array.isArray(block) || block[1] !== "p") continue;
+    for (let i = 2; i < block.length; i++) keys.push((block[i] as Record<string, unknown>)[key]);
+  }
+  return keys;
+}
