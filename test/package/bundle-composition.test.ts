@@ -51,4 +51,17 @@ describe("client bundle composition", () => {
     expect(Object.keys(inputs).filter((file) => mine.test(file)).length).toBeGreaterThan(10);
     expect(importers).toEqual([]);
   });
+
+  // The room validates client frames with valibot schemas that live in
+  // src/protocol, which every client module imports for its types and
+  // constants. They are `/* @__PURE__ */`-marked so that a bundle that never
+  // calls them drops them (esbuild keeps an unmarked unused
+  // `v.strictObject({…})`); without the marks valibot ships in every entry.
+  it("no client entry ships any byte of valibot", async () => {
+    const inputs = await inputsOf(
+      ["src/index.ts", "src/collections/index.ts", "src/mutators/index.ts", "src/react/index.ts"].map((file, i) => `export * as e${i} from "./${file}";`).join("\n"),
+    );
+    expect(Object.keys(inputs)).toContain("src/protocol/room-frames.ts");
+    expect(Object.keys(inputs).filter((file) => file.includes("node_modules/valibot/"))).toEqual([]);
+  });
 });
