@@ -23,7 +23,7 @@ interface GoalRow {
 
 const has = (m: Metrics, ...names: string[]) => names.every((name) => typeof m[name] === "number" && Number.isFinite(m[name]));
 
-/** The goals of issue 6, one table row each. */
+/** The goals (issue 6, raised or added by issues 10 and 13), one table row each. */
 export const GOALS: GoalRow[] = [
   {
     label: "W1 apply, rows/s — vs bare TanStack",
@@ -31,8 +31,9 @@ export const GOALS: GoalRow[] = [
     peer: "apply_bare_tanstack_rows_per_s",
     peerLabel: "bare TanStack",
     ratio: { of: (m) => m.apply_rows_per_s / m.apply_bare_tanstack_rows_per_s, label: "ours/bare" },
-    goal: "≥ 0.8×",
-    met: (m) => m.apply_rows_per_s / m.apply_bare_tanstack_rows_per_s >= 0.8,
+    // Issue 13 raised it from 0.8× (issue 6).
+    goal: "≥ 0.95×",
+    met: (m) => m.apply_rows_per_s / m.apply_bare_tanstack_rows_per_s >= 0.95,
   },
   {
     label: "W1 apply, rows/s — vs Replicache",
@@ -83,6 +84,19 @@ export const GOALS: GoalRow[] = [
     ratio: { of: (m) => m.fanout_1000_p90_ms / m.fanout_raw_1000_p90_ms, label: "ours/raw" },
     goal: "reported",
     met: (m) => has(m, "fanout_1000_p90_ms", "fanout_raw_1000_p90_ms"),
+  },
+  // The per-socket part alone: first → last socket of one write. The rest of
+  // `fanout_1000_ms` is the write's fixed cost (request, SQLite commit, the
+  // output gate that holds sends until the write is durable, the diff), which
+  // a broadcast without a write does not pay.
+  {
+    label: "W2b fan-out first → last socket, ms (median) — vs raw DO broadcast (reported)",
+    ours: "fanout_spread_ms",
+    peer: "fanout_raw_spread_ms",
+    peerLabel: "raw DO",
+    ratio: { of: (m) => m.fanout_spread_ms / m.fanout_raw_spread_ms, label: "ours/raw" },
+    goal: "reported",
+    met: (m) => has(m, "fanout_spread_ms", "fanout_raw_spread_ms"),
   },
   {
     label: (m) => `W3 replay ${(m.replay_writes ?? 1_000).toLocaleString("en-US")} offline writes, ms (20 ms one-way)`,
