@@ -334,6 +334,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    *   source: { list: "messages" },
    *   handler: {
    *     cursor: () => cursor,
+   *     // ops: { op: "put", key, row } | { op: "patch", key, row } (the key
+   *     // column and the changed columns: merge into the held row) | { op: "del", key }
    *     applyPoke: ({ reset, ops, cursor: next }) => { apply(reset, ops); cursor = next; },
    *     onError: (error) => console.warn(error.code),
    *   },
