@@ -501,10 +501,10 @@ export class RoomConnection {
       case "poke": {
         // A whole poke in one frame: the same steps as start + part + end.
         const { pokeId, bind, resets, subsets, ops, cursor, mutations } = frame;
-        const started = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
-        if (started.kind !== "pending") return this.#handlePokeStep(started);
-        const parted = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
-        if (parted.kind !== "pending") return this.#handlePokeStep(parted);
+        let step = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
+        if (step.kind === "pending") step = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
+        if (step.kind !== "pending") this.#handlePokeStep(step);
+        // Ended also when dropped above: its outcomes are still delivered.
         this.#handlePokeStep(this.#pokes.end({ type: "pokeEnd", pokeId, cursor, mutations }));
         return;
       }
@@ -550,7 +550,11 @@ export class RoomConnection {
   #handlePokeStep(step: PokeStep): void {
     switch (step.kind) {
       case "pending":
+        return;
       case "ignored":
+        // The outcomes of a dropped poke: its data comes with the resets, but
+        // nothing else would ever answer these pushes.
+        if (step.mutations && step.mutations.length > 0) this.#options.onMutationResults(step.mutations);
         return;
       case "complete":
         this.#applyPoke(step.poke);

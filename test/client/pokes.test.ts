@@ -371,7 +371,50 @@ describe("pokes", () => {
     expect(checkpoints.result("default", 1)).toEqual({ clientSeq: 1, status: "applied" });
     await expect(checkpoints.waitFor("default", 1)).resolves.toEqual({ clientSeq: 1, status: "applied" });
   });
+
+  it("the outcomes in the pokeEnd of a poke the client dropped still reach the writer (a bound hit, a violation)", async () => {
+    const h = await startHarness({ limits: { maxPokeOps: 2 } });
+    const messages = messagesCollection(h.client);
+    const ready = messages.collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({ pokeId: "p1", subs: [sub], resets: [sub], parts: [[put(sub, { id: "m1" })]], cursor: cursor(1) });
+    await ready;
+    const outcomes: unknown[] = [];
+    h.client.onMutationResults((_room, results) => outcomes.push(...results));
+    // Over the client's bound: the client drops the poke, the room (which
+    // cannot know) ends it with the outcomes of this socket's pushes.
+    socket.pokeStart({ pokeId: "p2" });
+    socket.pokePart("p2", [put(sub, { id: "a" }, { id: "b" }, { id: "c" })]);
+    socket.pokeEnd("p2", cursor(2), [{ clientSeq: 1, status: "applied" }]);
+    // A violation in a part (a put without its key column, in the poke
+    // binding the subscription again): dropped too.
+    socket.pokeStart({ pokeId: "p3", bind: [bindingOf(sub)], resets: [sub] });
+    socket.pokePart("p3", [[groupOf(sub), "p", { text: "no key" }]]);
+    socket.pokeEnd("p3", cursor(3), [{ clientSeq: 2, status: "rejected", error: { code: "CONFLICT", message: "taken" } }]);
+    // The same in a poke of one frame.
+    socket.send({
+      type: "poke",
+      pokeId: "p4",
+      bind: [bindingOf(sub)],
+      resets: [sub],
+      ops: [[groupOf(sub), "p", { text: "no key" }]],
+      cursor: cursor(4),
+      mutations: [{ clientSeq: 3, status: "applied" }],
+    });
+    // Nothing else would ever tell the writer: its write would wait forever.
+    await eventually(() =>
+      expect(outcomes).toEqual([
+        { clientSeq: 1, status: "applied" },
+        { clientSeq: 2, status: "rejected", error: { code: "CONFLICT", message: "taken" } },
+        { clientSeq: 3, status: "applied" },
+      ]),
+    );
+    expect(messages.collection.utils.cursor()).toEqual(cursor(1));
+  });
 });
+
 
 describe("protocol 4: bindings, shared groups and patches", () => {
   /** A `messages` collection whose snapshot (m1, m2 with an author) is in, bound with columns id, text, author. */
