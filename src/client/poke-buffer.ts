@@ -307,9 +307,13 @@ export class PokeBuffer {
     };
   }
 
-  /** Whether the open poke covers subscription `sub` (every bound subscription is covered). */
+  /**
+   * Whether the open poke covers subscription `sub` (every bound subscription
+   * is covered) or resets it: also one the client unbound since, whose
+   * snapshot the room may still end with an `error` instead of a `pokeEnd`.
+   */
   covers(sub: string): boolean {
-    return this.#open !== undefined && this.#bindings.has(sub);
+    return this.#open !== undefined && (this.#bindings.has(sub) || this.#open.resets.has(sub));
   }
 
   /**

@@ -517,6 +517,29 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     expect(first.collection.get("x")).not.toBe(second.collection.get("x"));
   });
 
+  it("an error for a subscription the client unbound while its snapshot streamed still drops that poke: the others start over at once", async () => {
+    const { socket, sub, collection, client, clientErrors } = await withAuthors();
+    const dropped = client.subscribe({ room: "default", source: { list: "messages" }, handler: { cursor: () => undefined, applyPoke: () => undefined, onError: () => undefined } });
+    const other = (await socket.subscribeFrame(1)).id!;
+    expect(other).toBe(dropped.id);
+    // Its snapshot streams (the collection's subscription advances with it)…
+    socket.pokeStart({ pokeId: "p2", subs: [other], resets: [other] });
+    socket.pokePart("p2", [put(other, { id: "x" }), patch(sub, { id: "m1", text: "edited" })]);
+    // …the app drops it meanwhile, and the room, before it reads the
+    // unsubscribe, ends it with a row too large for a frame: no pokeEnd follows.
+    await eventually(() => expect(socket.frames.some((frame) => frame.type === "subscribe" && frame.id === other)).toBe(true));
+    dropped.unsubscribe();
+    socket.send({ type: "error", sub: other, error: { code: "MESSAGE_TOO_LARGE", message: "a row is larger than a frame" } });
+    // The collection's subscription covered by the abandoned poke starts over now, not at some later poke.
+    await eventually(() => expect(socket.subscribes.filter((frame) => frame.id === sub)).toHaveLength(2));
+    expect(socket.subscribes.filter((frame) => frame.id === sub)[1].cursor).toBeUndefined();
+    // Its next poke is no protocol violation.
+    socket.poke({ pokeId: "p3", bind: [bindingOf(sub, ["id", "text", "author"])], resets: [sub], parts: [[put(sub, { id: "m1", text: "edited", author: "ann" })]], cursor: cursor(3) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(3)));
+    expect(clientErrors).toEqual([]);
+    expect(rowsOf(collection)).toEqual([{ id: "m1", text: "edited", author: "ann" }]);
+  });
+
   it("after an error for a subscription, ops for its group no longer reach it", async () => {
     const { socket, sub, collection, errors, received, processed } = await withAuthors();
     socket.send({ type: "error", sub, error: { code: "FORBIDDEN", message: "revoked" } });
