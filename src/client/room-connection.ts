@@ -211,7 +211,10 @@ export class RoomConnection {
   resubscribe(id: string, options: { reset: boolean }): void {
     const entry = this.#subs.get(id);
     if (!entry) return;
-    if (options.reset) entry.awaitingReset = true;
+    // Without cursor the room answers with a reset; until then an answer to
+    // an earlier subscribe (a resume from a cursor the handler has dropped
+    // since) would be deltas against rows it no longer has.
+    if (options.reset || entry.handler.cursor() === undefined) entry.awaitingReset = true;
     // The room binds it again in the poke answering this subscribe; until
     // then nothing for its old binding may reach it.
     this.#pokes.unbind(id);

@@ -586,6 +586,43 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }, { keys: ["m2"], seq: 3 }]));
   });
 
+  it("a resubscribe without cursor (the handler dropped its rows) ignores the answer to an earlier subscribe with a cursor until its reset", async () => {
+    const h = await startHarness();
+    const received: Array<{ reset: boolean; keys: unknown[]; seq: number }> = [];
+    let at: { seq: number; epoch: string } | undefined = cursor(5);
+    const subscription = h.client.subscribe({
+      room: "default",
+      source: { list: "messages" },
+      handler: {
+        cursor: () => at,
+        applyPoke: (update) => {
+          received.push({ reset: update.reset, keys: update.ops.map((op) => op.key), seq: update.cursor.seq });
+          at = update.cursor;
+        },
+        onError: () => undefined,
+      },
+    });
+    const socket = await h.room.socket();
+    socket.hello();
+    const first = await socket.subscribeFrame(0);
+    expect(first.cursor).toEqual(cursor(5));
+    const sub = first.id!;
+    // Before any answer, the handler drops its rows (as an on-demand
+    // collection does after a violation) and subscribes again from nothing.
+    at = undefined;
+    subscription.resubscribe();
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+    // The room answers the first subscribe: what changed since seq 5 — deltas
+    // against rows the handler no longer has.
+    const before = h.received();
+    socket.poke({ pokeId: "p1", subs: [sub], parts: [[put(sub, { id: "changed" })]], cursor: cursor(7) });
+    await h.processed(before, 3);
+    expect(received).toEqual([]);
+    // Then the second: a reset with the snapshot.
+    socket.poke({ pokeId: "p2", bind: [bindingOf(sub)], resets: [sub], parts: [[put(sub, { id: "all" })]], cursor: cursor(7) });
+    await eventually(() => expect(received).toEqual([{ reset: true, keys: ["all"], seq: 7 }]));
+  });
+
   it("a poke moves every bound subscription to its cursor, also one it has nothing for, which sees no change", async () => {
     const h = await startHarness();
     const busy = messagesCollection(h.client);
