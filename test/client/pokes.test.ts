@@ -540,6 +540,29 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     expect(rowsOf(collection)).toEqual([{ id: "m1", text: "edited", author: "ann" }]);
   });
 
+  it("a snapshot ended by an error for its subscription, then an outcomes-only poke: no cursor moves past the dropped poke's ops", async () => {
+    const { socket, sub, collection, client, clientErrors } = await withAuthors();
+    const outcomes: unknown[] = [];
+    client.onMutationResults((_room, results) => outcomes.push(...results));
+    const big = messagesCollection(client);
+    void big.collection.preload();
+    const other = (await socket.subscribeFrame(1)).id!;
+    socket.pokeStart({ pokeId: "p2", subs: [other], columns: ["id", "text", "author"], resets: [other] });
+    // A flush appended to the open snapshot: the collection's change rides in it.
+    socket.pokePart("p2", [put(other, { id: "x", text: "t", author: "a" }), patch(sub, { id: "m1", text: "edited" })]);
+    // The room meets a row too large for a frame: an error instead of a pokeEnd, then the outcomes alone.
+    socket.send({ type: "error", sub: other, error: { code: "MESSAGE_TOO_LARGE", message: "a row is larger than a frame" } });
+    socket.poke({ pokeId: "p3", cursor: cursor(5), mutations: [{ clientSeq: 1, status: "applied" }] });
+    await eventually(() => expect(outcomes).toEqual([{ clientSeq: 1, status: "applied" }]));
+    // The collection did not move to seq 5 without the patch: it starts over.
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+    expect(plain(collection.get("m1")!)).toEqual({ id: "m1", text: "hello", author: "ann" });
+    await eventually(() => expect(socket.subscribes.filter((frame) => frame.id === sub)).toHaveLength(2));
+    expect(socket.subscribes.filter((frame) => frame.id === sub)[1].cursor).toBeUndefined();
+    expect(big.errors.map((e) => e.code)).toEqual(["MESSAGE_TOO_LARGE"]);
+    expect(clientErrors).toEqual([]);
+  });
+
   it("after an error for a subscription, ops for its group no longer reach it", async () => {
     const { socket, sub, collection, errors, received, processed } = await withAuthors();
     socket.send({ type: "error", sub, error: { code: "FORBIDDEN", message: "revoked" } });
