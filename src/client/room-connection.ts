@@ -72,6 +72,12 @@ interface SubscriptionEntry {
    * deltas against state the client never received.
    */
   awaitingReset: boolean;
+  /**
+   * Set when the client unsubscribed it on this socket but keeps it (its
+   * snapshot is over the poke bound): the answer to a subscribe sent before
+   * must not bind it, the room stops serving it once it reads the unsubscribe.
+   */
+  unsubscribed: boolean;
 }
 
 /**
@@ -126,7 +132,7 @@ export class RoomConnection {
     this.party = options.party;
     this.room = options.room;
     // A bind answering a subscribe the client has dropped since binds nothing.
-    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.has(id));
+    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.get(id)?.unsubscribed === false);
     this.#keepalive = new Keepalive(
       options.pingIntervalMs,
       (ping) => this.#send(ping),
@@ -185,7 +191,7 @@ export class RoomConnection {
   }
 
   add(id: string, source: Source, handler: SubscriptionHandler, subset?: Subset): void {
-    const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false };
+    const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false, unsubscribed: false };
     this.#subs.set(id, entry);
     if (this.#failed) {
       this.#notifyVersionMismatch(entry);
@@ -573,6 +579,7 @@ export class RoomConnection {
             // and ignores pokes until a later connection subscribes it anew.
             this.#notify(entry, step.error);
             entry.awaitingReset = true;
+            entry.unsubscribed = true;
             this.#pokes.unbind(id);
             this.#sendIfOpen({ type: "unsubscribe", id });
             continue;
@@ -709,6 +716,7 @@ export class RoomConnection {
 
   #sendSubscribe(entry: SubscriptionEntry): void {
     if (this.#socket.readyState !== OPEN) return; // the open handler subscribes everything
+    entry.unsubscribed = false;
     const cursor = entry.awaitingReset ? undefined : entry.handler.cursor();
     // Read now, not at add(): a limited subset resumes with its resolved predicate.
     const subset = entry.handler.subset ? entry.handler.subset() : entry.subset;

@@ -319,9 +319,19 @@ describe("pokes", () => {
     await eventually(() => expect(socket.frames.filter((frame) => frame.type === "unsubscribe").map((frame) => frame.id)).toEqual([sub]));
     expect(socket.frames.filter((frame) => frame.type === "subscribe")).toHaveLength(1);
     // A later poke for it (sent before the room saw the unsubscribe) is ignored.
+    const before = h.received();
     socket.poke({ pokeId: "late", subs: [sub!], parts: [[put(sub!, { id: "9" })]], cursor: cursor(2) });
-    // Its binding ended with the unsubscribe: only a new bind (a later subscribe's answer) brings rows again.
+    // Its binding ended with the unsubscribe, and a bind sent before the room
+    // read it binds nothing: the room serves it no more.
     socket.poke({ pokeId: "small", bind: [bindingOf(sub!)], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
+    await h.processed(before, 6);
+    expect(messages.collection.size).toBe(0);
+    // The next connection subscribes it anew, and the answer brings rows again.
+    socket.terminate();
+    const again = await h.room.socket(1);
+    again.hello();
+    expect((await again.subscribeFrame(0)).id).toBe(sub);
+    again.poke({ pokeId: "small", bind: [bindingOf(sub!)], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
     await eventually(() => expect(rowsOf(messages.collection)).toEqual([{ id: "1" }]));
   });
 
@@ -644,6 +654,42 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     // Then the second: a reset with the snapshot.
     socket.poke({ pokeId: "p2", bind: [bindingOf(sub)], resets: [sub], parts: [[put(sub, { id: "all" })]], cursor: cursor(7) });
     await eventually(() => expect(received).toEqual([{ reset: true, keys: ["all"], seq: 7 }]));
+  });
+
+  it("a subscription unsubscribed for a snapshot over the poke bound is not bound again by the answer to a subscribe sent before", async () => {
+    const h = await startHarness({ limits: { maxPokeOps: 3 } });
+    const received: Array<{ reset: boolean; seq: number }> = [];
+    const errors: string[] = [];
+    const subscription = h.client.subscribe({
+      room: "default",
+      source: { list: "messages" },
+      handler: {
+        cursor: () => undefined,
+        applyPoke: (update) => received.push({ reset: update.reset, seq: update.cursor.seq }),
+        onError: (error) => errors.push(error.code),
+      },
+    });
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame(0)).id!;
+    socket.pokeStart({ pokeId: "p1", subs: [sub], resets: [sub] });
+    socket.pokePart("p1", [put(sub, { id: "1" }, { id: "2" })]);
+    // A second subscribe goes out while the snapshot streams…
+    subscription.resubscribe();
+    await socket.subscribeFrame(1);
+    // …and the snapshot then passes the bound: the client unsubscribes it.
+    socket.pokePart("p1", [put(sub, { id: "3" }, { id: "4" })]);
+    socket.pokeEnd("p1", cursor(1));
+    await eventually(() => expect(socket.frames.filter((frame) => frame.type === "unsubscribe").map((frame) => frame.id)).toEqual([sub]));
+    expect(errors).toEqual(["QUOTA_EXCEEDED"]);
+    // The room answers the second subscribe (it reads the unsubscribe only after).
+    const before = h.received();
+    socket.poke({ pokeId: "p2", bind: [bindingOf(sub)], resets: [sub], parts: [[put(sub, { id: "1" })]], cursor: cursor(2) });
+    // From then on the room serves it no more: a later poke must not move it.
+    socket.poke({ pokeId: "p3", cursor: cursor(3) });
+    await h.processed(before, 5);
+    expect(received).toEqual([]);
+    expect(h.clientErrors.map((e) => e.error.code)).toEqual(["QUOTA_EXCEEDED"]);
   });
 
   it("a poke moves every bound subscription to its cursor, also one it has nothing for, which sees no change", async () => {
