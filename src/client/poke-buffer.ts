@@ -75,8 +75,12 @@ export interface CompletePoke {
 export type PokeStep =
   /** Buffered; wait for more frames. */
   | { kind: "pending" }
-  /** A leftover frame of a poke that was already dropped. */
-  | { kind: "ignored" }
+  /**
+   * A leftover frame of a poke that was already dropped. `mutations`: the
+   * outcomes its `pokeEnd` carried — the room cannot know the client dropped
+   * the poke, so nothing else will answer those pushes.
+   */
+  | { kind: "ignored"; mutations?: MutationResult[] | undefined }
   /** Apply it. */
   | { kind: "complete"; poke: CompletePoke }
   /**
@@ -287,7 +291,7 @@ export class PokeBuffer {
     if (this.#dropped.includes(frame.pokeId)) {
       // The dropped poke is over; its id may be reused later.
       this.#forget(frame.pokeId);
-      return { kind: "ignored" };
+      return { kind: "ignored", mutations: frame.mutations };
     }
     const open = this.#matchOpen(frame.pokeId, "pokeEnd");
     if (open.kind !== "open") return open.step;
@@ -303,9 +307,13 @@ export class PokeBuffer {
     };
   }
 
-  /** Whether the open poke covers subscription `sub` (every bound subscription is covered). */
+  /**
+   * Whether the open poke covers subscription `sub` (every bound subscription
+   * is covered) or resets it: also one the client unbound since, whose
+   * snapshot the room may still end with an `error` instead of a `pokeEnd`.
+   */
   covers(sub: string): boolean {
-    return this.#open !== undefined && this.#bindings.has(sub);
+    return this.#open !== undefined && (this.#bindings.has(sub) || this.#open.resets.has(sub));
   }
 
   /**

@@ -72,6 +72,12 @@ interface SubscriptionEntry {
    * deltas against state the client never received.
    */
   awaitingReset: boolean;
+  /**
+   * Set when the client unsubscribed it on this socket but keeps it (its
+   * snapshot is over the poke bound): the answer to a subscribe sent before
+   * must not bind it, the room stops serving it once it reads the unsubscribe.
+   */
+  unsubscribed: boolean;
 }
 
 /**
@@ -126,7 +132,7 @@ export class RoomConnection {
     this.party = options.party;
     this.room = options.room;
     // A bind answering a subscribe the client has dropped since binds nothing.
-    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.has(id));
+    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.get(id)?.unsubscribed === false);
     this.#keepalive = new Keepalive(
       options.pingIntervalMs,
       (ping) => this.#send(ping),
@@ -185,7 +191,7 @@ export class RoomConnection {
   }
 
   add(id: string, source: Source, handler: SubscriptionHandler, subset?: Subset): void {
-    const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false };
+    const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false, unsubscribed: false };
     this.#subs.set(id, entry);
     if (this.#failed) {
       this.#notifyVersionMismatch(entry);
@@ -211,7 +217,10 @@ export class RoomConnection {
   resubscribe(id: string, options: { reset: boolean }): void {
     const entry = this.#subs.get(id);
     if (!entry) return;
-    if (options.reset) entry.awaitingReset = true;
+    // Without cursor the room answers with a reset; until then an answer to
+    // an earlier subscribe (a resume from a cursor the handler has dropped
+    // since) would be deltas against rows it no longer has.
+    if (options.reset || entry.handler.cursor() === undefined) entry.awaitingReset = true;
     // The room binds it again in the poke answering this subscribe; until
     // then nothing for its old binding may reach it.
     this.#pokes.unbind(id);
@@ -501,10 +510,10 @@ export class RoomConnection {
       case "poke": {
         // A whole poke in one frame: the same steps as start + part + end.
         const { pokeId, bind, resets, subsets, ops, cursor, mutations } = frame;
-        const started = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
-        if (started.kind !== "pending") return this.#handlePokeStep(started);
-        const parted = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
-        if (parted.kind !== "pending") return this.#handlePokeStep(parted);
+        let step = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
+        if (step.kind === "pending") step = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
+        if (step.kind !== "pending") this.#handlePokeStep(step);
+        // Ended also when dropped above: its outcomes are still delivered.
         this.#handlePokeStep(this.#pokes.end({ type: "pokeEnd", pokeId, cursor, mutations }));
         return;
       }
@@ -550,7 +559,11 @@ export class RoomConnection {
   #handlePokeStep(step: PokeStep): void {
     switch (step.kind) {
       case "pending":
+        return;
       case "ignored":
+        // The outcomes of a dropped poke: its data comes with the resets, but
+        // nothing else would ever answer these pushes.
+        if (step.mutations && step.mutations.length > 0) this.#options.onMutationResults(step.mutations);
         return;
       case "complete":
         this.#applyPoke(step.poke);
@@ -566,6 +579,7 @@ export class RoomConnection {
             // and ignores pokes until a later connection subscribes it anew.
             this.#notify(entry, step.error);
             entry.awaitingReset = true;
+            entry.unsubscribed = true;
             this.#pokes.unbind(id);
             this.#sendIfOpen({ type: "unsubscribe", id });
             continue;
@@ -702,6 +716,7 @@ export class RoomConnection {
 
   #sendSubscribe(entry: SubscriptionEntry): void {
     if (this.#socket.readyState !== OPEN) return; // the open handler subscribes everything
+    entry.unsubscribed = false;
     const cursor = entry.awaitingReset ? undefined : entry.handler.cursor();
     // Read now, not at add(): a limited subset resumes with its resolved predicate.
     const subset = entry.handler.subset ? entry.handler.subset() : entry.subset;

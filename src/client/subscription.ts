@@ -113,7 +113,11 @@ export interface Subscription {
   readonly party: string;
   /** Stops it; the room's socket closes when its last subscription goes. Idempotent. */
   unsubscribe(): void;
-  /** Sends `subscribe` again from the handler's current cursor (for example after an error). */
+  /**
+   * Sends `subscribe` again from the handler's current cursor (for example
+   * after an error). When the handler has no cursor (it dropped its rows),
+   * pokes are skipped until the room's reset answers this subscribe.
+   */
   resubscribe(): void;
 }
 

@@ -448,7 +448,15 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
             }
             subset.rows.clear();
           }
-          if (update.cached) for (const [key, row] of update.cached) this.#hold(subset, key, row as TRow, touched);
+          if (update.cached) {
+            for (const [key, row] of update.cached) {
+              // A row another subset holds is the room's at the socket's latest
+              // poke, at least as recent as this cache entry: the cached image
+              // must not replace it (it would outlive this subset's release of
+              // the row). This subset's resume brings what changed since.
+              this.#hold(subset, key, this.#holders.has(key) ? this.#rows.get(key)! : (row as TRow), touched);
+            }
+          }
           const keyColumn = update.keyColumn!;
           for (const block of update.blocks ?? []) {
             const kind = block[1];

@@ -1,6 +1,12 @@
+import { createCollection, createLiveQueryCollection, eq, type Collection } from "@tanstack/db";
 import { describe, expect, it } from "vitest";
+import { createInMemoryQueryCache } from "../../src/cache/index.js";
+import { lunoraCollectionOptions } from "../../src/collections/index.js";
+import { subsetCacheKey, viewCacheKey } from "../../src/cache/view-key.js";
+import { subsetKey } from "../../src/collections/subset-where.js";
 import { eventually } from "./helpers/eventually.js";
-import { startHarness } from "./helpers/harness.js";
+import { onCleanup, startHarness } from "./helpers/harness.js";
+import { bindingOf } from "./helpers/scripted-room.js";
 import { TOP_TWO_RESOLVED, del, ids, onDemandTopTwo, patch, put, serveTopTwo } from "./helpers/on-demand.js";
 
 // The client half of on-demand sync over a real socket: the room here is
@@ -106,5 +112,69 @@ describe("on-demand subsets: patches (protocol 4)", () => {
     // Both subsets subscribe again, without cursor.
     await eventually(() => expect(socket.subscribes.length).toBeGreaterThanOrEqual(4));
     expect(socket.subscribes.slice(2).every((frame) => frame.cursor === undefined)).toBe(true);
+  });
+});
+
+describe("on-demand subsets: rows restored from the query cache (protocol 4)", () => {
+  it("a subset restored from the cache does not overwrite the fresher row another live subset holds", async () => {
+    const queryCache = createInMemoryQueryCache();
+    const h = await startHarness({ queryCache });
+    const options = lunoraCollectionOptions({ client: h.client, list: "props", syncMode: "on-demand" } as never) as { config: any };
+    const props = createCollection(options.config as never) as unknown as Collection<Record<string, unknown>, string>;
+    const liveWhere = (column: string, value: string) =>
+      createLiveQueryCollection((q: any) => q.from({ p: props }).where(({ p }: any) => eq(p[column], value))) as unknown as Collection<
+        Record<string, unknown>,
+        string
+      >;
+    const columns = ["id", "grp", "c"];
+    const inX = liveWhere("grp", "x");
+    const readX = inX.subscribeChanges(() => undefined);
+    onCleanup(async () => {
+      readX.unsubscribe();
+      await inX.cleanup();
+      await props.cleanup();
+    });
+    const socket = await h.room.socket(0);
+    socket.hello();
+    const a = (await socket.subscribeFrame(0)).id!;
+    socket.pokeFrame({ pokeId: "p1", subs: [a], columns, resets: [a], ops: [put(a, "r8", { grp: "x", c: "old" })], cursor: { seq: 5, epoch: "e1" } });
+    await eventually(() => expect(props.get("r8")).toMatchObject({ c: "old" }));
+
+    // A second subset (c = "old") holds r8 too, at seq 5, and is cached there.
+    const old = liveWhere("c", "old");
+    const readOld = old.subscribeChanges(() => undefined);
+    const b = (await socket.subscribeFrame(1)).id!;
+    const before = h.received();
+    socket.pokeFrame({ pokeId: "p2", subs: [b], columns, resets: [b], ops: [put(b, "r8", { grp: "x", c: "old" })], cursor: { seq: 5, epoch: "e1" } });
+    await h.processed(before, 1);
+    await queryCache.flush();
+    expect((await queryCache.read(subsetCacheKey(viewCacheKey("chat", "default", { list: "props" }), subsetKey({ where: { c: { eq: "old" } } }))))?.rows).toEqual([
+      ["r8", { id: "r8", grp: "x", c: "old" }],
+    ]);
+    readOld.unsubscribe();
+    await old.cleanup();
+    await eventually(() => expect(socket.frames.some((frame) => frame.type === "unsubscribe" && frame.id === b)).toBe(true));
+
+    // r8 changes: it leaves c = "old", the live subset gets the patch.
+    socket.pokeFrame({ pokeId: "p3", ops: [patch(a, "r8", { c: "new" })], cursor: { seq: 10, epoch: "e1" } });
+    await eventually(() => expect(props.get("r8")).toMatchObject({ c: "new" }));
+
+    // c = "old" again: restored from its cache entry (r8 as of seq 5), then
+    // resumed from seq 5, where the room says r8 left it.
+    const again = liveWhere("c", "old");
+    const readAgain = again.subscribeChanges(() => undefined);
+    onCleanup(async () => {
+      readAgain.unsubscribe();
+      await again.cleanup();
+    });
+    const resumed = await socket.subscribeFrame(2);
+    expect(resumed.cursor).toEqual({ seq: 5, epoch: "e1" });
+    // Restored, and r8 is still the live subset's image.
+    expect(props.get("r8")).toMatchObject({ c: "new" });
+    socket.pokeFrame({ pokeId: "p4", bind: [bindingOf(resumed.id!, columns)], ops: [del(resumed.id!, "r8")], cursor: { seq: 10, epoch: "e1" } });
+    // The subset that holds r8 is at seq 10 with c = "new": so is the collection.
+    await eventually(() => expect(again.size).toBe(0));
+    expect(h.clientErrors).toEqual([]);
+    expect(props.get("r8")).toMatchObject({ id: "r8", grp: "x", c: "new" });
   });
 });

@@ -319,9 +319,19 @@ describe("pokes", () => {
     await eventually(() => expect(socket.frames.filter((frame) => frame.type === "unsubscribe").map((frame) => frame.id)).toEqual([sub]));
     expect(socket.frames.filter((frame) => frame.type === "subscribe")).toHaveLength(1);
     // A later poke for it (sent before the room saw the unsubscribe) is ignored.
+    const before = h.received();
     socket.poke({ pokeId: "late", subs: [sub!], parts: [[put(sub!, { id: "9" })]], cursor: cursor(2) });
-    // Its binding ended with the unsubscribe: only a new bind (a later subscribe's answer) brings rows again.
+    // Its binding ended with the unsubscribe, and a bind sent before the room
+    // read it binds nothing: the room serves it no more.
     socket.poke({ pokeId: "small", bind: [bindingOf(sub!)], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
+    await h.processed(before, 6);
+    expect(messages.collection.size).toBe(0);
+    // The next connection subscribes it anew, and the answer brings rows again.
+    socket.terminate();
+    const again = await h.room.socket(1);
+    again.hello();
+    expect((await again.subscribeFrame(0)).id).toBe(sub);
+    again.poke({ pokeId: "small", bind: [bindingOf(sub!)], resets: [sub!], parts: [[put(sub!, { id: "1" })]], cursor: cursor(3) });
     await eventually(() => expect(rowsOf(messages.collection)).toEqual([{ id: "1" }]));
   });
 
@@ -371,7 +381,50 @@ describe("pokes", () => {
     expect(checkpoints.result("default", 1)).toEqual({ clientSeq: 1, status: "applied" });
     await expect(checkpoints.waitFor("default", 1)).resolves.toEqual({ clientSeq: 1, status: "applied" });
   });
+
+  it("the outcomes in the pokeEnd of a poke the client dropped still reach the writer (a bound hit, a violation)", async () => {
+    const h = await startHarness({ limits: { maxPokeOps: 2 } });
+    const messages = messagesCollection(h.client);
+    const ready = messages.collection.preload();
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame()).id!;
+    socket.poke({ pokeId: "p1", subs: [sub], resets: [sub], parts: [[put(sub, { id: "m1" })]], cursor: cursor(1) });
+    await ready;
+    const outcomes: unknown[] = [];
+    h.client.onMutationResults((_room, results) => outcomes.push(...results));
+    // Over the client's bound: the client drops the poke, the room (which
+    // cannot know) ends it with the outcomes of this socket's pushes.
+    socket.pokeStart({ pokeId: "p2" });
+    socket.pokePart("p2", [put(sub, { id: "a" }, { id: "b" }, { id: "c" })]);
+    socket.pokeEnd("p2", cursor(2), [{ clientSeq: 1, status: "applied" }]);
+    // A violation in a part (a put without its key column, in the poke
+    // binding the subscription again): dropped too.
+    socket.pokeStart({ pokeId: "p3", bind: [bindingOf(sub)], resets: [sub] });
+    socket.pokePart("p3", [[groupOf(sub), "p", { text: "no key" }]]);
+    socket.pokeEnd("p3", cursor(3), [{ clientSeq: 2, status: "rejected", error: { code: "CONFLICT", message: "taken" } }]);
+    // The same in a poke of one frame.
+    socket.send({
+      type: "poke",
+      pokeId: "p4",
+      bind: [bindingOf(sub)],
+      resets: [sub],
+      ops: [[groupOf(sub), "p", { text: "no key" }]],
+      cursor: cursor(4),
+      mutations: [{ clientSeq: 3, status: "applied" }],
+    });
+    // Nothing else would ever tell the writer: its write would wait forever.
+    await eventually(() =>
+      expect(outcomes).toEqual([
+        { clientSeq: 1, status: "applied" },
+        { clientSeq: 2, status: "rejected", error: { code: "CONFLICT", message: "taken" } },
+        { clientSeq: 3, status: "applied" },
+      ]),
+    );
+    expect(messages.collection.utils.cursor()).toEqual(cursor(1));
+  });
 });
+
 
 describe("protocol 4: bindings, shared groups and patches", () => {
   /** A `messages` collection whose snapshot (m1, m2 with an author) is in, bound with columns id, text, author. */
@@ -474,6 +527,52 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     expect(first.collection.get("x")).not.toBe(second.collection.get("x"));
   });
 
+  it("an error for a subscription the client unbound while its snapshot streamed still drops that poke: the others start over at once", async () => {
+    const { socket, sub, collection, client, clientErrors } = await withAuthors();
+    const dropped = client.subscribe({ room: "default", source: { list: "messages" }, handler: { cursor: () => undefined, applyPoke: () => undefined, onError: () => undefined } });
+    const other = (await socket.subscribeFrame(1)).id!;
+    expect(other).toBe(dropped.id);
+    // Its snapshot streams (the collection's subscription advances with it)…
+    socket.pokeStart({ pokeId: "p2", subs: [other], resets: [other] });
+    socket.pokePart("p2", [put(other, { id: "x" }), patch(sub, { id: "m1", text: "edited" })]);
+    // …the app drops it meanwhile, and the room, before it reads the
+    // unsubscribe, ends it with a row too large for a frame: no pokeEnd follows.
+    await eventually(() => expect(socket.frames.some((frame) => frame.type === "subscribe" && frame.id === other)).toBe(true));
+    dropped.unsubscribe();
+    socket.send({ type: "error", sub: other, error: { code: "MESSAGE_TOO_LARGE", message: "a row is larger than a frame" } });
+    // The collection's subscription covered by the abandoned poke starts over now, not at some later poke.
+    await eventually(() => expect(socket.subscribes.filter((frame) => frame.id === sub)).toHaveLength(2));
+    expect(socket.subscribes.filter((frame) => frame.id === sub)[1].cursor).toBeUndefined();
+    // Its next poke is no protocol violation.
+    socket.poke({ pokeId: "p3", bind: [bindingOf(sub, ["id", "text", "author"])], resets: [sub], parts: [[put(sub, { id: "m1", text: "edited", author: "ann" })]], cursor: cursor(3) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(3)));
+    expect(clientErrors).toEqual([]);
+    expect(rowsOf(collection)).toEqual([{ id: "m1", text: "edited", author: "ann" }]);
+  });
+
+  it("a snapshot ended by an error for its subscription, then an outcomes-only poke: no cursor moves past the dropped poke's ops", async () => {
+    const { socket, sub, collection, client, clientErrors } = await withAuthors();
+    const outcomes: unknown[] = [];
+    client.onMutationResults((_room, results) => outcomes.push(...results));
+    const big = messagesCollection(client);
+    void big.collection.preload();
+    const other = (await socket.subscribeFrame(1)).id!;
+    socket.pokeStart({ pokeId: "p2", subs: [other], columns: ["id", "text", "author"], resets: [other] });
+    // A flush appended to the open snapshot: the collection's change rides in it.
+    socket.pokePart("p2", [put(other, { id: "x", text: "t", author: "a" }), patch(sub, { id: "m1", text: "edited" })]);
+    // The room meets a row too large for a frame: an error instead of a pokeEnd, then the outcomes alone.
+    socket.send({ type: "error", sub: other, error: { code: "MESSAGE_TOO_LARGE", message: "a row is larger than a frame" } });
+    socket.poke({ pokeId: "p3", cursor: cursor(5), mutations: [{ clientSeq: 1, status: "applied" }] });
+    await eventually(() => expect(outcomes).toEqual([{ clientSeq: 1, status: "applied" }]));
+    // The collection did not move to seq 5 without the patch: it starts over.
+    expect(collection.utils.cursor()).toEqual(cursor(1));
+    expect(plain(collection.get("m1")!)).toEqual({ id: "m1", text: "hello", author: "ann" });
+    await eventually(() => expect(socket.subscribes.filter((frame) => frame.id === sub)).toHaveLength(2));
+    expect(socket.subscribes.filter((frame) => frame.id === sub)[1].cursor).toBeUndefined();
+    expect(big.errors.map((e) => e.code)).toEqual(["MESSAGE_TOO_LARGE"]);
+    expect(clientErrors).toEqual([]);
+  });
+
   it("after an error for a subscription, ops for its group no longer reach it", async () => {
     const { socket, sub, collection, errors, received, processed } = await withAuthors();
     socket.send({ type: "error", sub, error: { code: "FORBIDDEN", message: "revoked" } });
@@ -518,6 +617,79 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     // The room's answer binds it again.
     socket.poke({ pokeId: "p3", subs: [sub], parts: [[put(sub, { id: "m2" })]], cursor: cursor(3) });
     await eventually(() => expect(received).toEqual([{ keys: ["m1"], seq: 1 }, { keys: ["m2"], seq: 3 }]));
+  });
+
+  it("a resubscribe without cursor (the handler dropped its rows) ignores the answer to an earlier subscribe with a cursor until its reset", async () => {
+    const h = await startHarness();
+    const received: Array<{ reset: boolean; keys: unknown[]; seq: number }> = [];
+    let at: { seq: number; epoch: string } | undefined = cursor(5);
+    const subscription = h.client.subscribe({
+      room: "default",
+      source: { list: "messages" },
+      handler: {
+        cursor: () => at,
+        applyPoke: (update) => {
+          received.push({ reset: update.reset, keys: update.ops.map((op) => op.key), seq: update.cursor.seq });
+          at = update.cursor;
+        },
+        onError: () => undefined,
+      },
+    });
+    const socket = await h.room.socket();
+    socket.hello();
+    const first = await socket.subscribeFrame(0);
+    expect(first.cursor).toEqual(cursor(5));
+    const sub = first.id!;
+    // Before any answer, the handler drops its rows (as an on-demand
+    // collection does after a violation) and subscribes again from nothing.
+    at = undefined;
+    subscription.resubscribe();
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+    // The room answers the first subscribe: what changed since seq 5 — deltas
+    // against rows the handler no longer has.
+    const before = h.received();
+    socket.poke({ pokeId: "p1", subs: [sub], parts: [[put(sub, { id: "changed" })]], cursor: cursor(7) });
+    await h.processed(before, 3);
+    expect(received).toEqual([]);
+    // Then the second: a reset with the snapshot.
+    socket.poke({ pokeId: "p2", bind: [bindingOf(sub)], resets: [sub], parts: [[put(sub, { id: "all" })]], cursor: cursor(7) });
+    await eventually(() => expect(received).toEqual([{ reset: true, keys: ["all"], seq: 7 }]));
+  });
+
+  it("a subscription unsubscribed for a snapshot over the poke bound is not bound again by the answer to a subscribe sent before", async () => {
+    const h = await startHarness({ limits: { maxPokeOps: 3 } });
+    const received: Array<{ reset: boolean; seq: number }> = [];
+    const errors: string[] = [];
+    const subscription = h.client.subscribe({
+      room: "default",
+      source: { list: "messages" },
+      handler: {
+        cursor: () => undefined,
+        applyPoke: (update) => received.push({ reset: update.reset, seq: update.cursor.seq }),
+        onError: (error) => errors.push(error.code),
+      },
+    });
+    const socket = await h.room.socket();
+    socket.hello();
+    const sub = (await socket.subscribeFrame(0)).id!;
+    socket.pokeStart({ pokeId: "p1", subs: [sub], resets: [sub] });
+    socket.pokePart("p1", [put(sub, { id: "1" }, { id: "2" })]);
+    // A second subscribe goes out while the snapshot streams…
+    subscription.resubscribe();
+    await socket.subscribeFrame(1);
+    // …and the snapshot then passes the bound: the client unsubscribes it.
+    socket.pokePart("p1", [put(sub, { id: "3" }, { id: "4" })]);
+    socket.pokeEnd("p1", cursor(1));
+    await eventually(() => expect(socket.frames.filter((frame) => frame.type === "unsubscribe").map((frame) => frame.id)).toEqual([sub]));
+    expect(errors).toEqual(["QUOTA_EXCEEDED"]);
+    // The room answers the second subscribe (it reads the unsubscribe only after).
+    const before = h.received();
+    socket.poke({ pokeId: "p2", bind: [bindingOf(sub)], resets: [sub], parts: [[put(sub, { id: "1" })]], cursor: cursor(2) });
+    // From then on the room serves it no more: a later poke must not move it.
+    socket.poke({ pokeId: "p3", cursor: cursor(3) });
+    await h.processed(before, 5);
+    expect(received).toEqual([]);
+    expect(h.clientErrors.map((e) => e.error.code)).toEqual(["QUOTA_EXCEEDED"]);
   });
 
   it("a poke moves every bound subscription to its cursor, also one it has nothing for, which sees no change", async () => {
