@@ -332,19 +332,30 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     const state = newSocketState(attachment, ACK_EVERY_CHARS);
     this.sockets.set(ws, state);
+    const rebound: ResolvedSubscription[] = [];
     for (const sub of attachment.subs) {
       try {
         const resolved = this.resolveSubscription(sub.id, sub.source, sub.args, attachment, sub.subset?.where);
         this.groups.register(resolved.group, resolved.groupId);
         state.subs.set(sub.id, resolved);
-        state.stored.set(sub.id, sub);
+        if (sub.group !== undefined && sub.group !== resolved.groupId) {
+          // What it reads changed while the object slept (a migration): the
+          // client is bound to the old id and would ignore every op.
+          rebound.push(resolved);
+          state.stored.set(sub.id, { ...sub, group: resolved.groupId });
+        } else {
+          state.stored.set(sub.id, sub);
+        }
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
         // client instead of silently dropping the subscription.
         this.out.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), sub.id));
       }
     }
-    if (state.stored.size !== attachment.subs.length) this.out.saveAttachment(ws, state);
+    if (state.stored.size !== attachment.subs.length || rebound.length > 0) this.out.saveAttachment(ws, state);
+    // Bound anew to their current groups, with a reset: the rows the client
+    // holds have the old projection.
+    if (rebound.length > 0) this.initialPokes.openSnapshot(ws, state, rebound, undefined, true);
     return state;
   }
 
@@ -482,6 +493,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     } else if (subset?.where !== undefined) {
       stored.subset = { where: subset.where };
     }
+    stored.group = resolved.groupId;
     const previous = state.stored.get(id);
     state.stored.set(id, stored);
     state.attachment.subs = [...state.stored.values()];

@@ -78,3 +78,25 @@ test("a snapshot left half-read past eviction: the socket is closed with 4010 on
   expect(poke.ops.length).toBe(30_001);
   await again.close();
 }, 90_000);
+
+test("a column added while the room hibernates: a subscription projecting every column still receives the next write (never ops under a group the client was not bound to)", async () => {
+  const room = "hibernating-migration";
+  const socket = await RawSocket.connect(worker.host, room);
+  socket.subscribe("all", { shape: "commasAll", args: {} });
+  await socket.nextPoke("all");
+  expect(socket.binding("all")!.columns).not.toContain("d");
+  // The room's own code migrates the table; the woken room reads its new columns.
+  await roomCall(worker, room, "/sql", { statement: `ALTER TABLE commas ADD COLUMN d TEXT` });
+
+  await idle(12_000); // past the ~10 s eviction window
+  const seen = socket.pokes.length;
+  await roomCall(worker, room, "/commas/put", { id: "after", ab: "x", c: "y", a: "z", bc: "w" });
+  await waitFor(() => socket.rows("all").has("after"), { message: "the write after the migration and the wake reaches the subscription" });
+  expect(socket.rows("all").get("after")).toMatchObject({ id: "after", a: "z", c: "y", d: null });
+  // Rebound to what it reads now, the new column included.
+  expect(socket.binding("all")!.columns).toContain("d");
+  expect(socket.pokes.length).toBeGreaterThan(seen);
+  expect(socket.errors).toEqual([]);
+  expect(socket.closed).toBeNull();
+  await socket.close();
+}, 60_000);
