@@ -405,6 +405,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   /** Handles one frame from a sync socket. Never throws: bad input gets a coded error. */
   async onMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     this.ensureReady();
+    // A socket rebuilt after a wake may be rebound with a snapshot
+    // (socketState): its pages must be read where every subscriber is, at the
+    // flushed end of the log, so writes not flushed yet go out first.
+    if (!this.sockets.has(ws)) this.flush();
     const state = this.socketState(ws);
     if (state === null) return;
     if (!this.out.checkExpiry(ws, state)) return;
