@@ -87,6 +87,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private readonly sockets = new WeakMap<WebSocket, SocketState>();
   private tables = new Map<string, TableInfo>();
   private keys = new Map<string, string>();
+  /** Per synced table, the log seq at which its columns last changed (see `refreshSchema`). */
+  private schemaSeqs = new Map<string, number>();
   private ready = false;
   private epochValue = "";
   private flushedSeq = 0;
@@ -194,7 +196,13 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       const info = readTableInfo(this.sql, name, def.key);
       if (info === undefined) continue; // not created yet; checked again on the next refresh
       if (!info.columns.has(def.key)) throw new LunoraError("INTERNAL", `synced table "${name}" has no key column "${def.key}"`);
-      installCaptureTriggers(this.sql, info);
+      // A projection without a column list follows the table's columns, and
+      // no log row says a column appeared: a client whose cursor predates the
+      // change holds rows without it, so it cannot resume from that cursor.
+      const metaKey = `schema_seq:${name}`;
+      if (installCaptureTriggers(this.sql, info)) writeMeta(this.sql, metaKey, maxLogSeq(this.sql));
+      const schemaSeq = readMeta(this.sql, metaKey);
+      if (schemaSeq !== undefined) this.schemaSeqs.set(name, Number(schemaSeq));
       tables.set(name, info);
     }
     this.tables = tables;
@@ -379,7 +387,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
 
   /** Where the log stands, for the pokes that start subscriptions. */
   private logPosition(): LogPosition {
-    return { sql: this.sql, epoch: this.epochValue, flushedSeq: this.flushedSeq, trimmedThrough: this.trimmedThrough, keys: this.keys };
+    return { sql: this.sql, epoch: this.epochValue, flushedSeq: this.flushedSeq, trimmedThrough: this.trimmedThrough, keys: this.keys, schemaSeqs: this.schemaSeqs };
   }
 
   /**

@@ -100,3 +100,25 @@ test("a column added while the room hibernates: a subscription projecting every 
   expect(socket.closed).toBeNull();
   await socket.close();
 }, 60_000);
+
+test("a resume from a cursor older than a column added to its projection is a reset: rows the log never touched get the new column too", async () => {
+  const room = "migration-resume";
+  await roomCall(worker, room, "/commas/put", { id: "old", ab: "x", c: "y", a: "z", bc: "w" });
+  const first = await RawSocket.connect(worker.host, room);
+  first.subscribe("all", { shape: "commasAll", args: {} });
+  await first.nextPoke("all");
+  const cursor = first.cursor("all")!;
+  const held = first.rows("all");
+  await first.close();
+  // The room's own code migrates the table; the woken room reads its new columns.
+  await roomCall(worker, room, "/sql", { statement: `ALTER TABLE commas ADD COLUMN d TEXT NOT NULL DEFAULT 'dflt'` });
+  await idle(12_000); // past the ~10 s eviction window
+
+  const second = await RawSocket.connect(worker.host, room);
+  second.subscribe("all", { shape: "commasAll", args: {} }, cursor, held);
+  await second.nextPoke("all");
+  expect(second.binding("all")!.columns).toContain("d");
+  expect(second.rows("all").get("old")).toMatchObject({ id: "old", a: "z", d: "dflt" });
+  expect(second.errors).toEqual([]);
+  await second.close();
+}, 60_000);
