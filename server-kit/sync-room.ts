@@ -185,12 +185,24 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.epochValue = epoch;
     this.flushedSeq = Number(readMeta(this.sql, "flushed_seq") ?? maxLogSeq(this.sql));
     this.trimmedThrough = Number(readMeta(this.sql, "trimmed_through") ?? 0);
-    this.refreshSchema();
+    this.readSchema();
     this.ready = true;
   }
 
-  /** Re-reads synced tables' columns and re-installs triggers where they changed. Call after a migration. */
+  /**
+   * Re-reads synced tables' columns and re-installs triggers where they
+   * changed. Call after a migration. Live subscriptions whose projection
+   * follows the table's columns are bound again to what they read now, with a
+   * reset (a socket with a snapshot streaming is closed with 4010 and resumes).
+   */
   refreshSchema(): void {
+    this.ensureReady();
+    if (this.readSchema()) this.rebindLiveSubscriptions();
+  }
+
+  /** Reads the synced tables' columns; returns whether a known table's columns changed. */
+  private readSchema(): boolean {
+    let changed = false;
     const tables = new Map<string, TableInfo>();
     for (const [name, def] of this.tableDefs) {
       const info = readTableInfo(this.sql, name, def.key);
@@ -200,13 +212,58 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       // no log row says a column appeared: a client whose cursor predates the
       // change holds rows without it, so it cannot resume from that cursor.
       const metaKey = `schema_seq:${name}`;
-      if (installCaptureTriggers(this.sql, info)) writeMeta(this.sql, metaKey, maxLogSeq(this.sql));
+      if (installCaptureTriggers(this.sql, info)) {
+        writeMeta(this.sql, metaKey, maxLogSeq(this.sql));
+        changed ||= this.tables.has(name);
+      }
       const schemaSeq = readMeta(this.sql, metaKey);
       if (schemaSeq !== undefined) this.schemaSeqs.set(name, Number(schemaSeq));
       tables.set(name, info);
     }
     this.tables = tables;
     this.keys = new Map([...tables].map(([name, info]) => [name, info.key]));
+    return changed;
+  }
+
+  /**
+   * After a column change: a subscription resolved before it keeps the old
+   * projection in memory while its cursor moves past the change, and would
+   * later resume into the new projection with rows lacking the new column.
+   * So each one whose group changed is bound again now, with a reset (what
+   * a wake does, see `socketState`).
+   */
+  private rebindLiveSubscriptions(): void {
+    // Pages of the resets are read where every subscriber is.
+    this.flush();
+    for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
+      const state = this.sockets.get(ws);
+      if (state === undefined) continue; // rebuilt from its attachment when next used
+      const rebound: ResolvedSubscription[] = [];
+      for (const [id, sub] of state.subs) {
+        const stored = state.stored.get(id)!;
+        let resolved: ResolvedSubscription;
+        try {
+          resolved = this.resolveSubscription(id, stored.source, stored.args, state.attachment, stored.subset?.where);
+          this.groups.register(resolved.group, resolved.groupId);
+        } catch (error) {
+          this.out.endSubscription(ws, state, id, error);
+          continue;
+        }
+        if (resolved.groupId === sub.groupId) continue;
+        state.subs.set(id, resolved);
+        state.stored.set(id, { ...stored, group: resolved.groupId });
+        rebound.push(resolved);
+      }
+      if (rebound.length === 0) continue;
+      if (state.open) {
+        // A poke of the old projection is half sent.
+        closeQuietly(ws, CLOSE_CODES.INTERRUPTED, "schema changed");
+        this.sockets.delete(ws);
+        continue;
+      }
+      this.out.saveAttachment(ws, state);
+      this.initialPokes.openSnapshot(ws, state, rebound, undefined, true);
+    }
   }
 
   private syncedTableInfo(name: string): TableInfo {
@@ -263,7 +320,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private tableInfo(name: string): TableInfo {
     let info = this.tables.get(name);
     if (info === undefined) {
-      this.refreshSchema();
+      this.readSchema();
       info = this.tables.get(name);
     }
     if (info === undefined) throw new LunoraError("NOT_FOUND", `table "${name}" does not exist in this room yet`);

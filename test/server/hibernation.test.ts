@@ -122,3 +122,29 @@ test("a resume from a cursor older than a column added to its projection is a re
   expect(second.errors).toEqual([]);
   await second.close();
 }, 60_000);
+
+test("refreshSchema() after a migration rebinds live subscriptions that project every column, with a reset; a later resume brings every column", async () => {
+  const room = "migration-live";
+  await roomCall(worker, room, "/commas/put", { id: "old", ab: "x", c: "y", a: "z", bc: "w" });
+  const socket = await RawSocket.connect(worker.host, room);
+  socket.subscribe("all", { shape: "commasAll", args: {} });
+  await socket.nextPoke("all");
+  const seen = socket.pokes.length;
+  await roomCall(worker, room, "/lunora/migrate", { statement: `ALTER TABLE commas ADD COLUMN d TEXT NOT NULL DEFAULT 'dflt'` });
+  await roomCall(worker, room, "/commas/put", { id: "new", ab: "x", c: "y", a: "z", bc: "w" });
+  await waitFor(() => socket.rows("all").has("new"), { message: "the write after the migration" });
+  expect(socket.pokes.length).toBeGreaterThan(seen);
+  expect(socket.binding("all")!.columns).toContain("d");
+  expect(socket.rows("all").get("old")).toMatchObject({ id: "old", d: "dflt" });
+  expect(socket.rows("all").get("new")).toMatchObject({ id: "new", d: "dflt" });
+  const cursor = socket.cursor("all")!;
+  const held = socket.rows("all");
+  await socket.close();
+
+  const again = await RawSocket.connect(worker.host, room);
+  again.subscribe("all", { shape: "commasAll", args: {} }, cursor, held);
+  await again.nextPoke("all");
+  expect(again.rows("all").get("old")).toMatchObject({ id: "old", d: "dflt" });
+  expect(again.errors).toEqual([]);
+  await again.close();
+});
