@@ -23,6 +23,8 @@ export interface LogPosition {
   trimmedThrough: number;
   /** Key column of each synced table (to coalesce log entries). */
   keys: ReadonlyMap<string, string>;
+  /** Per synced table, the log seq at which its columns last changed: a cursor must be past it to resume. */
+  schemaSeqs: ReadonlyMap<string, number>;
 }
 
 export class InitialPokes {
@@ -51,6 +53,7 @@ export class InitialPokes {
       cursor.epoch === log.epoch &&
       cursor.seq >= log.trimmedThrough &&
       cursor.seq <= through &&
+      cursor.seq > (log.schemaSeqs.get(sub.table) ?? -1) &&
       countLogRows(log.sql, cursor.seq, through) <= this.maxResumeLogRows;
     if (!canResume) return this.openSnapshot(ws, state, [sub], subsets, true);
     try {

@@ -13,6 +13,15 @@ export interface StoredSubscription {
    * reads the same rows without resolving the limit again.
    */
   subset?: { where: unknown };
+  /**
+   * The group id the client was bound to (protocol 4). A wake resolves the
+   * subscription again, and what it reads may have changed meanwhile (a
+   * migration added a column to an unlisted projection): ops would then
+   * travel under an id the client never bound and be ignored — a silent gap.
+   * A mismatch on wake rebinds the subscription with a reset instead.
+   * Absent in attachments written before it existed.
+   */
+  group?: string;
 }
 
 /**

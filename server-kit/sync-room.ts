@@ -87,6 +87,8 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private readonly sockets = new WeakMap<WebSocket, SocketState>();
   private tables = new Map<string, TableInfo>();
   private keys = new Map<string, string>();
+  /** Per synced table, the log seq at which its columns last changed (see `refreshSchema`). */
+  private schemaSeqs = new Map<string, number>();
   private ready = false;
   private epochValue = "";
   private flushedSeq = 0;
@@ -183,22 +185,85 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.epochValue = epoch;
     this.flushedSeq = Number(readMeta(this.sql, "flushed_seq") ?? maxLogSeq(this.sql));
     this.trimmedThrough = Number(readMeta(this.sql, "trimmed_through") ?? 0);
-    this.refreshSchema();
+    this.readSchema();
     this.ready = true;
   }
 
-  /** Re-reads synced tables' columns and re-installs triggers where they changed. Call after a migration. */
+  /**
+   * Re-reads synced tables' columns and re-installs triggers where they
+   * changed. Call after a migration. Live subscriptions whose projection
+   * follows the table's columns are bound again to what they read now, with a
+   * reset (a socket with a snapshot streaming is closed with 4010 and resumes).
+   */
   refreshSchema(): void {
+    this.ensureReady();
+    if (this.readSchema()) this.rebindLiveSubscriptions();
+  }
+
+  /** Reads the synced tables' columns; returns whether a known table's columns changed. */
+  private readSchema(): boolean {
+    let changed = false;
     const tables = new Map<string, TableInfo>();
     for (const [name, def] of this.tableDefs) {
       const info = readTableInfo(this.sql, name, def.key);
       if (info === undefined) continue; // not created yet; checked again on the next refresh
       if (!info.columns.has(def.key)) throw new LunoraError("INTERNAL", `synced table "${name}" has no key column "${def.key}"`);
-      installCaptureTriggers(this.sql, info);
+      // A projection without a column list follows the table's columns, and
+      // no log row says a column appeared: a client whose cursor predates the
+      // change holds rows without it, so it cannot resume from that cursor.
+      const metaKey = `schema_seq:${name}`;
+      if (installCaptureTriggers(this.sql, info)) {
+        writeMeta(this.sql, metaKey, maxLogSeq(this.sql));
+        changed ||= this.tables.has(name);
+      }
+      const schemaSeq = readMeta(this.sql, metaKey);
+      if (schemaSeq !== undefined) this.schemaSeqs.set(name, Number(schemaSeq));
       tables.set(name, info);
     }
     this.tables = tables;
     this.keys = new Map([...tables].map(([name, info]) => [name, info.key]));
+    return changed;
+  }
+
+  /**
+   * After a column change: a subscription resolved before it keeps the old
+   * projection in memory while its cursor moves past the change, and would
+   * later resume into the new projection with rows lacking the new column.
+   * So each one whose group changed is bound again now, with a reset (what
+   * a wake does, see `socketState`).
+   */
+  private rebindLiveSubscriptions(): void {
+    // Pages of the resets are read where every subscriber is.
+    this.flush();
+    for (const ws of this.ctx.getWebSockets(SYNC_SOCKET_TAG)) {
+      const state = this.sockets.get(ws);
+      if (state === undefined) continue; // rebuilt from its attachment when next used
+      const rebound: ResolvedSubscription[] = [];
+      for (const [id, sub] of state.subs) {
+        const stored = state.stored.get(id)!;
+        let resolved: ResolvedSubscription;
+        try {
+          resolved = this.resolveSubscription(id, stored.source, stored.args, state.attachment, stored.subset?.where);
+          this.groups.register(resolved.group, resolved.groupId);
+        } catch (error) {
+          this.out.endSubscription(ws, state, id, error);
+          continue;
+        }
+        if (resolved.groupId === sub.groupId) continue;
+        state.subs.set(id, resolved);
+        state.stored.set(id, { ...stored, group: resolved.groupId });
+        rebound.push(resolved);
+      }
+      if (rebound.length === 0) continue;
+      if (state.open) {
+        // A poke of the old projection is half sent.
+        closeQuietly(ws, CLOSE_CODES.INTERRUPTED, "schema changed");
+        this.sockets.delete(ws);
+        continue;
+      }
+      this.out.saveAttachment(ws, state);
+      this.initialPokes.openSnapshot(ws, state, rebound, undefined, true);
+    }
   }
 
   private syncedTableInfo(name: string): TableInfo {
@@ -255,7 +320,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   private tableInfo(name: string): TableInfo {
     let info = this.tables.get(name);
     if (info === undefined) {
-      this.refreshSchema();
+      this.readSchema();
       info = this.tables.get(name);
     }
     if (info === undefined) throw new LunoraError("NOT_FOUND", `table "${name}" does not exist in this room yet`);
@@ -332,19 +397,30 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     }
     const state = newSocketState(attachment, ACK_EVERY_CHARS);
     this.sockets.set(ws, state);
+    const rebound: ResolvedSubscription[] = [];
     for (const sub of attachment.subs) {
       try {
         const resolved = this.resolveSubscription(sub.id, sub.source, sub.args, attachment, sub.subset?.where);
         this.groups.register(resolved.group, resolved.groupId);
         state.subs.set(sub.id, resolved);
-        state.stored.set(sub.id, sub);
+        if (sub.group !== undefined && sub.group !== resolved.groupId) {
+          // What it reads changed while the object slept (a migration): the
+          // client is bound to the old id and would ignore every op.
+          rebound.push(resolved);
+          state.stored.set(sub.id, { ...sub, group: resolved.groupId });
+        } else {
+          state.stored.set(sub.id, sub);
+        }
       } catch (error) {
         // The definitions changed under a hibernated socket (deploy): tell the
         // client instead of silently dropping the subscription.
         this.out.sendFrame(ws, state, errorFrame(toLunoraError(error).toBody(), sub.id));
       }
     }
-    if (state.stored.size !== attachment.subs.length) this.out.saveAttachment(ws, state);
+    if (state.stored.size !== attachment.subs.length || rebound.length > 0) this.out.saveAttachment(ws, state);
+    // Bound anew to their current groups, with a reset: the rows the client
+    // holds have the old projection.
+    if (rebound.length > 0) this.initialPokes.openSnapshot(ws, state, rebound, undefined, true);
     return state;
   }
 
@@ -368,7 +444,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
 
   /** Where the log stands, for the pokes that start subscriptions. */
   private logPosition(): LogPosition {
-    return { sql: this.sql, epoch: this.epochValue, flushedSeq: this.flushedSeq, trimmedThrough: this.trimmedThrough, keys: this.keys };
+    return { sql: this.sql, epoch: this.epochValue, flushedSeq: this.flushedSeq, trimmedThrough: this.trimmedThrough, keys: this.keys, schemaSeqs: this.schemaSeqs };
   }
 
   /**
@@ -394,6 +470,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
   /** Handles one frame from a sync socket. Never throws: bad input gets a coded error. */
   async onMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     this.ensureReady();
+    // A socket rebuilt after a wake may be rebound with a snapshot
+    // (socketState): its pages must be read where every subscriber is, at the
+    // flushed end of the log, so writes not flushed yet go out first.
+    if (!this.sockets.has(ws)) this.flush();
     const state = this.socketState(ws);
     if (state === null) return;
     if (!this.out.checkExpiry(ws, state)) return;
@@ -482,6 +562,7 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     } else if (subset?.where !== undefined) {
       stored.subset = { where: subset.where };
     }
+    stored.group = resolved.groupId;
     const previous = state.stored.get(id);
     state.stored.set(id, stored);
     state.attachment.subs = [...state.stored.values()];

@@ -78,3 +78,73 @@ test("a snapshot left half-read past eviction: the socket is closed with 4010 on
   expect(poke.ops.length).toBe(30_001);
   await again.close();
 }, 90_000);
+
+test("a column added while the room hibernates: a subscription projecting every column still receives the next write (never ops under a group the client was not bound to)", async () => {
+  const room = "hibernating-migration";
+  const socket = await RawSocket.connect(worker.host, room);
+  socket.subscribe("all", { shape: "commasAll", args: {} });
+  await socket.nextPoke("all");
+  expect(socket.binding("all")!.columns).not.toContain("d");
+  // The room's own code migrates the table; the woken room reads its new columns.
+  await roomCall(worker, room, "/sql", { statement: `ALTER TABLE commas ADD COLUMN d TEXT` });
+
+  await idle(12_000); // past the ~10 s eviction window
+  const seen = socket.pokes.length;
+  await roomCall(worker, room, "/commas/put", { id: "after", ab: "x", c: "y", a: "z", bc: "w" });
+  await waitFor(() => socket.rows("all").has("after"), { message: "the write after the migration and the wake reaches the subscription" });
+  expect(socket.rows("all").get("after")).toMatchObject({ id: "after", a: "z", c: "y", d: null });
+  // Rebound to what it reads now, the new column included.
+  expect(socket.binding("all")!.columns).toContain("d");
+  expect(socket.pokes.length).toBeGreaterThan(seen);
+  expect(socket.errors).toEqual([]);
+  expect(socket.closed).toBeNull();
+  await socket.close();
+}, 60_000);
+
+test("a resume from a cursor older than a column added to its projection is a reset: rows the log never touched get the new column too", async () => {
+  const room = "migration-resume";
+  await roomCall(worker, room, "/commas/put", { id: "old", ab: "x", c: "y", a: "z", bc: "w" });
+  const first = await RawSocket.connect(worker.host, room);
+  first.subscribe("all", { shape: "commasAll", args: {} });
+  await first.nextPoke("all");
+  const cursor = first.cursor("all")!;
+  const held = first.rows("all");
+  await first.close();
+  // The room's own code migrates the table; the woken room reads its new columns.
+  await roomCall(worker, room, "/sql", { statement: `ALTER TABLE commas ADD COLUMN d TEXT NOT NULL DEFAULT 'dflt'` });
+  await idle(12_000); // past the ~10 s eviction window
+
+  const second = await RawSocket.connect(worker.host, room);
+  second.subscribe("all", { shape: "commasAll", args: {} }, cursor, held);
+  await second.nextPoke("all");
+  expect(second.binding("all")!.columns).toContain("d");
+  expect(second.rows("all").get("old")).toMatchObject({ id: "old", a: "z", d: "dflt" });
+  expect(second.errors).toEqual([]);
+  await second.close();
+}, 60_000);
+
+test("refreshSchema() after a migration rebinds live subscriptions that project every column, with a reset; a later resume brings every column", async () => {
+  const room = "migration-live";
+  await roomCall(worker, room, "/commas/put", { id: "old", ab: "x", c: "y", a: "z", bc: "w" });
+  const socket = await RawSocket.connect(worker.host, room);
+  socket.subscribe("all", { shape: "commasAll", args: {} });
+  await socket.nextPoke("all");
+  const seen = socket.pokes.length;
+  await roomCall(worker, room, "/lunora/migrate", { statement: `ALTER TABLE commas ADD COLUMN d TEXT NOT NULL DEFAULT 'dflt'` });
+  await roomCall(worker, room, "/commas/put", { id: "new", ab: "x", c: "y", a: "z", bc: "w" });
+  await waitFor(() => socket.rows("all").has("new"), { message: "the write after the migration" });
+  expect(socket.pokes.length).toBeGreaterThan(seen);
+  expect(socket.binding("all")!.columns).toContain("d");
+  expect(socket.rows("all").get("old")).toMatchObject({ id: "old", d: "dflt" });
+  expect(socket.rows("all").get("new")).toMatchObject({ id: "new", d: "dflt" });
+  const cursor = socket.cursor("all")!;
+  const held = socket.rows("all");
+  await socket.close();
+
+  const again = await RawSocket.connect(worker.host, room);
+  again.subscribe("all", { shape: "commasAll", args: {} }, cursor, held);
+  await again.nextPoke("all");
+  expect(again.rows("all").get("old")).toMatchObject({ id: "old", d: "dflt" });
+  expect(again.errors).toEqual([]);
+  await again.close();
+});
