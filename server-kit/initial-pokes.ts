@@ -133,7 +133,8 @@ export class InitialPokes {
       delete state.attachment.streaming;
       if (scan !== undefined) this.out.endSubscription(ws, state, scan.target.id, error);
       sendOutcomesOnly(this.out, log.epoch, ws, state, open.mutations, open.seq);
-      return;
+      // The poke is over (abandoned): what waited for it starts now, as after
+      // a poke that ended normally, or those subscribes were never answered.
     }
     for (const next of state.waiting.splice(0)) {
       if (state.open) {

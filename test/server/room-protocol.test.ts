@@ -290,6 +290,39 @@ describe("a row larger than a frame", () => {
   });
 });
 
+describe("a snapshot abandoned for a row larger than a frame", () => {
+  // A subscribe that arrives while a snapshot streams waits for its poke to
+  // end (one poke open per socket). The abandon path returned without
+  // starting what waited, so that subscription was never answered.
+  test("still answers the subscribes that waited for it", async () => {
+    const room = freshRoom();
+    // 1,200 rows (~3.6 MB) before the huge one in key order, read 500 a page:
+    // the snapshot stops at its 2 MiB window after two pages while the reader
+    // does not acknowledge, with the huge row still unread.
+    const filler = "f".repeat(3_000);
+    for (let batch = 0; batch < 3; batch++) {
+      await putItems(worker, room, Array.from({ length: 400 }, (_, i) => ({ id: `a-${String(batch * 400 + i).padStart(4, "0")}`, listId: "fill", title: `${i}${filler}` })));
+    }
+    await putItems(worker, room, { id: "huge", listId: "huge", title: "h".repeat(950_000) });
+    const socket = await connect(room);
+    socket.acknowledge = false;
+    const errorsBefore = socket.errors.length;
+    socket.subscribe("all", { list: "items" });
+    await waitFor(() => socket.unacknowledged > 2 * 1024 * 1024, { message: "the snapshot filled its window" });
+    // A list (no async args check), so it is queued before the ack below is read.
+    socket.subscribe("waiter", { list: "notes" });
+    const seen = socket.pokes.length;
+    socket.acknowledge = true;
+    socket.ackNow();
+    const abandoned = await socket.nextError(errorsBefore);
+    expect(abandoned).toMatchObject({ sub: "all", error: { code: "MESSAGE_TOO_LARGE" } });
+    const answer = await socket.nextPoke("waiter", seen);
+    expect(answer.resets).toEqual(["waiter"]);
+    expect(answer.ops).toEqual([]);
+    expect(socket.closed).toBeNull();
+  });
+});
+
 describe("bad input gets a coded error and harms nobody else", () => {
   test("unknown shape, invalid args (valibot, zod, arktype), denied reads: errors on that subscription only", async () => {
     const room = freshRoom();
