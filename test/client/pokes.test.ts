@@ -27,6 +27,26 @@ async function withSnapshot() {
   return { ...h, ...messages, socket, sub: sub! };
 }
 
+/**
+ * A harness with two `messages` collections subscribed and reset at seq 1,
+ * then the second cleaned up: its `unsubscribe` (id `b`) has gone out.
+ */
+async function twoSubscribedThenOneUnsubscribed() {
+  const h = await startHarness();
+  const kept = messagesCollection(h.client);
+  const gone = messagesCollection(h.client);
+  const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
+  const socket = await h.room.socket();
+  socket.hello();
+  const a = (await socket.subscribeFrame(0)).id!;
+  const b = (await socket.subscribeFrame(1)).id!;
+  socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
+  await ready;
+  await gone.collection.cleanup();
+  await eventually(() => expect(socket.frames.at(-1)).toEqual({ type: "unsubscribe", id: b }));
+  return { h, kept, gone, socket, a, b };
+}
+
 describe("pokes", () => {
   it("a first subscribe carries the source and no cursor, and the snapshot poke makes the collection ready", async () => {
     const { socket, collection } = await withSnapshot();
@@ -211,19 +231,7 @@ describe("pokes", () => {
   });
 
   it("ops for a subscription that was unsubscribed meanwhile are ignored", async () => {
-    const h = await startHarness();
-    const kept = messagesCollection(h.client);
-    const gone = messagesCollection(h.client);
-    const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
-    const socket = await h.room.socket();
-    socket.hello();
-    const a = (await socket.subscribeFrame(0)).id!;
-    const b = (await socket.subscribeFrame(1)).id!;
-    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
-    await ready;
-
-    await gone.collection.cleanup();
-    await eventually(() => expect(socket.frames.at(-1)).toEqual({ type: "unsubscribe", id: b }));
+    const { h, kept, socket, a, b } = await twoSubscribedThenOneUnsubscribed();
     socket.poke({
       pokeId: "p2",
       subs: [a, b],
@@ -717,18 +725,7 @@ describe("protocol 4: bindings, shared groups and patches", () => {
   });
 
   it("a poke that crossed an unsubscribe and still resets the subscription applies to the others, without an error", async () => {
-    const h = await startHarness();
-    const kept = messagesCollection(h.client);
-    const gone = messagesCollection(h.client);
-    const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
-    const socket = await h.room.socket();
-    socket.hello();
-    const a = (await socket.subscribeFrame(0)).id!;
-    const b = (await socket.subscribeFrame(1)).id!;
-    socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
-    await ready;
-    await gone.collection.cleanup();
-    await eventually(() => expect(socket.frames.at(-1)).toEqual({ type: "unsubscribe", id: b }));
+    const { h, kept, socket, a, b } = await twoSubscribedThenOneUnsubscribed();
     // A new epoch: the room resets every subscription it still had for the socket.
     socket.poke({ pokeId: "p2", resets: [a, b], parts: [[put(a, { id: "x" }), put(b, { id: "y" })]], cursor: { seq: 1, epoch: "epoch-2" } });
     await eventually(() => expect(rowsOf(kept.collection)).toEqual([{ id: "x" }]));
