@@ -7,9 +7,9 @@
  * checks. Latency and memory are printed (measured, not asserted: tests
  * never assert on time).
  */
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
+import { openSteadyWriter } from "./steady-writer.js";
 import { PROTOCOL_VERSION } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { startFixtureRoom } from "../helpers/fixture-room.js";
@@ -44,26 +44,9 @@ test("1,000 subscribers each receive 250 writes exactly once and in order", asyn
   const openMs = performance.now() - openedAt;
   const rssBefore = workerdRssKiB();
 
-  const outcomes: string[] = [];
-  const writer = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=user:writer`);
-  writer.on("message", (data) => {
-    const text = data.toString();
-    if (text.includes('"mutations"')) outcomes.push(...(JSON.parse(text) as { mutations: Array<{ status: string }> }).mutations.map((m) => m.status));
-  });
-  await new Promise((resolve) => writer.once("open", resolve));
-  const clientId = randomUUID();
-  const ids: string[] = [];
-  const sentAt = new Map<string, number>();
-  const started = performance.now();
-  for (let i = 0; i < WRITES; i++) {
-    const id = randomUUID();
-    ids.push(id);
-    // A steady rate: write i leaves at started + i × INTERVAL_MS.
-    const due = started + i * INTERVAL_MS - performance.now();
-    if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
-    sentAt.set(id, monotonicMs());
-    writer.send(JSON.stringify({ type: "push", clientId, mutations: [{ clientSeq: i + 1, name: "items:create", args: { id, listId: "load", title: `w${i}` } }] }));
-  }
+  const writer = await openSteadyWriter(worker.host, room);
+  const { outcomes } = writer;
+  const { ids, sentAt } = await writer.write(WRITES, INTERVAL_MS, "load", monotonicMs);
   // Polled over IPC, so not too often; a violation anywhere or a refused
   // write ends the wait at once (the assertions say which).
   await waitFor(

@@ -6,9 +6,9 @@
  * frame reader (poke-reader.ts) so the test harness does not compete with
  * the room for the CPU. one-room-1000.test.ts does the same with 1,000.
  */
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import WebSocket from "ws";
+import { openSteadyWriter } from "./steady-writer.js";
 import { PROTOCOL_VERSION } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { startFixtureRoom } from "../helpers/fixture-room.js";
@@ -71,25 +71,9 @@ test("200 subscribers each receive 1,000 writes exactly once and in order", asyn
   await waitFor(() => subscribers.every((sub) => sub.seqs.length === 1), { message: "all subscribed", timeoutMs: 30_000 });
   const rssBefore = workerdRssKiB();
 
-  const outcomes: string[] = [];
-  const writer = new WebSocket(`ws://${worker.host}/parties/room/${room}?v=${PROTOCOL_VERSION}&token=user:writer`);
-  writer.on("message", (data) => {
-    const text = data.toString();
-    if (text.includes('"mutations"')) outcomes.push(...(JSON.parse(text) as { mutations: Array<{ status: string }> }).mutations.map((m) => m.status));
-  });
-  await new Promise((resolve) => writer.once("open", resolve));
-  const clientId = randomUUID();
-  const ids: string[] = [];
-  const started = performance.now();
-  for (let i = 0; i < WRITES; i++) {
-    const id = randomUUID();
-    ids.push(id);
-    // A steady rate: write i leaves at started + i × INTERVAL_MS.
-    const due = started + i * INTERVAL_MS - performance.now();
-    if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
-    sentAt.set(id, performance.now());
-    writer.send(JSON.stringify({ type: "push", clientId, mutations: [{ clientSeq: i + 1, name: "items:create", args: { id, listId: "load", title: `w${i}` } }] }));
-  }
+  const writer = await openSteadyWriter(worker.host, room);
+  const { outcomes } = writer;
+  const { ids } = await writer.write(WRITES, INTERVAL_MS, "load", () => performance.now(), sentAt);
   // A protocol violation ends the wait at once (the assertions below say which).
   await waitFor(() => subscribers.every((sub) => sub.keys.length >= WRITES) || subscribers.some((sub) => sub.reader.violations.length > 0) || outcomes.some((status) => status !== "applied"), {
     message: "every write delivered",
