@@ -8,7 +8,6 @@
  * never assert on time).
  */
 import { afterAll, beforeAll, expect, test } from "vitest";
-import WebSocket from "ws";
 import { openSteadyWriter } from "./steady-writer.js";
 import { PROTOCOL_VERSION } from "../../src/protocol/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
