@@ -19,6 +19,26 @@ async function onDemandHarness() {
   return { h, ...onDemandTopTwo(h.client) };
 }
 
+/** {@link onDemandHarness} with the top-two query loaded: its window and tie subsets served (serveTopTwo). */
+async function servedOnDemand() {
+  const harness = await onDemandHarness();
+  const loaded = harness.top.preload();
+  const socket = await harness.h.room.socket(0);
+  socket.hello();
+  const served = await serveTopTwo(socket);
+  await loaded;
+  return { ...harness, socket, ...served };
+}
+
+/** Every change event of `collection` as `type:key`, in order. */
+function recordChanges(collection: Collection<any, any, any>) {
+  const seen: string[] = [];
+  const subscription = collection.subscribeChanges((events) => {
+    for (const change of events) seen.push(`${change.type}:${String(change.key)}`);
+  });
+  return { seen, subscription };
+}
+
 describe("on-demand subsets on the wire (scripted room)", () => {
   it("subscribes with the compiled subset, resumes with the resolved predicate and cursor after a drop", async () => {
     const { h, top } = await onDemandHarness();
@@ -43,17 +63,9 @@ describe("on-demand subsets on the wire (scripted room)", () => {
   });
 
   it("one poke for two subsets of the collection is one sync transaction: a row moving between them stays", async () => {
-    const { h, props, top, transactions } = await onDemandHarness();
-    const loaded = top.preload();
-    const socket = await h.room.socket(0);
-    socket.hello();
-    const { window, tie } = await serveTopTwo(socket);
-    await loaded;
+    const { h, props, top, transactions, socket, window, tie } = await servedOnDemand();
 
-    const seen: string[] = [];
-    const changes = props.subscribeChanges((events) => {
-      for (const change of events) seen.push(`${change.type}:${String(change.key)}`);
-    });
+    const { seen, subscription: changes } = recordChanges(props);
     const before = transactions();
     // r8 leaves the window subset and stays in the tie subset; r9 changes: one poke.
     socket.pokeFrame({
@@ -72,16 +84,8 @@ describe("on-demand subsets on the wire (scripted room)", () => {
 
 describe("on-demand subsets: patches (protocol 4)", () => {
   it("a patch arriving via one subset updates the row every subset shares, as one update", async () => {
-    const { h, props, top } = await onDemandHarness();
-    const loaded = top.preload();
-    const socket = await h.room.socket(0);
-    socket.hello();
-    const { window, tie } = await serveTopTwo(socket);
-    await loaded;
-    const seen: string[] = [];
-    const changes = props.subscribeChanges((events) => {
-      for (const change of events) seen.push(`${change.type}:${String(change.key)}`);
-    });
+    const { h, props, top, socket, window, tie } = await servedOnDemand();
+    const { seen, subscription: changes } = recordChanges(props);
     // r8 is held by both subsets; the tie's group carries the patch.
     socket.pokeFrame({ pokeId: "p3", ops: [patch(tie.id!, "r8", { a: 8.5 })], cursor: { seq: 11, epoch: "e1" } });
     await eventually(() => expect(props.get("r8")).toMatchObject({ id: "r8", grp: "x", a: 8.5 }));
@@ -98,12 +102,7 @@ describe("on-demand subsets: patches (protocol 4)", () => {
   });
 
   it("a patch via a subset that does not hold the row is a protocol violation: nothing of the poke applies, the subsets start over", async () => {
-    const { h, props, top } = await onDemandHarness();
-    const loaded = top.preload();
-    const socket = await h.room.socket(0);
-    socket.hello();
-    const { window } = await serveTopTwo(socket);
-    await loaded;
+    const { h, props, top, socket, window } = await servedOnDemand();
     // r7 is held by no subset (and by the collection not at all).
     socket.pokeFrame({ pokeId: "p3", ops: [put(window.id!, "r10", { grp: "x", a: 10 }), patch(window.id!, "r7", { a: 7.5 })], cursor: { seq: 11, epoch: "e1" } });
     await eventually(() => expect(h.clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]));
