@@ -9,12 +9,12 @@
 import type { Collection } from "@tanstack/db";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { LunoraClient } from "../../src/index.js";
-import { bindMutators, defineMutator } from "../../src/mutators/index.js";
+import { bindMutators } from "../../src/mutators/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, serverItems, startFixtureRoom, updateItem } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, onCleanup, openSession, rowsOf, type Item } from "../write/helpers.js";
+import { freshIndexedDb, freshRoom, itemMutators, onCleanup, openSession, rowsOf, type Item } from "../write/helpers.js";
 
 let worker: LocalWorker;
 beforeAll(async () => {
@@ -24,30 +24,7 @@ afterAll(() => worker?.stop());
 
 /** `items:rename` (patches `title`) and `items:bump` (raw `UPDATE … rank = rank + 1`) as optimistic custom mutators. */
 function columnMutators(client: LunoraClient, items: Collection<Item, string>, room: string) {
-  return bindMutators(
-    client,
-    { collections: { items } },
-    {
-      rename: defineMutator<{ id: string; title: string }>({
-        serverRef: "items:rename",
-        room,
-        apply: ({ collections }, { id, title }) => {
-          collections.items.update(id, (draft: Item) => {
-            draft.title = title;
-          });
-        },
-      }),
-      bump: defineMutator<{ id: string }>({
-        serverRef: "items:bump",
-        room,
-        apply: ({ collections }, { id }) => {
-          collections.items.update(id, (draft: Item) => {
-            draft.rank += 1;
-          });
-        },
-      }),
-    },
-  );
+  return bindMutators(client, { collections: { items } }, itemMutators(room));
 }
 
 /** The op blocks of every poke frame a session received (protocol 4: `[group, kind, ...items]`). */

@@ -12,6 +12,7 @@ import {
   type WriteRejectedEvent,
 } from "../../src/index.js";
 import type { FrameLog } from "../helpers/recording-websocket.js";
+import { defineMutator } from "../../src/mutators/index.js";
 
 export type Item = { id: string; listId: string; title: string; rank: number };
 
@@ -145,4 +146,32 @@ export function rowsOf(collection: Collection<any, any, any>): Map<string, Item>
       Object.fromEntries(Object.entries(row as object).filter(([k]) => !k.startsWith("$"))) as Item,
     ]),
   );
+}
+
+/**
+ * The fixture room's column writers as optimistic custom mutators for `room`:
+ * `items:bump` (rank + 1, a raw `UPDATE` on the server) and `items:rename`
+ * (`ctx.db.patch` of the title). Bind the ones a test needs.
+ */
+export function itemMutators(room: string) {
+  return {
+    bump: defineMutator<{ id: string }>({
+      serverRef: "items:bump",
+      room,
+      apply: ({ collections }, { id }) => {
+        collections.items.update(id, (draft: Item) => {
+          draft.rank += 1;
+        });
+      },
+    }),
+    rename: defineMutator<{ id: string; title: string }>({
+      serverRef: "items:rename",
+      room,
+      apply: ({ collections }, { id, title }) => {
+        collections.items.update(id, (draft: Item) => {
+          draft.title = title;
+        });
+      },
+    }),
+  };
 }

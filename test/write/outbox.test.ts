@@ -14,7 +14,7 @@ import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, onCleanup, openSession, rowsOf, type Item } from "./helpers.js";
+import { freshIndexedDb, freshRoom, itemMutators, onCleanup, openSession, rowsOf, type Item } from "./helpers.js";
 
 let worker: LocalWorker;
 
@@ -44,15 +44,7 @@ function bumpMutators(client: LunoraClient, collections: Record<string, any>, ro
     client,
     { collections },
     {
-      bump: defineMutator<{ id: string }>({
-        serverRef: "items:bump",
-        room,
-        apply: ({ collections }, { id }) => {
-          collections.items.update(id, (draft: Item) => {
-            draft.rank += 1;
-          });
-        },
-      }),
+      bump: itemMutators(room).bump,
       addNote: defineMutator<{ id: string; body: string }>({
         serverRef: "notes:add",
         room,
