@@ -160,6 +160,38 @@ describe("several tabs of one user", () => {
     }
   });
 
+  it("with every timer of both tabs stopped (a hidden tab's are throttled), writes of the leader and of the follower reach the room once and every tab counts back to 0", async () => {
+    alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 2);
+    const [leader, follower] = alice.tabs;
+    expect(await isLeader(leader.page)).toBe(true);
+    // Chromium fires a hidden page's timers late (aligned to 1 s, then 1 min);
+    // headless pages always report visible, so stop them outright: no step
+    // between a click and the room may wait on a timer. (Playwright's own
+    // scripts run in an isolated world and keep theirs.)
+    for (const tab of alice.tabs) {
+      await tab.page.evaluate(() => {
+        const parked: unknown[] = [];
+        const park = (callback: unknown) => (parked.push(callback), 0);
+        window.setTimeout = park as unknown as typeof window.setTimeout;
+        window.setInterval = park as unknown as typeof window.setInterval;
+      });
+    }
+
+    await leader.send("stopped timers: leader 1");
+    await follower.send("stopped timers: follower");
+    await leader.send("stopped timers: leader 2");
+    await expectDeliveredOnce("stopped timers: leader 1");
+    await expectDeliveredOnce("stopped timers: follower");
+    await expectDeliveredOnce("stopped timers: leader 2");
+    for (const tab of alice.tabs) {
+      await tab.waitForPending(0);
+      for (const text of ["stopped timers: leader 1", "stopped timers: follower", "stopped timers: leader 2"]) {
+        await tab.message(text).waitFor();
+        expect(await tab.message(text).count()).toBe(1);
+      }
+    }
+  });
+
   it("three tabs: the leader closes while offline with writes of every tab queued; the next leader delivers them once and then the last tab takes over", async () => {
     alice = await openUserTabs(browser, `http://${proxy.host}`, "alice", 3);
     const [first, second, third] = alice.tabs;
