@@ -43,7 +43,7 @@ import {
 } from "./socket-state.js";
 import { SocketOutput } from "./socket-output.js";
 import { InitialPokes, type LogPosition } from "./initial-pokes.js";
-import { fanOut } from "./fan-out.js";
+import { fanOut, sendOutcomesOnly } from "./fan-out.js";
 import { GroupRegistry } from "./groups.js";
 import { validateWithSchema } from "./validate.js";
 import { admitSocket } from "./handshake.js";
@@ -183,7 +183,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       writeMeta(this.sql, "epoch", epoch);
     }
     this.epochValue = epoch;
-    this.flushedSeq = Number(readMeta(this.sql, "flushed_seq") ?? maxLogSeq(this.sql));
+    const flushed = readMeta(this.sql, "flushed_seq");
+    this.flushedSeq = Number(flushed ?? maxLogSeq(this.sql));
+    // Stored from the start: `flush` compares it with what it published.
+    if (flushed === undefined) writeMeta(this.sql, "flushed_seq", this.flushedSeq);
     this.trimmedThrough = Number(readMeta(this.sql, "trimmed_through") ?? 0);
     this.readSchema();
     this.ready = true;
@@ -630,12 +633,17 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     // they always ride with the rows they produced.
     outcomes = this.pushes.take(outcomes);
     const logEnd = maxLogSeq(this.sql);
-    if (logEnd < this.flushedSeq) {
-      // Rows already sent were rolled back (a flush ran inside a transaction
-      // the room could not see): clients hold state that never committed, and
-      // the next seqs would be reused. Only a new epoch is honest now.
-      console.error(`lunora: the change log went back from seq ${this.flushedSeq} to ${logEnd} (a published write rolled back); starting a new epoch`);
-      this.startNewEpoch();
+    // A flush writes `flushed_seq` in the same storage as the log: if it ran
+    // inside a transaction the room could not see and that rolled back, the
+    // stored value went back with the log, even when writes committed since
+    // have taken the log past the published seq again (reusing its seqs).
+    const storedFlushed = Number(readMeta(this.sql, "flushed_seq") ?? -1);
+    if (logEnd < this.flushedSeq || storedFlushed !== this.flushedSeq) {
+      // Rows already sent were rolled back: clients hold state that never
+      // committed, and seqs were or would be reused. Only a new epoch is
+      // honest now; the outcomes waiting for this flush ride in its resets.
+      console.error(`lunora: the change log went back below seq ${this.flushedSeq}, which was published (a published write rolled back); starting a new epoch`);
+      this.startNewEpoch(outcomes);
       return;
     }
     const through = logEnd;
@@ -688,7 +696,15 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     this.startNewEpoch();
   }
 
-  private startNewEpoch(): void {
+  /**
+   * `outcomes`: those a flush took before it found history rolled back. Each
+   * socket's ride in the poke that resets its subscriptions (read after the
+   * writes committed, so their data is in it), or, without subscriptions, in
+   * a poke of their own after the new `hello`. A socket closed with 4010
+   * loses them on this connection: its client sends the writes again on the
+   * next one and the watermark answers them from the stored outcomes.
+   */
+  private startNewEpoch(outcomes?: Map<WebSocket, MutationResult[]>): void {
     this.epochValue = crypto.randomUUID();
     writeMeta(this.sql, "epoch", this.epochValue);
     const through = maxLogSeq(this.sql);
@@ -706,8 +722,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         continue;
       }
       this.out.sendFrame(ws, state, this.helloFrame(state.attachment.room));
+      const mine = outcomes?.get(ws) ?? [];
       // One poke resets every subscription of the socket, streamed.
-      if (state.subs.size > 0) this.initialPokes.openSnapshot(ws, state, [...state.subs.values()]);
+      if (state.subs.size > 0) this.initialPokes.openSnapshot(ws, state, [...state.subs.values()], undefined, false, mine);
+      else sendOutcomesOnly(this.out, this.epochValue, ws, state, mine, through);
     }
   }
 

@@ -62,6 +62,69 @@ describe("the room's own async transactions", () => {
   });
 });
 
+describe("a published write that rolls back (the room flushed inside its own transaction)", () => {
+  const publishThenRollBack = async (room: string, item: { id: string; listId: string; title: string }) => {
+    const response = await worker.fetch(`/rpc/${encodeURIComponent(room)}/publish-then-roll-back`, { method: "POST", body: JSON.stringify(item) });
+    expect(response.ok).toBe(true);
+  };
+  const hellos = (socket: RawSocket) => socket.frames.filter((frame) => frame.type === "hello").length;
+  const outcomeOf = (socket: RawSocket, clientSeq: number) => socket.pokes.flatMap((poke) => poke.mutations ?? []).find((outcome) => outcome.clientSeq === clientSeq);
+  const rejectedCreate = (clientSeq: number) => ({ clientSeq, name: "items:create", args: { id: randomUUID(), listId: "L", title: " " } });
+
+  test("outcomes taken by the flush that starts a new epoch reach their socket, in the reset poke that carries their data", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    socket.subscribe("s", { list: "items" });
+    await socket.nextPoke("s");
+    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
+    await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
+    const clientId = randomUUID();
+    // Writes no synced row: the flush after it finds the log behind what was published.
+    socket.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
+    await waitFor(() => hellos(socket) === 2, { message: "the new epoch's hello" });
+    // Another write after the new epoch: its outcome arrives; the first must have arrived before it.
+    socket.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
+    await waitFor(() => outcomeOf(socket, 2), { message: "the second outcome" });
+    expect(outcomeOf(socket, 1)).toMatchObject({ clientSeq: 1, status: "rejected", error: { code: "INVALID_ARGS" } });
+    const carrying = socket.pokes.find((poke) => poke.mutations?.some((outcome) => outcome.clientSeq === 1))!;
+    expect(carrying.resets).toEqual(["s"]);
+    expect(socket.rows("s").has("phantom")).toBe(false);
+  });
+
+  test("a socket without subscriptions gets the outcomes of such a flush after the new hello", async () => {
+    const room = freshRoom();
+    const watcher = await connect(room);
+    watcher.subscribe("s", { list: "items" });
+    await watcher.nextPoke("s");
+    const writer = await connect(room);
+    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
+    await waitFor(() => watcher.rows("s").has("phantom"), { message: "the published write" });
+    const clientId = randomUUID();
+    writer.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
+    await waitFor(() => hellos(writer) === 2, { message: "the new epoch's hello" });
+    writer.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
+    await waitFor(() => outcomeOf(writer, 2), { message: "the second outcome" });
+    expect(outcomeOf(writer, 1)).toMatchObject({ clientSeq: 1, status: "rejected" });
+  });
+
+  test("a write committed after the rollback, before any flush, is delivered (its log seq reuses the rolled-back one)", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    socket.subscribe("s", { list: "items" });
+    await socket.nextPoke("s");
+    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
+    await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
+    const id = randomUUID();
+    socket.send({ type: "push", clientId: randomUUID(), mutations: [{ clientSeq: 1, name: "items:create", args: { id, listId: "L", title: "after the rollback" } }] });
+    await waitFor(() => outcomeOf(socket, 1), { message: "the outcome" });
+    await putItems(worker, room, { id: "later", listId: "L", title: "a later write" });
+    await waitFor(() => socket.rows("s").has("later"), { message: "the later write" });
+    const server = await roomCall<Array<{ id: string }>>(worker, room, "/items");
+    expect([...socket.rows("s").keys()].sort()).toEqual(server.map((item) => item.id).sort());
+    expect(socket.rows("s").has(id)).toBe(true);
+  });
+});
+
 describe("flow control cannot be switched off by the client", () => {
   test("an ack for text the room never sent is a protocol error and the reader is still bounded", async () => {
     const room = freshRoom();
