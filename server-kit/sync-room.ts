@@ -200,8 +200,20 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    */
   refreshSchema(): void {
     this.ensureReady();
+    if (this.openTransactions > 0) {
+      // Called inside the room's own `ctx.storage.transaction(async …)` (how
+      // migrations are often written): the columns it would read, and the
+      // snapshots it would send, are not committed and may roll back. So it
+      // runs when the outermost transaction has ended, against what
+      // committed: nothing at all if it rolled back.
+      this.schemaRefreshPending = true;
+      return;
+    }
     if (this.readSchema()) this.rebindLiveSubscriptions();
   }
+
+  /** `refreshSchema()` was called inside an async transaction: it runs when the outermost one ends. */
+  private schemaRefreshPending = false;
 
   /** Reads the synced tables' columns; returns whether a known table's columns changed. */
   private readSchema(): boolean {
@@ -293,11 +305,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     if (typeof original !== "function") return;
     const wrapped = async <T>(closure: (txn: DurableObjectTransaction) => Promise<T>): Promise<T> => {
       this.openTransactions++;
+      let committed = false;
       try {
-        return (await original.call(storage, closure)) as T;
+        const result = (await original.call(storage, closure)) as T;
+        committed = true;
+        return result;
       } finally {
         this.openTransactions--;
-        if (this.openTransactions === 0) this.scheduleFlush();
+        if (this.openTransactions === 0) this.afterTransactions(committed);
       }
     };
     try {
@@ -305,6 +320,32 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     } catch {
       // A runtime that forbids it still has the check in flush(): history that
       // went backwards is reset, never served with a gap.
+    }
+  }
+
+  /**
+   * The outermost async transaction ended (`committed` or rolled back):
+   * what waited for it runs now, against what committed. A deferred
+   * `refreshSchema()` re-reads the columns — after a rollback they are the
+   * old ones and nothing is rebound — and flushes before it rebinds; a
+   * deferred `resetEpoch()` flushes and starts the new epoch; otherwise a
+   * flush is scheduled. A refresh that fails after a commit fails the
+   * transaction's caller, as the refresh would have; after a rollback the
+   * caller gets its own error and the failure is logged.
+   */
+  private afterTransactions(committed: boolean): void {
+    const refresh = this.schemaRefreshPending;
+    const reset = this.epochResetPending;
+    this.schemaRefreshPending = false;
+    this.epochResetPending = false;
+    if (!refresh && !reset) return this.scheduleFlush();
+    try {
+      if (refresh) this.refreshSchema();
+    } catch (error) {
+      if (committed) throw error;
+      console.error("lunora: refreshSchema() after a rolled-back transaction failed", error);
+    } finally {
+      if (reset) this.resetEpoch();
     }
   }
 
@@ -692,9 +733,19 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    */
   resetEpoch(): void {
     this.ensureReady();
+    if (this.openTransactions > 0) {
+      // Inside the room's own async transaction the snapshots would read rows
+      // that may still roll back: the new epoch starts when it has ended
+      // (also after a rollback — a reset never loses anything).
+      this.epochResetPending = true;
+      return;
+    }
     this.flush();
     this.startNewEpoch();
   }
+
+  /** `resetEpoch()` was called inside an async transaction: it runs when the outermost one ends. */
+  private epochResetPending = false;
 
   /**
    * `outcomes`: those a flush took before it found history rolled back. Each

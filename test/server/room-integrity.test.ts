@@ -62,6 +62,80 @@ describe("the room's own async transactions", () => {
   });
 });
 
+describe("refreshSchema() inside the room's own async transaction", () => {
+  const byId = (rows: Array<Record<string, unknown>>) => rows.sort((x, y) => String(x.id).localeCompare(String(y.id)));
+  const commasRows = (room: string) =>
+    roomCall<Array<Record<string, unknown>>>(worker, room, "/sql", { statement: `SELECT * FROM commas` }).then(byId);
+
+  async function subscribedToAllColumns(room: string): Promise<RawSocket> {
+    await roomCall(worker, room, "/commas/put", { id: "k", ab: "AB", c: "C", a: "A", bc: "BC" });
+    const socket = await connect(room);
+    socket.subscribe("all", { shape: "commasAll", args: {} });
+    await socket.nextPoke("all");
+    expect(socket.binding("all")!.columns).not.toContain("d");
+    return socket;
+  }
+
+  test("a migration that rolls back after refreshSchema() sends nothing of it: no new binding, no uncommitted rows", async () => {
+    const room = freshRoom();
+    const socket = await subscribedToAllColumns(room);
+    const migrated = await roomCall(worker, room, "/lunora/migrate-in-transaction", {
+      statements: [`ALTER TABLE commas ADD COLUMN d TEXT`, `UPDATE commas SET d = 'never committed'`],
+      fail: true,
+    });
+    expect(migrated).toEqual({ ok: false });
+    // A later write: once it arrives, anything the migration sent has arrived too.
+    await roomCall(worker, room, "/commas/put", { id: "k2", ab: "AB2", c: "C2", a: "A2", bc: "BC2" });
+    await waitFor(() => socket.rows("all").has("k2"), { message: "the later write" });
+    expect(socket.binding("all")!.columns).not.toContain("d");
+    expect(socket.raw.join("\n")).not.toContain("never committed");
+    expect(Object.keys(socket.rows("all").get("k")!).sort()).toEqual(["a", "a,b", "b,c", "c", "id"]);
+    expect(byId([...socket.rows("all").values()])).toEqual(await commasRows(room));
+    expect(socket.closed).toBeNull();
+  });
+
+  test("a migration that commits is applied at its end: the subscription is bound anew and holds exactly the committed rows", async () => {
+    const room = freshRoom();
+    const socket = await subscribedToAllColumns(room);
+    const migrated = await roomCall(worker, room, "/lunora/migrate-in-transaction", {
+      statements: [`ALTER TABLE commas ADD COLUMN d TEXT`, `INSERT INTO commas (id, c, d) VALUES ('n1', 'C1', 'added with d')`],
+    });
+    expect(migrated).toEqual({ ok: true });
+    await waitFor(() => socket.binding("all")?.columns.includes("d") && socket.rows("all").has("n1"), { message: "bound to the new columns" });
+    await roomCall(worker, room, "/commas/put", { id: "k2", ab: "AB2", c: "C2", a: "A2", bc: "BC2" });
+    await waitFor(() => socket.rows("all").has("k2"), { message: "the later write" });
+    expect(socket.rows("all").get("n1")!.d).toBe("added with d");
+    expect(byId([...socket.rows("all").values()])).toEqual(await commasRows(room));
+    expect(socket.closed).toBeNull();
+  });
+});
+
+describe("resetEpoch() inside the room's own async transaction", () => {
+  for (const fail of [true, false]) {
+    test(`runs when the transaction has ${fail ? "rolled back" : "committed"}: the reset carries committed rows only`, async () => {
+      const room = freshRoom();
+      await putItems(worker, room, { id: "before", listId: "L", title: "before" });
+      const socket = await connect(room);
+      socket.subscribe("s", { list: "items" });
+      await socket.nextPoke("s");
+      const epochBefore = socket.cursor("s")!.epoch;
+      const answer = await roomCall<{ ok: boolean; epoch: string }>(worker, room, "/lunora/reset-epoch-in-transaction", {
+        item: { id: "inside", listId: "L", title: "written inside the transaction" },
+        fail,
+      });
+      expect(answer.ok).toBe(!fail);
+      expect(answer.epoch).not.toBe(epochBefore);
+      await putItems(worker, room, { id: "after", listId: "L", title: "after" });
+      await waitFor(() => socket.rows("s").has("after"), { message: "the later write" });
+      expect(socket.cursor("s")!.epoch).toBe(answer.epoch);
+      const server = await roomCall<Array<{ id: string }>>(worker, room, "/items");
+      expect([...socket.rows("s").keys()].sort()).toEqual(server.map((item) => item.id).sort());
+      expect(socket.rows("s").has("inside")).toBe(!fail);
+      if (fail) expect(socket.raw.join("\n")).not.toContain("written inside the transaction");
+    });
+  }
+});
+
 describe("a published write that rolls back (the room flushed inside its own transaction)", () => {
   const publishThenRollBack = async (room: string, item: { id: string; listId: string; title: string }) => {
     const response = await worker.fetch(`/rpc/${encodeURIComponent(room)}/publish-then-roll-back`, { method: "POST", body: JSON.stringify(item) });
