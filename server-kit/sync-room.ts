@@ -197,6 +197,15 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * changed. Call after a migration. Live subscriptions whose projection
    * follows the table's columns are bound again to what they read now, with a
    * reset (a socket with a snapshot streaming is closed with 4010 and resumes).
+   * Inside an async `ctx.storage.transaction`, it runs when the outermost
+   * transaction has ended (and finds nothing to do if it rolled back).
+   *
+   * ```ts
+   * await this.ctx.storage.transaction(async () => {
+   *   this.ctx.storage.sql.exec(`ALTER TABLE messages ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0`);
+   *   this.lunora.refreshSchema(); // takes effect at commit
+   * });
+   * ```
    */
   refreshSchema(): void {
     this.ensureReady();
@@ -729,7 +738,9 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * Starts a new epoch: the log is cleared and every client's cursor becomes
    * meaningless, so each subscription gets a reset (connected sockets at
    * once, others when they resume). Call it after restoring storage
-   * (point-in-time recovery) or any change that rewrote history.
+   * (point-in-time recovery) or any change that rewrote history. Inside an
+   * async `ctx.storage.transaction`, it runs when the outermost transaction
+   * has ended (committed or not), so no snapshot reads uncommitted rows.
    */
   resetEpoch(): void {
     this.ensureReady();
