@@ -19,19 +19,32 @@
  */
 import { utf8Length, type MutationResult } from "../src/protocol/index.js";
 
+/**
+ * A rejection (or error) outcome longer than this is recorded in its
+ * too-large form: a Durable Object's SQLite refuses values over 2 MB
+ * (`SQLITE_TOOBIG`, which would fail the whole push, every time it is
+ * retried), and one this long could not be sent whole anyway — well under
+ * the frame bound, so what a writer is answered live and on a replay is the
+ * same. (Applied results are stored only up to 8 KiB, see mutators.ts.)
+ */
+export const MAX_RECORDED_REJECTION_BYTES = 800_000;
+
 /** One outcome as JSON, ready to be spliced into a frame, with its UTF-8 length. */
 export interface OutcomeText {
   json: string;
   bytes: number;
+  /** The outcome the JSON says: the original or its too-large form. */
+  outcome: MutationResult;
 }
 
 /** The JSON of `outcome`, or of its too-large form when it is longer than `maxBytes`. */
 export function boundedOutcome(outcome: MutationResult, maxBytes: number): OutcomeText {
   const json = JSON.stringify(outcome);
   const bytes = utf8Length(json);
-  if (bytes <= maxBytes) return { json, bytes };
-  const replaced = JSON.stringify(tooLargeForm(outcome, bytes));
-  return { json: replaced, bytes: utf8Length(replaced) };
+  if (bytes <= maxBytes) return { json, bytes, outcome };
+  const replaced = tooLargeForm(outcome, bytes);
+  const replacedJson = JSON.stringify(replaced);
+  return { json: replacedJson, bytes: utf8Length(replacedJson), outcome: replaced };
 }
 
 function tooLargeForm(outcome: MutationResult, bytes: number): MutationResult {

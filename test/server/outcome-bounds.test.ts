@@ -93,6 +93,24 @@ describe("mutation outcomes respect the frame bound", () => {
     expect(replayed[2]).toEqual(small);
   });
 
+  test("a rejection too large to be stored is recorded in its MESSAGE_TOO_LARGE form: the batch is answered and the writer goes on", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    const clientId = randomUUID();
+    // 2.5 MB of error data: more than an SQLite value of a Durable Object may hold (2 MB).
+    const mutations: Mutation[] = [echo(1, 10), { clientSeq: 2, name: "results:reject", args: { bytes: 2_500_000 } }, echo(3, 10)];
+    socket.send({ type: "push", clientId, mutations });
+    await waitFor(() => outcomesOf(socket).length >= 3, { message: "all 3 outcomes" });
+    const outcomes = outcomesOf(socket);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(["applied", "rejected", "applied"]);
+    expect(outcomes[1]).toMatchObject({ clientSeq: 2, status: "rejected", error: { code: "MESSAGE_TOO_LARGE", data: { code: "CONFLICT" } } });
+    // The replay is answered with what was recorded: the same outcome.
+    const again = await connect(room);
+    again.send({ type: "push", clientId, mutations: [mutations[1]] });
+    await waitFor(() => outcomesOf(again).length >= 1, { message: "the replayed outcome" });
+    expect(outcomesOf(again)).toEqual([outcomes[1]]);
+  });
+
   test("a LunoraClient receives every outcome of a flush whose outcomes pass 1 MiB, and no error", async () => {
     const room = freshRoom();
     const client = new LunoraClient({ host: worker.host, party: "room", auth: "user:alice", WebSocket, pingIntervalMs: 0 });
