@@ -9,7 +9,9 @@
  *    every socket with one key can take the very same strings;
  * 3. the frames of each key are built once (one `pokeId` per flush) and
  *    sent to every socket with that key; a socket whose pushes are in the
- *    flush gets them with its `mutations` added to the last frame.
+ *    flush gets them with its `mutations` added to the last frame (or, when
+ *    they do not fit there, its own frames, the outcomes split by
+ *    `PokeWriter.end` under the frame bound).
  *
  * Flow control stays per socket (`SocketOutput.pokeSender`). A socket with
  * a streamed snapshot open gets the changes appended to that poke instead.

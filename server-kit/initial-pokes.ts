@@ -3,7 +3,7 @@
  * still covers it, else a reset with a snapshot streamed page by page (see
  * snapshots.ts for why and how), pumped by the client's acks.
  */
-import type { Cursor, ResolvedSubset } from "../src/protocol/index.js";
+import type { Cursor, MutationResult, ResolvedSubset } from "../src/protocol/index.js";
 import { coalesceLog, countLogRows, readLog } from "./change-log.js";
 import { sendOutcomesOnly } from "./fan-out.js";
 import { PokeWriter } from "./poke-writer.js";
@@ -83,13 +83,14 @@ export class InitialPokes {
    * already bound (a new epoch). Every bound subscription of the socket
    * advances with the poke, so flushes append their changes while it is
    * open. `subsets` reports what limited subsets among the targets resolved
-   * to.
+   * to; `outcomes` (of the socket's pushes, whose data the snapshot reads)
+   * ride in its `pokeEnd`.
    */
-  openSnapshot(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[], subsets?: ResolvedSubset[], bind = false): void {
+  openSnapshot(ws: WebSocket, state: SocketState, targets: ResolvedSubscription[], subsets?: ResolvedSubset[], bind = false, outcomes: MutationResult[] = []): void {
     const { flushedSeq } = this.log();
     const writer = new PokeWriter(this.out.pokeSender(ws, state), this.out.nextPokeId(flushedSeq));
     writer.start({ bind: bind ? targets.map(bindingOf) : undefined, resets: targets.map((target) => target.id), subsets });
-    state.open = { writer, scans: targets.map((target) => ({ target, after: undefined, done: false })), seq: flushedSeq, mutations: [] };
+    state.open = { writer, scans: targets.map((target) => ({ target, after: undefined, done: false })), seq: flushedSeq, mutations: [...outcomes] };
     state.attachment.streaming = true;
     this.out.saveAttachment(ws, state);
     this.pump(ws, state);

@@ -4,6 +4,7 @@ import type { Mutation, MutationResult } from "../src/protocol/push.js";
 import type { LunoraContext } from "./definitions.js";
 import { constraintError, type LunoraDb } from "./db.js";
 import { validateWithSchema } from "./validate.js";
+import { boundedOutcome, MAX_RECORDED_REJECTION_BYTES } from "./outcome-bounds.js";
 
 /** What a server mutator receives besides its args. */
 export interface MutationContext<Auth = any, Env = any> extends LunoraContext<Auth, Env> {
@@ -82,7 +83,8 @@ export function clientWatermark(sql: SqlStorage, identity: string, clientId: str
   return row?.watermark ?? 0;
 }
 
-function recordOutcome(sql: SqlStorage, identity: string, clientId: string, result: MutationResult): void {
+/** Records `result` with the new watermark; returns the outcome as recorded (what a replay is answered), to be sent live too. */
+function recordOutcome(sql: SqlStorage, identity: string, clientId: string, result: MutationResult): MutationResult {
   const known = sql.exec(`SELECT 1 FROM ${CLIENTS_TABLE} WHERE identity = ? AND client_id = ?`, identity, clientId).toArray().length > 0;
   if (!known) forgetLeastRecentWriters(sql, identity, CLIENT_IDS_KEPT_PER_IDENTITY - 1);
   sql.exec(
@@ -93,12 +95,18 @@ function recordOutcome(sql: SqlStorage, identity: string, clientId: string, resu
     result.clientSeq,
     Date.now(),
   );
-  let stored = JSON.stringify(result);
-  if (stored.length > MAX_STORED_RESULT_BYTES && result.status === "applied") {
-    stored = JSON.stringify({ clientSeq: result.clientSeq, status: "applied", result: { truncated: true } });
+  let stored: string;
+  let live = result;
+  if (result.status === "applied") {
+    // The live outcome keeps the whole result (bounded per frame when sent); a replay gets this.
+    stored = JSON.stringify(result);
+    if (stored.length > MAX_STORED_RESULT_BYTES) stored = JSON.stringify({ clientSeq: result.clientSeq, status: "applied", result: { truncated: true } });
+  } else {
+    ({ json: stored, outcome: live } = boundedOutcome(result, MAX_RECORDED_REJECTION_BYTES));
   }
   sql.exec(`INSERT OR REPLACE INTO ${OUTCOMES_TABLE} (identity, client_id, client_seq, outcome) VALUES (?, ?, ?, ?)`, identity, clientId, result.clientSeq, stored);
   sql.exec(`DELETE FROM ${OUTCOMES_TABLE} WHERE identity = ? AND client_id = ? AND client_seq <= ?`, identity, clientId, result.clientSeq - OUTCOMES_KEPT_PER_CLIENT);
+  return live;
 }
 
 /** Keeps at most `keep` clientIds of an identity: the most recently used ones. */
@@ -176,8 +184,7 @@ export async function applyPush(push: PushContext, mutations: Mutation[]): Promi
     }
     if (rejection !== undefined) {
       const result: MutationResult = { clientSeq: mutation.clientSeq, status: "rejected", error: rejection.toBody() };
-      push.transactionSync(() => recordOutcome(sql, identity, clientId, result));
-      results.push(result);
+      results.push(push.transactionSync(() => recordOutcome(sql, identity, clientId, result)));
       continue;
     }
     try {
@@ -187,8 +194,7 @@ export async function applyPush(push: PushContext, mutations: Mutation[]): Promi
           throw new Error(`mutator "${mutation.name}" returned a promise; server mutators are synchronous`);
         }
         const applied: MutationResult = value === undefined ? { clientSeq: mutation.clientSeq, status: "applied" } : { clientSeq: mutation.clientSeq, status: "applied", result: value };
-        recordOutcome(sql, identity, clientId, applied);
-        return applied;
+        return recordOutcome(sql, identity, clientId, applied);
       });
       results.push(result);
     } catch (error) {
@@ -199,8 +205,7 @@ export async function applyPush(push: PushContext, mutations: Mutation[]): Promi
         // The body's writes rolled back; the rejection is the recorded outcome
         // and the watermark moves past it, so the writer is never wedged.
         const result: MutationResult = { clientSeq: mutation.clientSeq, status: "rejected", error: coded.toBody() };
-        push.transactionSync(() => recordOutcome(sql, identity, clientId, result));
-        results.push(result);
+        results.push(push.transactionSync(() => recordOutcome(sql, identity, clientId, result)));
         continue;
       }
       console.error(`lunora: mutator "${mutation.name}" failed`, error);

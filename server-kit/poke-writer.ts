@@ -7,6 +7,7 @@ import {
   type OpKind,
   type ResolvedSubset,
 } from "../src/protocol/index.js";
+import { boundedOutcome, type OutcomeText } from "./outcome-bounds.js";
 
 /** What a `pokeStart` (or a single `poke`) says besides its ops. */
 export interface PokeHead {
@@ -94,21 +95,57 @@ export class PokeWriter {
     return true;
   }
 
-  end(cursor: Cursor, mutations?: MutationResult[]): void {
-    const tail: Record<string, unknown> = { cursor };
-    if (mutations && mutations.length > 0) tail.mutations = mutations;
+  /**
+   * Ends the poke at `cursor` with the outcomes of the socket's mutations it
+   * confirms. Outcomes are bounded like ops: those that do not fit in the
+   * poke's last frame go, in order, into further single-frame pokes without
+   * ops at the same cursor (ids `<pokeId>.1`, `<pokeId>.2`…) — sent right
+   * after this one, so a confirmation never arrives before its data — and
+   * one too large for any frame goes in its too-large form (outcome-bounds.ts).
+   */
+  end(cursor: Cursor, mutations: MutationResult[] = []): void {
     this.closeBlock();
+    const cursorField = `"cursor":${JSON.stringify(cursor)}`;
+    const maxOutcomeBytes = this.maxOutcomeBytes(cursorField);
+    const outcomes = mutations.map((outcome) => boundedOutcome(outcome, maxOutcomeBytes));
     if (!this.split) {
-      const whole = `{"type":"poke",${this.headFields()},"ops":[${this.part.join("")}],${JSON.stringify(tail).slice(1)}`;
-      if (utf8Length(whole) <= this.maxFrameBytes) {
-        this.emit(whole);
+      const body = `{"type":"poke",${this.headFields()},"ops":[${this.part.join("")}],${cursorField}`;
+      let bytes = utf8Length(body) + 1; // "}"
+      for (const outcome of outcomes) bytes += outcome.bytes + 1;
+      if (outcomes.length > 0) bytes += MUTATIONS_FIELD_BYTES - 1;
+      if (bytes <= this.maxFrameBytes) {
+        this.emit(`${body}${mutationsField(outcomes)}}`);
         this.part = [];
         this.partBytes = 0;
         return;
       }
     }
     this.flushPart();
-    this.emit(`{"type":"pokeEnd","pokeId":${JSON.stringify(this.pokeId)},${JSON.stringify(tail).slice(1)}`);
+    let rest = this.emitWithOutcomes(`{"type":"pokeEnd","pokeId":${JSON.stringify(this.pokeId)},${cursorField}`, outcomes);
+    for (let n = 1; rest.length > 0; n++) {
+      rest = this.emitWithOutcomes(`{"type":"poke","pokeId":${JSON.stringify(`${this.pokeId}.${n.toString(36)}`)},"ops":[],${cursorField}`, rest);
+    }
+  }
+
+  /** Emits `head` closed with as many of `outcomes` as fit in the frame; returns the others. */
+  private emitWithOutcomes(head: string, outcomes: OutcomeText[]): OutcomeText[] {
+    let bytes = utf8Length(head) + 1; // "}"
+    let taken = 0;
+    for (const outcome of outcomes) {
+      const need = (taken === 0 ? MUTATIONS_FIELD_BYTES : 1) + outcome.bytes;
+      // The first always goes: `maxOutcomeBytes` made it fit in any frame of this poke.
+      if (taken > 0 && bytes + need > this.maxFrameBytes) break;
+      bytes += need;
+      taken++;
+    }
+    this.emit(`${head}${mutationsField(outcomes.slice(0, taken))}}`);
+    return outcomes.slice(taken);
+  }
+
+  /** The largest outcome an outcome-carrying frame of this poke can hold alone (a continuation poke's id is the longest). */
+  private maxOutcomeBytes(cursorField: string): number {
+    const emptiest = `{"type":"poke","pokeId":${JSON.stringify(`${this.pokeId}.zzzz`)},"ops":[],${cursorField}}`;
+    return this.maxFrameBytes - utf8Length(emptiest) - MUTATIONS_FIELD_BYTES;
   }
 
   private openBlock(group: string, kind: OpKind): void {
@@ -147,6 +184,13 @@ export class PokeWriter {
     this.frames++;
     this.send(frame);
   }
+}
+
+/** Bytes of `,"mutations":[` and `]`. */
+const MUTATIONS_FIELD_BYTES = utf8Length(`,"mutations":[]`);
+
+function mutationsField(outcomes: OutcomeText[]): string {
+  return outcomes.length === 0 ? "" : `,"mutations":[${outcomes.map((outcome) => outcome.json).join(",")}]`;
 }
 
 /** Bytes of a block's opening `["group","k",` (the kind is one ASCII letter). */

@@ -43,7 +43,7 @@ import {
 } from "./socket-state.js";
 import { SocketOutput } from "./socket-output.js";
 import { InitialPokes, type LogPosition } from "./initial-pokes.js";
-import { fanOut } from "./fan-out.js";
+import { fanOut, sendOutcomesOnly } from "./fan-out.js";
 import { GroupRegistry } from "./groups.js";
 import { validateWithSchema } from "./validate.js";
 import { admitSocket } from "./handshake.js";
@@ -183,7 +183,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
       writeMeta(this.sql, "epoch", epoch);
     }
     this.epochValue = epoch;
-    this.flushedSeq = Number(readMeta(this.sql, "flushed_seq") ?? maxLogSeq(this.sql));
+    const flushed = readMeta(this.sql, "flushed_seq");
+    this.flushedSeq = Number(flushed ?? maxLogSeq(this.sql));
+    // Stored from the start: `flush` compares it with what it published.
+    if (flushed === undefined) writeMeta(this.sql, "flushed_seq", this.flushedSeq);
     this.trimmedThrough = Number(readMeta(this.sql, "trimmed_through") ?? 0);
     this.readSchema();
     this.ready = true;
@@ -194,11 +197,32 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * changed. Call after a migration. Live subscriptions whose projection
    * follows the table's columns are bound again to what they read now, with a
    * reset (a socket with a snapshot streaming is closed with 4010 and resumes).
+   * Inside an async `ctx.storage.transaction`, it runs when the outermost
+   * transaction has ended (and finds nothing to do if it rolled back).
+   *
+   * ```ts
+   * await this.ctx.storage.transaction(async () => {
+   *   this.ctx.storage.sql.exec(`ALTER TABLE messages ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0`);
+   *   this.lunora.refreshSchema(); // takes effect at commit
+   * });
+   * ```
    */
   refreshSchema(): void {
     this.ensureReady();
+    if (this.openTransactions > 0) {
+      // Called inside the room's own `ctx.storage.transaction(async …)` (how
+      // migrations are often written): the columns it would read, and the
+      // snapshots it would send, are not committed and may roll back. So it
+      // runs when the outermost transaction has ended, against what
+      // committed: nothing at all if it rolled back.
+      this.schemaRefreshPending = true;
+      return;
+    }
     if (this.readSchema()) this.rebindLiveSubscriptions();
   }
+
+  /** `refreshSchema()` was called inside an async transaction: it runs when the outermost one ends. */
+  private schemaRefreshPending = false;
 
   /** Reads the synced tables' columns; returns whether a known table's columns changed. */
   private readSchema(): boolean {
@@ -290,11 +314,14 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     if (typeof original !== "function") return;
     const wrapped = async <T>(closure: (txn: DurableObjectTransaction) => Promise<T>): Promise<T> => {
       this.openTransactions++;
+      let committed = false;
       try {
-        return (await original.call(storage, closure)) as T;
+        const result = (await original.call(storage, closure)) as T;
+        committed = true;
+        return result;
       } finally {
         this.openTransactions--;
-        if (this.openTransactions === 0) this.scheduleFlush();
+        if (this.openTransactions === 0) this.afterTransactions(committed);
       }
     };
     try {
@@ -302,6 +329,32 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     } catch {
       // A runtime that forbids it still has the check in flush(): history that
       // went backwards is reset, never served with a gap.
+    }
+  }
+
+  /**
+   * The outermost async transaction ended (`committed` or rolled back):
+   * what waited for it runs now, against what committed. A deferred
+   * `refreshSchema()` re-reads the columns — after a rollback they are the
+   * old ones and nothing is rebound — and flushes before it rebinds; a
+   * deferred `resetEpoch()` flushes and starts the new epoch; otherwise a
+   * flush is scheduled. A refresh that fails after a commit fails the
+   * transaction's caller, as the refresh would have; after a rollback the
+   * caller gets its own error and the failure is logged.
+   */
+  private afterTransactions(committed: boolean): void {
+    const refresh = this.schemaRefreshPending;
+    const reset = this.epochResetPending;
+    this.schemaRefreshPending = false;
+    this.epochResetPending = false;
+    if (!refresh && !reset) return this.scheduleFlush();
+    try {
+      if (refresh) this.refreshSchema();
+    } catch (error) {
+      if (committed) throw error;
+      console.error("lunora: refreshSchema() after a rolled-back transaction failed", error);
+    } finally {
+      if (reset) this.resetEpoch();
     }
   }
 
@@ -630,12 +683,17 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
     // they always ride with the rows they produced.
     outcomes = this.pushes.take(outcomes);
     const logEnd = maxLogSeq(this.sql);
-    if (logEnd < this.flushedSeq) {
-      // Rows already sent were rolled back (a flush ran inside a transaction
-      // the room could not see): clients hold state that never committed, and
-      // the next seqs would be reused. Only a new epoch is honest now.
-      console.error(`lunora: the change log went back from seq ${this.flushedSeq} to ${logEnd} (a published write rolled back); starting a new epoch`);
-      this.startNewEpoch();
+    // A flush writes `flushed_seq` in the same storage as the log: if it ran
+    // inside a transaction the room could not see and that rolled back, the
+    // stored value went back with the log, even when writes committed since
+    // have taken the log past the published seq again (reusing its seqs).
+    const storedFlushed = Number(readMeta(this.sql, "flushed_seq") ?? -1);
+    if (logEnd < this.flushedSeq || storedFlushed !== this.flushedSeq) {
+      // Rows already sent were rolled back: clients hold state that never
+      // committed, and seqs were or would be reused. Only a new epoch is
+      // honest now; the outcomes waiting for this flush ride in its resets.
+      console.error(`lunora: the change log went back below seq ${this.flushedSeq}, which was published (a published write rolled back); starting a new epoch`);
+      this.startNewEpoch(outcomes);
       return;
     }
     const through = logEnd;
@@ -680,15 +738,35 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
    * Starts a new epoch: the log is cleared and every client's cursor becomes
    * meaningless, so each subscription gets a reset (connected sockets at
    * once, others when they resume). Call it after restoring storage
-   * (point-in-time recovery) or any change that rewrote history.
+   * (point-in-time recovery) or any change that rewrote history. Inside an
+   * async `ctx.storage.transaction`, it runs when the outermost transaction
+   * has ended (committed or not), so no snapshot reads uncommitted rows.
    */
   resetEpoch(): void {
     this.ensureReady();
+    if (this.openTransactions > 0) {
+      // Inside the room's own async transaction the snapshots would read rows
+      // that may still roll back: the new epoch starts when it has ended
+      // (also after a rollback — a reset never loses anything).
+      this.epochResetPending = true;
+      return;
+    }
     this.flush();
     this.startNewEpoch();
   }
 
-  private startNewEpoch(): void {
+  /** `resetEpoch()` was called inside an async transaction: it runs when the outermost one ends. */
+  private epochResetPending = false;
+
+  /**
+   * `outcomes`: those a flush took before it found history rolled back. Each
+   * socket's ride in the poke that resets its subscriptions (read after the
+   * writes committed, so their data is in it), or, without subscriptions, in
+   * a poke of their own after the new `hello`. A socket closed with 4010
+   * loses them on this connection: its client sends the writes again on the
+   * next one and the watermark answers them from the stored outcomes.
+   */
+  private startNewEpoch(outcomes?: Map<WebSocket, MutationResult[]>): void {
     this.epochValue = crypto.randomUUID();
     writeMeta(this.sql, "epoch", this.epochValue);
     const through = maxLogSeq(this.sql);
@@ -706,8 +784,10 @@ export class SyncRoom<Auth = unknown, Env = unknown> {
         continue;
       }
       this.out.sendFrame(ws, state, this.helloFrame(state.attachment.room));
+      const mine = outcomes?.get(ws) ?? [];
       // One poke resets every subscription of the socket, streamed.
-      if (state.subs.size > 0) this.initialPokes.openSnapshot(ws, state, [...state.subs.values()]);
+      if (state.subs.size > 0) this.initialPokes.openSnapshot(ws, state, [...state.subs.values()], undefined, false, mine);
+      else sendOutcomesOnly(this.out, this.epochValue, ws, state, mine, through);
     }
   }
 

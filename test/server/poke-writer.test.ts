@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { expect, test } from "vitest";
-import { parseRoomFrame, utf8Length, type OpBlock } from "../../src/protocol/index.js";
+import { parseRoomFrame, utf8Length, type MutationResult, type OpBlock } from "../../src/protocol/index.js";
 import { PokeWriter } from "../../server-kit/poke-writer.js";
 
 const MAX = 700;
@@ -66,5 +66,53 @@ test("blocks merge per group and kind, parts stay under the bound, and every ite
       expect(JSON.parse(frames[0]).resets).toEqual(["s"]);
     }),
     { numRuns: 1_000 },
+  );
+});
+
+const outcomeArb = fc.oneof(
+  fc.record({ status: fc.constant("applied" as const), result: fc.option(fc.string({ unit: fc.constantFrom("r", "é", "😀"), maxLength: 900 }), { nil: undefined }) }),
+  fc.record({ status: fc.constantFrom("rejected" as const, "error" as const), data: fc.string({ unit: fc.constantFrom("d", "é"), maxLength: 900 }) }),
+);
+
+test("outcomes of any number and size are split across frames under the bound, in order; one too large alone is replaced, never dropped", () => {
+  fc.assert(
+    fc.property(fc.array(itemArb, { maxLength: 30 }), fc.array(outcomeArb, { maxLength: 40 }), (items, shapes) => {
+      const outcomes: MutationResult[] = shapes.map((shape, i) =>
+        shape.status === "applied"
+          ? shape.result === undefined
+            ? { clientSeq: i + 1, status: "applied" }
+            : { clientSeq: i + 1, status: "applied", result: shape.result }
+          : { clientSeq: i + 1, status: shape.status, error: { code: "CONFLICT", message: "no", data: shape.data } },
+      );
+      const frames: string[] = [];
+      const writer = new PokeWriter((frame) => frames.push(frame), "p.1", MAX).start();
+      for (const { group, kind, text } of items) writer.add(group, kind, kind === "d" ? JSON.stringify(text) : JSON.stringify({ id: text }));
+      writer.end({ seq: 7, epoch: "e" }, outcomes);
+      const received: MutationResult[] = [];
+      const pokeIds = new Set<string>();
+      for (const frame of frames) {
+        expect(utf8Length(frame)).toBeLessThanOrEqual(MAX);
+        const parsed = parseRoomFrame(frame, MAX);
+        expect(parsed.ok).toBe(true);
+        if (!parsed.ok) return;
+        if (parsed.frame.type === "poke" || parsed.frame.type === "pokeEnd") {
+          // Every poke that ends here is at the same cursor; later ones add outcomes only.
+          expect(parsed.frame.cursor).toEqual({ seq: 7, epoch: "e" });
+          pokeIds.add(parsed.frame.pokeId);
+          received.push(...(parsed.frame.mutations ?? []));
+        }
+      }
+      expect(received.map((outcome) => [outcome.clientSeq, outcome.status])).toEqual(outcomes.map((outcome) => [outcome.clientSeq, outcome.status]));
+      received.forEach((outcome, i) => {
+        if (JSON.stringify(outcome) === JSON.stringify(outcomes[i])) return;
+        // Replaced: only an outcome that could not fit in a frame alone, and the replacement says so with a code.
+        expect(utf8Length(JSON.stringify(outcomes[i]))).toBeGreaterThan(MAX - 100);
+        const error = outcome.status === "applied" ? (outcome.result as { error: { code: string } }).error : outcome.error;
+        expect(error.code).toBe("MESSAGE_TOO_LARGE");
+      });
+      // Pokes are told apart by their ids.
+      expect(pokeIds.size).toBe(frames.filter((frame) => /^\{"type":"poke(End)?"/.test(frame)).length);
+    }),
+    { numRuns: 500 },
   );
 });

@@ -62,6 +62,143 @@ describe("the room's own async transactions", () => {
   });
 });
 
+describe("refreshSchema() inside the room's own async transaction", () => {
+  const byId = (rows: Array<Record<string, unknown>>) => rows.sort((x, y) => String(x.id).localeCompare(String(y.id)));
+  const commasRows = (room: string) =>
+    roomCall<Array<Record<string, unknown>>>(worker, room, "/sql", { statement: `SELECT * FROM commas` }).then(byId);
+
+  async function subscribedToAllColumns(room: string): Promise<RawSocket> {
+    await roomCall(worker, room, "/commas/put", { id: "k", ab: "AB", c: "C", a: "A", bc: "BC" });
+    const socket = await connect(room);
+    socket.subscribe("all", { shape: "commasAll", args: {} });
+    await socket.nextPoke("all");
+    expect(socket.binding("all")!.columns).not.toContain("d");
+    return socket;
+  }
+
+  test("a migration that rolls back after refreshSchema() sends nothing of it: no new binding, no uncommitted rows", async () => {
+    const room = freshRoom();
+    const socket = await subscribedToAllColumns(room);
+    const migrated = await roomCall(worker, room, "/lunora/migrate-in-transaction", {
+      statements: [`ALTER TABLE commas ADD COLUMN d TEXT`, `UPDATE commas SET d = 'never committed'`],
+      fail: true,
+    });
+    expect(migrated).toEqual({ ok: false });
+    // A later write: once it arrives, anything the migration sent has arrived too.
+    await roomCall(worker, room, "/commas/put", { id: "k2", ab: "AB2", c: "C2", a: "A2", bc: "BC2" });
+    await waitFor(() => socket.rows("all").has("k2"), { message: "the later write" });
+    expect(socket.binding("all")!.columns).not.toContain("d");
+    expect(socket.raw.join("\n")).not.toContain("never committed");
+    expect(Object.keys(socket.rows("all").get("k")!).sort()).toEqual(["a", "a,b", "b,c", "c", "id"]);
+    expect(byId([...socket.rows("all").values()])).toEqual(await commasRows(room));
+    expect(socket.closed).toBeNull();
+  });
+
+  test("a migration that commits is applied at its end: the subscription is bound anew and holds exactly the committed rows", async () => {
+    const room = freshRoom();
+    const socket = await subscribedToAllColumns(room);
+    const migrated = await roomCall(worker, room, "/lunora/migrate-in-transaction", {
+      statements: [`ALTER TABLE commas ADD COLUMN d TEXT`, `INSERT INTO commas (id, c, d) VALUES ('n1', 'C1', 'added with d')`],
+    });
+    expect(migrated).toEqual({ ok: true });
+    await waitFor(() => socket.binding("all")?.columns.includes("d") && socket.rows("all").has("n1"), { message: "bound to the new columns" });
+    await roomCall(worker, room, "/commas/put", { id: "k2", ab: "AB2", c: "C2", a: "A2", bc: "BC2" });
+    await waitFor(() => socket.rows("all").has("k2"), { message: "the later write" });
+    expect(socket.rows("all").get("n1")!.d).toBe("added with d");
+    expect(byId([...socket.rows("all").values()])).toEqual(await commasRows(room));
+    expect(socket.closed).toBeNull();
+  });
+});
+
+describe("resetEpoch() inside the room's own async transaction", () => {
+  for (const fail of [true, false]) {
+    test(`runs when the transaction has ${fail ? "rolled back" : "committed"}: the reset carries committed rows only`, async () => {
+      const room = freshRoom();
+      await putItems(worker, room, { id: "before", listId: "L", title: "before" });
+      const socket = await connect(room);
+      socket.subscribe("s", { list: "items" });
+      await socket.nextPoke("s");
+      const epochBefore = socket.cursor("s")!.epoch;
+      const answer = await roomCall<{ ok: boolean; epoch: string }>(worker, room, "/lunora/reset-epoch-in-transaction", {
+        item: { id: "inside", listId: "L", title: "written inside the transaction" },
+        fail,
+      });
+      expect(answer.ok).toBe(!fail);
+      expect(answer.epoch).not.toBe(epochBefore);
+      await putItems(worker, room, { id: "after", listId: "L", title: "after" });
+      await waitFor(() => socket.rows("s").has("after"), { message: "the later write" });
+      expect(socket.cursor("s")!.epoch).toBe(answer.epoch);
+      const server = await roomCall<Array<{ id: string }>>(worker, room, "/items");
+      expect([...socket.rows("s").keys()].sort()).toEqual(server.map((item) => item.id).sort());
+      expect(socket.rows("s").has("inside")).toBe(!fail);
+      if (fail) expect(socket.raw.join("\n")).not.toContain("written inside the transaction");
+    });
+  }
+});
+
+describe("a published write that rolls back (the room flushed inside its own transaction)", () => {
+  const publishThenRollBack = async (room: string, item: { id: string; listId: string; title: string }) => {
+    const response = await worker.fetch(`/rpc/${encodeURIComponent(room)}/publish-then-roll-back`, { method: "POST", body: JSON.stringify(item) });
+    expect(response.ok).toBe(true);
+  };
+  const hellos = (socket: RawSocket) => socket.frames.filter((frame) => frame.type === "hello").length;
+  const outcomeOf = (socket: RawSocket, clientSeq: number) => socket.pokes.flatMap((poke) => poke.mutations ?? []).find((outcome) => outcome.clientSeq === clientSeq);
+  const rejectedCreate = (clientSeq: number) => ({ clientSeq, name: "items:create", args: { id: randomUUID(), listId: "L", title: " " } });
+
+  test("outcomes taken by the flush that starts a new epoch reach their socket, in the reset poke that carries their data", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    socket.subscribe("s", { list: "items" });
+    await socket.nextPoke("s");
+    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
+    await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
+    const clientId = randomUUID();
+    // Writes no synced row: the flush after it finds the log behind what was published.
+    socket.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
+    await waitFor(() => hellos(socket) === 2, { message: "the new epoch's hello" });
+    // Another write after the new epoch: its outcome arrives; the first must have arrived before it.
+    socket.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
+    await waitFor(() => outcomeOf(socket, 2), { message: "the second outcome" });
+    expect(outcomeOf(socket, 1)).toMatchObject({ clientSeq: 1, status: "rejected", error: { code: "INVALID_ARGS" } });
+    const carrying = socket.pokes.find((poke) => poke.mutations?.some((outcome) => outcome.clientSeq === 1))!;
+    expect(carrying.resets).toEqual(["s"]);
+    expect(socket.rows("s").has("phantom")).toBe(false);
+  });
+
+  test("a socket without subscriptions gets the outcomes of such a flush after the new hello", async () => {
+    const room = freshRoom();
+    const watcher = await connect(room);
+    watcher.subscribe("s", { list: "items" });
+    await watcher.nextPoke("s");
+    const writer = await connect(room);
+    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
+    await waitFor(() => watcher.rows("s").has("phantom"), { message: "the published write" });
+    const clientId = randomUUID();
+    writer.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
+    await waitFor(() => hellos(writer) === 2, { message: "the new epoch's hello" });
+    writer.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
+    await waitFor(() => outcomeOf(writer, 2), { message: "the second outcome" });
+    expect(outcomeOf(writer, 1)).toMatchObject({ clientSeq: 1, status: "rejected" });
+  });
+
+  test("a write committed after the rollback, before any flush, is delivered (its log seq reuses the rolled-back one)", async () => {
+    const room = freshRoom();
+    const socket = await connect(room);
+    socket.subscribe("s", { list: "items" });
+    await socket.nextPoke("s");
+    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
+    await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
+    const id = randomUUID();
+    socket.send({ type: "push", clientId: randomUUID(), mutations: [{ clientSeq: 1, name: "items:create", args: { id, listId: "L", title: "after the rollback" } }] });
+    await waitFor(() => outcomeOf(socket, 1), { message: "the outcome" });
+    await putItems(worker, room, { id: "later", listId: "L", title: "a later write" });
+    await waitFor(() => socket.rows("s").has("later"), { message: "the later write" });
+    const server = await roomCall<Array<{ id: string }>>(worker, room, "/items");
+    expect([...socket.rows("s").keys()].sort()).toEqual(server.map((item) => item.id).sort());
+    expect(socket.rows("s").has(id)).toBe(true);
+  });
+});
+
 describe("flow control cannot be switched off by the client", () => {
   test("an ack for text the room never sent is a protocol error and the reader is still bounded", async () => {
     const room = freshRoom();
