@@ -5,6 +5,7 @@ import {
   type Cursor,
   type MutationResult,
   type OpBlock,
+  type Poke,
   type PokeEnd,
   type PokePart,
   type PokeStart,
@@ -170,7 +171,8 @@ export class PokeBuffer {
     if (binding.subs.size === 0) this.#groups.delete(group);
   }
 
-  start(frame: PokeStart): PokeStep {
+  /** Each step also takes a whole `poke` frame, reading that step's fields of it. */
+  start(frame: PokeStart | Poke): PokeStep {
     const open = this.#open;
     const binds = frame.bind ?? [];
     if (open) {
@@ -241,7 +243,7 @@ export class PokeBuffer {
   }
 
   /** `chars` is the length of the frame's text, counted against {@link PokeBufferLimits.maxChars}. */
-  part(frame: PokePart, chars: number): PokeStep {
+  part(frame: PokePart | Poke, chars: number): PokeStep {
     const open = this.#matchOpen(frame.pokeId, "pokePart");
     if (open.kind !== "open") return open.step;
     const poke = open.poke;
@@ -287,7 +289,7 @@ export class PokeBuffer {
     return { kind: "pending" };
   }
 
-  end(frame: PokeEnd): PokeStep {
+  end(frame: PokeEnd | Poke): PokeStep {
     if (this.#dropped.includes(frame.pokeId)) {
       // The dropped poke is over; its id may be reused later.
       this.#forget(frame.pokeId);

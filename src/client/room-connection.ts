@@ -508,13 +508,13 @@ export class RoomConnection {
         this.#setStatus("connected");
         return;
       case "poke": {
-        // A whole poke in one frame: the same steps as start + part + end.
-        const { pokeId, bind, resets, subsets, ops, cursor, mutations } = frame;
-        let step = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
-        if (step.kind === "pending") step = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
+        // A whole poke in one frame: the same steps as start + part + end
+        // (the buffer reads each step's fields from the one frame).
+        let step = this.#pokes.start(frame);
+        if (step.kind === "pending") step = this.#pokes.part(frame, chars);
         if (step.kind !== "pending") this.#handlePokeStep(step);
         // Ended also when dropped above: its outcomes are still delivered.
-        this.#handlePokeStep(this.#pokes.end({ type: "pokeEnd", pokeId, cursor, mutations }));
+        this.#handlePokeStep(this.#pokes.end(frame));
         return;
       }
       case "pokeStart":
@@ -598,67 +598,23 @@ export class RoomConnection {
    * Applies a complete poke: every covered subscription in one synchronous
    * loop (no reader can observe the poke half applied), then the mutation
    * results it carries, so a write's confirmation is never seen before its data.
+   *
+   * Subscriptions whose handlers share a {@link PokeGroup} are handed theirs
+   * together, in one call, where the group's first subscription comes in the
+   * poke: one collection's subsets then change in one transaction
+   * (invariant 3 within a collection).
    */
   #applyPoke(poke: CompletePoke): void {
-    const failed: Array<{ entry: SubscriptionEntry; error: unknown }> = [];
-    // Every collection of the poke commits first, then all publish: no
-    // reader sees one collection changed and another not yet (a row moving
-    // from one view to another is never in neither).
-    const deferrals: Array<{ publish(): void; discard(): void }> = [];
-    const deferred = new Set<SubscriptionHandler | PokeGroup>();
-    for (const { id, blocks } of poke.subs) {
-      const entry = this.#subs.get(id);
-      if (!entry || (entry.awaitingReset && !poke.resets.has(id))) continue;
-      // Nothing for it in this poke (it only moves to the cursor): nothing to publish.
-      if (blocks.length === 0 && !poke.resets.has(id)) continue;
-      // A group (the subsets of one collection) defers once for all its members.
-      const target = entry.handler.pokeGroup ?? entry.handler;
-      if (deferred.has(target)) continue;
-      deferred.add(target);
-      try {
-        const deferral = target.deferPublication?.();
-        if (deferral) deferrals.push(deferral);
-      } catch {
-        // no deferral: that collection publishes at its own commit
-      }
-    }
-    try {
-      this.#applyPokeToSubscriptions(poke, failed);
-    } finally {
-      for (const deferral of deferrals) deferral.publish();
-    }
-    if (poke.mutations && poke.mutations.length > 0) this.#options.onMutationResults(poke.mutations);
-    const reported = new Set<unknown>();
-    for (const { entry, error } of failed) {
-      // The handler's rows are in an unknown state: start it over from a snapshot.
-      if (error instanceof LunoraError && error.code === "PROTOCOL_ERROR") {
-        // The room's bug (a patch for a row the subscription does not hold):
-        // the reset heals it; the app hears of it (once, also when a group of
-        // subscriptions failed together) like of any other violation.
-        if (!reported.has(error)) this.#options.onError(new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}": ${error.message}`));
-        reported.add(error);
-      } else {
-        const message = error instanceof Error ? error.message : String(error);
-        this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
-      }
-      this.resubscribe(entry.id, { reset: true });
-    }
-  }
-
-  /**
-   * Hands each covered subscription its update. Subscriptions whose handlers
-   * share a {@link PokeGroup} are handed theirs together, in one call, where
-   * the group's first subscription comes in the poke: one collection's
-   * subsets then change in one transaction (invariant 3 within a collection).
-   */
-  #applyPokeToSubscriptions(poke: CompletePoke, failed: Array<{ entry: SubscriptionEntry; error: unknown }>): void {
-    const groups = new Map<PokeGroup, Array<{ entry: SubscriptionEntry; update: PokeUpdate }>>();
-    const order: Array<{ entry: SubscriptionEntry; update: PokeUpdate } | PokeGroup> = [];
+    const { pokeId, resets, resolved, cursor, mutations } = poke;
+    const identity = this.#rowsIdentity;
+    // Each handler, or each group once, with its updates in poke order (a Map
+    // keeps the order in which each target first appears).
+    const targets = new Map<SubscriptionHandler | PokeGroup, Array<{ entry: SubscriptionEntry; update: PokeUpdate }>>();
     for (const { id, keyColumn, blocks } of poke.subs) {
       const entry = this.#subs.get(id);
-      if (!entry) continue; // unsubscribed meanwhile
-      const reset = poke.resets.has(id);
-      if (entry.awaitingReset && !reset) continue;
+      const reset = resets.has(id);
+      // Unsubscribed meanwhile, or waiting for the reset that answers its resubscribe.
+      if (!entry || (entry.awaitingReset && !reset)) continue;
       entry.awaitingReset = false;
       let ops: PokeUpdate["ops"] | undefined;
       const update: PokeUpdate = {
@@ -669,38 +625,68 @@ export class RoomConnection {
         get ops() {
           return (ops ??= rowOpsOf(id, keyColumn, blocks));
         },
-        cursor: poke.cursor,
-        identity: this.#rowsIdentity,
-        ...(poke.resolved.has(id) ? { resolved: poke.resolved.get(id) } : {}),
+        cursor,
+        identity,
+        resolved: resolved.get(id),
       };
-      const group = entry.handler.pokeGroup;
-      if (!group) {
-        order.push({ entry, update });
-        continue;
-      }
-      let members = groups.get(group);
-      if (!members) {
-        groups.set(group, (members = []));
-        order.push(group);
-      }
+      const target = entry.handler.pokeGroup ?? entry.handler;
+      let members = targets.get(target);
+      if (!members) targets.set(target, (members = []));
       members.push({ entry, update });
     }
-    for (const item of order) {
-      if ("entry" in item) {
-        try {
-          item.entry.handler.applyPoke(item.update);
-        } catch (error) {
-          failed.push({ entry: item.entry, error });
-        }
-        continue;
-      }
-      const members = groups.get(item)!;
+    // Every collection of the poke commits first, then all publish: no
+    // reader sees one collection changed and another not yet (a row moving
+    // from one view to another is never in neither).
+    const deferrals: Array<{ publish(): void; discard(): void }> = [];
+    for (const [target, members] of targets) {
+      // Nothing for it in this poke (it only moves to the cursor): nothing to publish.
+      if (!members.some(({ update }) => update.reset || update.blocks.length > 0)) continue;
       try {
-        item.applyPokes(members.map(({ entry, update }) => ({ handler: entry.handler, update })));
-      } catch (error) {
-        // The group's rows are in an unknown state: every member starts over.
-        for (const { entry } of members) failed.push({ entry, error });
+        const deferral = target.deferPublication?.();
+        if (deferral) deferrals.push(deferral);
+      } catch {
+        // no deferral: that collection publishes at its own commit
       }
+    }
+    const failed: Array<{ entry: SubscriptionEntry; error: unknown }> = [];
+    try {
+      for (const members of targets.values()) {
+        const group = members[0].entry.handler.pokeGroup;
+        if (group) {
+          try {
+            group.applyPokes(members.map(({ entry, update }) => ({ handler: entry.handler, update })));
+          } catch (error) {
+            // The group's rows are in an unknown state: every member starts over.
+            for (const { entry } of members) failed.push({ entry, error });
+          }
+          continue;
+        }
+        for (const { entry, update } of members) {
+          try {
+            entry.handler.applyPoke(update);
+          } catch (error) {
+            failed.push({ entry, error });
+          }
+        }
+      }
+    } finally {
+      for (const deferral of deferrals) deferral.publish();
+    }
+    if (mutations && mutations.length > 0) this.#options.onMutationResults(mutations);
+    const reported = new Set<unknown>();
+    for (const { entry, error } of failed) {
+      // The handler's rows are in an unknown state: start it over from a snapshot.
+      if (error instanceof LunoraError && error.code === "PROTOCOL_ERROR") {
+        // The room's bug (a patch for a row the subscription does not hold):
+        // the reset heals it; the app hears of it (once, also when a group of
+        // subscriptions failed together) like of any other violation.
+        if (!reported.has(error)) this.#options.onError(new LunoraError("PROTOCOL_ERROR", `poke "${pokeId}": ${error.message}`));
+        reported.add(error);
+      } else {
+        const message = error instanceof Error ? error.message : String(error);
+        this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${pokeId}" failed: ${message}`));
+      }
+      this.resubscribe(entry.id, { reset: true });
     }
   }
 
