@@ -10,7 +10,6 @@ import {
 import { encodeFrame } from "../protocol/index.js";
 import { readToken, tokenFingerprint, type AuthProvider, type IdentifyToken } from "./identity.js";
 import { Listeners } from "./listeners.js";
-import { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";
 import { assertRoomName, isSource } from "./room-name.js";
 import { RoomConnection } from "./room-connection.js";
 import { aggregateStatus, type ConnectionStatus } from "./status.js";
@@ -102,18 +101,8 @@ export interface ClientErrorContext {
  */
 export const MAX_SUBSCRIPTIONS_PER_CLIENT = 1_000;
 
-/**
- * Frames partysocket may queue while a socket is not open. The client itself
- * only sends on an open socket (subscriptions are re-sent on every open), so
- * this bounds the queue against future callers rather than filling it.
- */
-export const MAX_ENQUEUED_MESSAGES = 1_000;
-
-const DEFAULT_MIN_DELAY_MS = 250;
-/** partysocket's own default, kept: long enough for a TLS handshake on a slow mobile network. */
-const DEFAULT_CONNECT_TIMEOUT_MS = 4_000;
-const DEFAULT_MAX_DELAY_MS = 10_000;
-const DEFAULT_PING_INTERVAL_MS = 25_000;
+// Exported from here, where it lived before the connection applied the options.
+export { MAX_ENQUEUED_MESSAGES } from "./room-connection.js";
 
 /**
  * The transport of Lunora DB: one `partysocket` per room, opened when the
@@ -602,26 +591,11 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   }
 
   #openConnection(party: string, room: string): RoomConnection {
-    const options = this.#options;
     return new RoomConnection({
-      host: options.host,
+      client: this.#options,
       party,
       room,
-      protocol: options.protocol,
-      WebSocket: options.WebSocket,
       clientId: this.clientId,
-      minDelayMs: options.reconnect?.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
-      maxDelayMs: options.reconnect?.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
-      random: options.reconnect?.random ?? Math.random,
-      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
-      maxEnqueuedMessages: MAX_ENQUEUED_MESSAGES,
-      pokeLimits: {
-        maxChars: options.limits?.maxPokeChars ?? DEFAULT_POKE_BUFFER_LIMITS.maxChars,
-        maxOps: options.limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
-      },
-      readToken: () => readToken(options.auth),
-      fingerprint: (token) => tokenFingerprint(token, options.identify),
       onIdentity: (identity) => void this.#noteIdentity(identity),
       onStatusChange: () => {
         const connection = this.#connections.get(connectionKey(party, room));

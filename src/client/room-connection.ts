@@ -14,10 +14,12 @@ import {
   type Source,
   type Subset,
 } from "../protocol/index.js";
-import { STABLE_CONNECTION_MS, reconnectDelayMs } from "./backoff.js";
+import { STABLE_CONNECTION_MS, reconnectDelayMs, type BackoffBounds } from "./backoff.js";
+import { readToken, tokenFingerprint } from "./identity.js";
 import { Keepalive, unrefTimer } from "./keepalive.js";
 import { reportListenerError } from "./listeners.js";
-import { PokeBuffer, type CompletePoke, type PokeBufferLimits, type PokeStep } from "./poke-buffer.js";
+import type { LunoraClientOptions } from "./lunora-client.js";
+import { DEFAULT_POKE_BUFFER_LIMITS, PokeBuffer, type CompletePoke, type PokeStep } from "./poke-buffer.js";
 import type { RoomStatus } from "./status.js";
 import { rowOpsOf, type PokeGroup, type PokeUpdate, type SubscriptionHandler } from "./subscription.js";
 
@@ -31,26 +33,31 @@ const MAX_ROOM_FRAME_BYTES = 1024 * 1024;
 /** `readyState` of an open socket (the WebSocket constant, identical in every implementation). */
 const OPEN = 1;
 
+/**
+ * Frames partysocket may queue while a socket is not open. The client itself
+ * only sends on an open socket (subscriptions are re-sent on every open), so
+ * this bounds the queue against future callers rather than filling it.
+ */
+export const MAX_ENQUEUED_MESSAGES = 1_000;
+
+// Defaults of the client's options (see `LunoraClientOptions`).
+const DEFAULT_MIN_DELAY_MS = 250;
+const DEFAULT_MAX_DELAY_MS = 10_000;
+/** partysocket's own default, kept: long enough for a TLS handshake on a slow mobile network. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 4_000;
+const DEFAULT_PING_INTERVAL_MS = 25_000;
+
 /** Everything a connection needs from its client. */
 export interface RoomConnectionOptions {
-  host: string;
+  /**
+   * The app's options of the client, read as given (defaults applied here):
+   * the socket's `host`, `protocol`, `WebSocket` and timeouts, `auth` and
+   * `identify` (read before every attempt), `reconnect` and `limits`.
+   */
+  client: LunoraClientOptions;
   party: string;
   room: string;
-  protocol: "ws" | "wss" | undefined;
-  WebSocket: unknown;
   clientId: string;
-  minDelayMs: number;
-  maxDelayMs: number;
-  /** Jitter source in `[0, 1)` for the reconnect backoff. */
-  random: () => number;
-  /** How long an attempt may take to open before it is abandoned and retried. */
-  connectTimeoutMs: number;
-  pingIntervalMs: number;
-  maxEnqueuedMessages: number;
-  pokeLimits: PokeBufferLimits;
-  readToken(): Promise<string | undefined>;
-  /** The identity fingerprint of a token (see `tokenFingerprint`). */
-  fingerprint(token: string | undefined): Promise<string>;
   /** The identity of the token this connection attempt presents (called before it connects). */
   onIdentity(identity: string): void;
   onStatusChange(): void;
@@ -90,6 +97,9 @@ export class RoomConnection {
   readonly party: string;
   readonly room: string;
   readonly #options: RoomConnectionOptions;
+  readonly #backoffBounds: BackoffBounds;
+  /** Jitter source in `[0, 1)` for the reconnect backoff. */
+  readonly #random: () => number;
   readonly #socket: PartySocket;
   readonly #subs = new Map<string, SubscriptionEntry>();
   readonly #pokes: PokeBuffer;
@@ -97,8 +107,8 @@ export class RoomConnection {
   #status: RoomStatus = "connecting";
   #epoch: string | undefined;
   #closed = false;
-  /** Set once the room refused our protocol version: the socket stays closed. */
-  #failed = false;
+  /** Set once the room refused our protocol version (the error every subscription is told): the socket stays closed. */
+  #failed: LunoraError | undefined;
   #versionMismatchReported = false;
   /** The token sent with the current/last connection attempt. */
   #presentedToken: string | undefined;
@@ -128,22 +138,32 @@ export class RoomConnection {
   #authFailure: LunoraError | undefined;
 
   constructor(options: RoomConnectionOptions) {
+    const { client, party, room } = options;
+    const { reconnect, limits } = client;
     this.#options = options;
-    this.party = options.party;
-    this.room = options.room;
+    this.party = party;
+    this.room = room;
+    this.#backoffBounds = { minDelayMs: reconnect?.minDelayMs ?? DEFAULT_MIN_DELAY_MS, maxDelayMs: reconnect?.maxDelayMs ?? DEFAULT_MAX_DELAY_MS };
+    this.#random = reconnect?.random ?? Math.random;
     // A bind answering a subscribe the client has dropped since binds nothing.
-    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.get(id)?.unsubscribed === false);
+    this.#pokes = new PokeBuffer(
+      {
+        maxChars: limits?.maxPokeChars ?? DEFAULT_POKE_BUFFER_LIMITS.maxChars,
+        maxOps: limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
+      },
+      (id) => this.#subs.get(id)?.unsubscribed === false,
+    );
     this.#keepalive = new Keepalive(
-      options.pingIntervalMs,
-      (ping) => this.#send(ping),
+      client.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+      (ping) => this.sendFrame(ping),
       () => this.#socket.reconnect(),
     );
     this.#socket = new PartySocket({
-      host: options.host,
-      party: options.party,
-      room: options.room,
-      protocol: options.protocol,
-      WebSocket: options.WebSocket,
+      host: client.host,
+      party,
+      room,
+      protocol: client.protocol,
+      WebSocket: client.WebSocket,
       // A function, not an object: partysocket calls it before every attempt,
       // which is how a refreshed token reaches the reconnect.
       query: () => this.#connectionQuery(),
@@ -151,8 +171,8 @@ export class RoomConnection {
       // query function: partysocket's own delay is switched off.
       minReconnectionDelay: 0,
       maxReconnectionDelay: 0,
-      connectionTimeout: options.connectTimeoutMs,
-      maxEnqueuedMessages: options.maxEnqueuedMessages,
+      connectionTimeout: client.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      maxEnqueuedMessages: MAX_ENQUEUED_MESSAGES,
       // A room that speaks another protocol version will refuse every retry.
       shouldReconnectOnClose: (event) => event.code !== CLOSE_CODES.PROTOCOL_VERSION,
     });
@@ -194,7 +214,7 @@ export class RoomConnection {
     const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false, unsubscribed: false };
     this.#subs.set(id, entry);
     if (this.#failed) {
-      this.#notifyVersionMismatch(entry);
+      this.#notify(entry, this.#failed);
       return;
     }
     // Joining a streak of auth failures: this collection would otherwise wait
@@ -318,9 +338,7 @@ export class RoomConnection {
       this.#connectNow = false;
       return;
     }
-    this.#retries++;
-    const { minDelayMs, maxDelayMs, random } = this.#options;
-    const delay = reconnectDelayMs(this.#retries, { minDelayMs, maxDelayMs }, random);
+    const delay = reconnectDelayMs(++this.#retries, this.#backoffBounds, this.#random);
     if (delay > 0) await this.#waitBeforeRetry(delay);
   }
 
@@ -329,7 +347,7 @@ export class RoomConnection {
     const announcements = this.#announcements;
     let token: string | undefined;
     try {
-      token = await this.#options.readToken();
+      token = await readToken(this.#options.client.auth);
     } catch (error) {
       const coded = error instanceof LunoraError ? error : new LunoraError("UNAUTHENTICATED", String(error));
       if (!this.#closed && !this.#authFailure) {
@@ -353,13 +371,13 @@ export class RoomConnection {
         this.#options.onError(error);
         for (const entry of this.#subs.values()) this.#notify(entry, error);
       }
-      const { minDelayMs, maxDelayMs } = this.#options;
+      const { minDelayMs, maxDelayMs } = this.#backoffBounds;
       await this.#waitBeforeRetry(Math.min(maxDelayMs, minDelayMs * 2 ** this.#refusedRepeats));
     }
     // Rows and cursors read under one identity are never kept for another:
     // before connecting as someone else, every subscription drops its rows
     // and cursor, so the room sends a fresh snapshot for the new identity.
-    const identity = await this.#options.fingerprint(token);
+    const identity = await tokenFingerprint(token, this.#options.client.identify);
     // The app announced another identity while this attempt was reading its
     // token (refreshAuth() during the read): the token is older than the
     // announcement. partysocket's reconnect() cannot stop an attempt already
@@ -411,7 +429,7 @@ export class RoomConnection {
     if (this.#closed) return;
     if (event.code === CLOSE_CODES.UNAUTHENTICATED) this.#refuseToken();
     if (event.code === CLOSE_CODES.PROTOCOL_VERSION) {
-      this.#failVersion(`room "${this.room}" speaks another protocol version (client speaks ${PROTOCOL_VERSION})`);
+      this.#failVersion();
       return;
     }
     this.#setStatus("offline");
@@ -432,21 +450,22 @@ export class RoomConnection {
     this.#refused = { token: this.#presentedToken };
   }
 
-  #failVersion(message: string): void {
-    this.#failed = true;
+  /** The room speaks protocol `roomVersion` (`undefined`: it closed with 4002 without saying which). */
+  #failVersion(roomVersion?: number): void {
+    const error = new LunoraError(
+      "PROTOCOL_VERSION_MISMATCH",
+      `room "${this.room}" speaks ${roomVersion === undefined ? "another protocol version" : `protocol ${roomVersion}`}, client speaks ${PROTOCOL_VERSION}`,
+      { clientVersion: PROTOCOL_VERSION },
+    );
+    this.#failed = error;
     this.#socket.close(1000, "protocol version mismatch");
     this.#keepalive.stop();
-    const error = new LunoraError("PROTOCOL_VERSION_MISMATCH", message, { clientVersion: PROTOCOL_VERSION });
     if (!this.#versionMismatchReported) {
       this.#versionMismatchReported = true;
       this.#options.onError(error);
     }
     for (const entry of this.#subs.values()) this.#notify(entry, error);
     this.#setStatus("offline");
-  }
-
-  #notifyVersionMismatch(entry: SubscriptionEntry): void {
-    this.#notify(entry, new LunoraError("PROTOCOL_VERSION_MISMATCH", `room "${this.room}" speaks another protocol version`));
   }
 
   #waitBeforeRetry(ms: number): Promise<void> {
@@ -497,7 +516,7 @@ export class RoomConnection {
     switch (frame.type) {
       case "hello":
         if (frame.protocolVersion !== PROTOCOL_VERSION) {
-          this.#failVersion(`room "${this.room}" speaks protocol ${frame.protocolVersion}, client speaks ${PROTOCOL_VERSION}`);
+          this.#failVersion(frame.protocolVersion);
           return;
         }
         this.#epoch = frame.epoch;
@@ -713,15 +732,10 @@ export class RoomConnection {
       ...(cursor ? { cursor: { seq: cursor.seq, epoch: cursor.epoch } } : {}),
       ...(subset ? { subset } : {}),
     };
-    this.#send(encodeFrame(frame));
+    this.#sendIfOpen(frame);
   }
 
   #sendIfOpen(frame: ClientFrame): void {
-    if (this.#socket.readyState === OPEN) this.#send(encodeFrame(frame));
-  }
-
-  #send(text: string): void {
-    if (this.#closed || this.#socket.readyState !== OPEN) return;
-    this.#socket.send(text);
+    this.sendFrame(encodeFrame(frame));
   }
 }
