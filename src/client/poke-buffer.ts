@@ -41,6 +41,9 @@ const REMEMBERED_DROPPED_POKES = 16;
 
 const NO_BLOCKS: readonly OpBlock[] = Object.freeze([]) as readonly OpBlock[];
 
+const IGNORED: PokeStep = { kind: "ignored" };
+const PENDING: PokeStep = { kind: "pending" };
+
 /**
  * How many subscription ids the client unbound itself are remembered, so a
  * poke that crossed the unsubscribe (or re-subscribe) and still resets them
@@ -173,16 +176,10 @@ export class PokeBuffer {
 
   /** Each step also takes a whole `poke` frame, reading that step's fields of it. */
   start(frame: PokeStart | Poke): PokeStep {
-    const open = this.#open;
     const binds = frame.bind ?? [];
-    if (open) {
-      // Neither poke can be trusted: the open one is incomplete and the new one
-      // may carry deltas that assume the open one was applied.
-      const subs = this.#coveredBy(binds);
-      this.#drop(open.pokeId);
-      this.#remember(frame.pokeId);
-      return dropped(subs, new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" started while poke "${open.pokeId}" was open`));
-    }
+    // Neither poke can be trusted: the open one is incomplete and the new one
+    // may carry deltas that assume the open one was applied.
+    if (this.#open) return this.#outOfTurn(frame.pokeId, "pokeStart", binds);
     this.#forget(frame.pokeId);
     const violation = (problem: string): PokeStep => {
       this.#remember(frame.pokeId);
@@ -239,54 +236,43 @@ export class PokeBuffer {
 
     for (const binding of live) this.#bind(binding);
     this.#open = { pokeId: frame.pokeId, resets, resolved, blocks: new Map(), chars: 0, ops: 0 };
-    return { kind: "pending" };
+    return PENDING;
   }
 
   /** `chars` is the length of the frame's text, counted against {@link PokeBufferLimits.maxChars}. */
   part(frame: PokePart | Poke, chars: number): PokeStep {
-    const open = this.#matchOpen(frame.pokeId, "pokePart");
-    if (open.kind !== "open") return open.step;
-    const poke = open.poke;
+    if (this.#dropped.includes(frame.pokeId)) return IGNORED;
+    const poke = this.#open;
+    if (poke?.pokeId !== frame.pokeId) return this.#outOfTurn(frame.pokeId, "pokePart");
 
+    // Blocks are filed under their group as they pass the check: a failure
+    // (here or at the bound below) drops the whole poke with them.
     let ops = 0;
     for (let i = 0; i < frame.ops.length; i++) {
       const block = frame.ops[i];
-      ops += block.length - 2;
-      const group = this.#groups.get(block[0]);
-      if (group === undefined) continue; // nobody reads it (any more): ignored
-      const problem = checkBlock(block, group);
-      if (problem !== undefined) {
-        this.#drop(poke.pokeId);
-        return dropped(
-          this.#bindings.keys(),
-          new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}" ops.${i} (group "${block[0].slice(0, 40)}"): ${problem}`),
-        );
-      }
-    }
-
-    poke.chars += chars;
-    poke.ops += ops;
-    if (poke.chars > this.#limits.maxChars || poke.ops > this.#limits.maxOps) {
-      this.#drop(poke.pokeId);
-      const step = dropped(
-        this.#bindings.keys(),
-        new LunoraError("QUOTA_EXCEEDED", `poke "${poke.pokeId}" exceeds the client's poke buffer bound`, {
-          maxChars: this.#limits.maxChars,
-          maxOps: this.#limits.maxOps,
-        }),
-      );
-      // The subscriptions it resets are the ones whose snapshot is too big.
-      return { ...step, resets: [...poke.resets] } as PokeStep;
-    }
-
-    for (const block of frame.ops) {
       const group = block[0];
-      if (!this.#groups.has(group)) continue;
+      ops += block.length - 2;
+      const binding = this.#groups.get(group);
+      if (binding === undefined) continue; // nobody reads it (any more): ignored
+      const problem = checkBlock(block, binding);
+      if (problem !== undefined) {
+        return this.#dropOpen(new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}" ops.${i} (group "${group.slice(0, 40)}"): ${problem}`));
+      }
       let blocks = poke.blocks.get(group);
       if (!blocks) poke.blocks.set(group, (blocks = []));
       blocks.push(block);
     }
-    return { kind: "pending" };
+
+    poke.chars += chars;
+    poke.ops += ops;
+    const { maxChars, maxOps } = this.#limits;
+    if (poke.chars > maxChars || poke.ops > maxOps) {
+      // The subscriptions it resets are the ones whose snapshot is too big.
+      return this.#dropOpen(new LunoraError("QUOTA_EXCEEDED", `poke "${poke.pokeId}" exceeds the client's poke buffer bound`, { maxChars, maxOps }), [
+        ...poke.resets,
+      ]);
+    }
+    return PENDING;
   }
 
   end(frame: PokeEnd | Poke): PokeStep {
@@ -295,9 +281,8 @@ export class PokeBuffer {
       this.#forget(frame.pokeId);
       return { kind: "ignored", mutations: frame.mutations };
     }
-    const open = this.#matchOpen(frame.pokeId, "pokeEnd");
-    if (open.kind !== "open") return open.step;
-    const poke = open.poke;
+    const poke = this.#open;
+    if (poke?.pokeId !== frame.pokeId) return this.#outOfTurn(frame.pokeId, "pokeEnd");
     this.#open = undefined;
     const subs: CoveredSubscription[] = [];
     for (const [id, group] of this.#bindings) {
@@ -323,10 +308,13 @@ export class PokeBuffer {
    * that may have been one of its parts).
    */
   abort(error: LunoraError): PokeStep {
-    const open = this.#open;
-    if (!open) return { kind: "ignored" };
-    this.#drop(open.pokeId);
-    return dropped(this.#bindings.keys(), error);
+    return this.#open ? this.#dropOpen(error) : IGNORED;
+  }
+
+  /** Drops the open poke: every bound subscription starts over (`resets`: those it was resetting). */
+  #dropOpen(error: LunoraError, resets?: string[]): PokeStep {
+    this.#drop(this.#open!.pokeId);
+    return { kind: "dropped", subs: [...this.#bindings.keys()], error, resets };
   }
 
   /** Forgets everything, bindings included: a new socket starts with nothing bound, and a poke cut off by a disconnect is never applied. */
@@ -354,23 +342,21 @@ export class PokeBuffer {
     this.#bindings.set(binding.sub, binding.group);
   }
 
-  #matchOpen(pokeId: string, type: string): { kind: "open"; poke: OpenPoke } | { kind: "step"; step: PokeStep } {
-    if (this.#dropped.includes(pokeId)) return { kind: "step", step: { kind: "ignored" } };
+  /**
+   * A `type` frame of poke `pokeId` that does not belong to the open poke
+   * (or comes with none open). The open poke is dropped with what it
+   * covers, plus the subscriptions `binds` of a `pokeStart` was binding;
+   * `pokeId` is remembered, so its further frames are skipped quietly.
+   */
+  #outOfTurn(pokeId: string, type: string, binds: readonly Binding[] = []): PokeStep {
     const open = this.#open;
-    if (open && open.pokeId === pokeId) return { kind: "open", poke: open };
-    const subs = open ? [...this.#bindings.keys()] : [];
+    const subs = open ? this.#coveredBy(binds) : [];
     if (open) this.#drop(open.pokeId);
     this.#remember(pokeId);
-    return {
-      kind: "step",
-      step: dropped(
-        subs,
-        new LunoraError(
-          "PROTOCOL_ERROR",
-          open ? `${type} for poke "${pokeId}" while poke "${open.pokeId}" was open` : `${type} for poke "${pokeId}" without a pokeStart`,
-        ),
-      ),
-    };
+    return dropped(
+      subs,
+      new LunoraError("PROTOCOL_ERROR", `${type} for poke "${pokeId}" ${open ? `while poke "${open.pokeId}" was open` : "without a pokeStart"}`),
+    );
   }
 
   #drop(pokeId: string): void {
