@@ -195,18 +195,16 @@ export class PokeBuffer {
       if (!binding.columns.includes(binding.key)) return violation(`binds "${binding.sub}" with key column "${binding.key}" outside its columns`);
       // The answer to a subscribe the client has dropped since: nothing to bind.
       if (!this.#isSubscribed(binding.sub)) continue;
+      // A group id names what its subscriptions read: the same id with other
+      // columns (than its other bound subscriptions, or another binding of
+      // this poke) would let one subscription's rows be checked against
+      // another's projection.
       const group = this.#groups.get(binding.group);
-      const others = group ? [...group.subs].some((sub) => sub !== binding.sub) : false;
-      if (group && others && !sameColumns(group, binding)) {
-        // A group id names what its subscriptions read: the same id with
-        // other columns would let one subscription's rows be checked
-        // against another's projection.
-        return violation(`binds "${binding.sub}" to group "${binding.group}" with other columns than its bound subscriptions`);
-      }
-      for (const other of live) {
-        if (other.group === binding.group && !sameColumns(groupBinding(other), binding)) {
-          return violation(`binds group "${binding.group}" with two column sets`);
-        }
+      if (
+        (group && [...group.subs].some((sub) => sub !== binding.sub) && !sameColumns(group, binding)) ||
+        live.some((other) => other.group === binding.group && !sameColumns(other, binding))
+      ) {
+        return violation(`binds "${binding.sub}" to group "${binding.group}" with other columns than its other subscriptions`);
       }
       live.push(binding);
     }
@@ -380,12 +378,10 @@ function groupBinding(binding: Binding): GroupBinding {
   return { key: binding.key, columns: binding.columns, columnSet: new Set(binding.columns), subs: new Set() };
 }
 
-function sameColumns(group: GroupBinding, binding: Binding): boolean {
-  if (group.key !== binding.key) return false;
-  const columns = new Set(binding.columns);
-  if (columns.size !== group.columnSet.size) return false;
-  for (const column of columns) if (!group.columnSet.has(column)) return false;
-  return true;
+/** Same key column and the same set of columns (in any order). */
+function sameColumns(a: { key: string; columns: readonly string[] }, b: Binding): boolean {
+  const columns = new Set(b.columns);
+  return a.key === b.key && new Set(a.columns).size === columns.size && a.columns.every((column) => columns.has(column));
 }
 
 /**
