@@ -345,7 +345,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     // columns) is checked by the room, as for a handler's `subset()`, and a
     // bad one is an INVALID_ARGS error on this subscription.
     if (options.subset !== undefined && !isSubsetEnvelope(options.subset)) {
-      throw new LunoraError("INVALID_ARGS", "subscribe: `subset` must be { where?, limit? } (see Subset in the protocol)");
+      throw new LunoraError("INVALID_ARGS", "subscribe: `subset` must be { where?, limit? }");
     }
     if (this.#subscriptionCount >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
       throw new LunoraError("QUOTA_EXCEEDED", `a client holds at most ${MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions`, {
@@ -360,22 +360,20 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     connection.add(id, options.source, options.handler, options.subset);
     this.#updateStatus();
 
-    const room = options.room;
-    const conn = connection;
     let active = true;
     return {
       id,
-      room,
+      room: options.room,
       party,
       unsubscribe: () => {
         if (!active) return;
         active = false;
         this.#subscriptionCount--;
-        conn.remove(id);
-        this.#closeIfUnused(key, conn);
+        connection.remove(id);
+        this.#closeIfUnused(key, connection);
       },
       resubscribe: () => {
-        if (active) conn.resubscribe(id, { reset: false });
+        if (active) connection.resubscribe(id, { reset: false });
       },
     };
   }

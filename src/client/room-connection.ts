@@ -587,29 +587,29 @@ export class RoomConnection {
       case "complete":
         this.#applyPoke(step.poke);
         return;
-      case "dropped":
-        this.#options.onError(step.error);
+      case "dropped": {
+        const { error, resets } = step;
+        const overBound = error.code === "QUOTA_EXCEEDED";
+        this.#options.onError(error);
         for (const id of step.subs) {
           const entry = this.#subs.get(id);
           if (!entry) continue;
-          if (step.error.code === "QUOTA_EXCEEDED" && step.resets?.includes(id)) {
+          // A bound hit will likely repeat on the snapshot: tell the collection so
+          // it stops waiting. A protocol violation is the room's bug; the reset
+          // heals it without bothering the app.
+          if (overBound) this.#notify(entry, error);
+          if (overBound && resets?.includes(id)) {
             // Its snapshot does not fit this client's bound: asking again would
             // fetch it again, forever. It stays failed (told to the collection)
             // and ignores pokes until a later connection subscribes it anew.
-            this.#notify(entry, step.error);
             entry.awaitingReset = true;
             entry.unsubscribed = true;
             this.#pokes.unbind(id);
             this.#sendIfOpen({ type: "unsubscribe", id });
-            continue;
-          }
-          // A bound hit will likely repeat on the snapshot: tell the collection so
-          // it stops waiting. A protocol violation is the room's bug; the reset
-          // heals it without bothering the app.
-          if (step.error.code === "QUOTA_EXCEEDED") this.#notify(entry, step.error);
-          this.resubscribe(id, { reset: true });
+          } else this.resubscribe(id, { reset: true });
         }
         return;
+      }
     }
   }
 
