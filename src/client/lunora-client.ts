@@ -159,8 +159,6 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   #initialIdentity: Promise<string | undefined> | undefined;
   readonly #pendingWritesListeners = new Listeners<[count: number]>();
   readonly #closeListeners = new Listeners<[]>();
-  /** Holders that keep a room's socket open without a subscription (the write outbox). */
-  readonly #roomHolds = new Map<string, number>();
   #pendingWrites = 0;
   #status: ConnectionStatus = "idle";
   #subscriptionCount = 0;
@@ -353,7 +351,6 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       });
     }
 
-    const key = connectionKey(party, options.room);
     const connection = this.#connectionFor(party, options.room);
     const id = `s${(this.#nextSubscriptionId++).toString(36)}`;
     this.#subscriptionCount++;
@@ -370,7 +367,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
         active = false;
         this.#subscriptionCount--;
         connection.remove(id);
-        this.#closeIfUnused(key, connection);
+        this.#closeIfUnused(connection);
       },
       resubscribe: () => {
         if (active) connection.resubscribe(id, { reset: false });
@@ -464,7 +461,6 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.#identityListeners.clear();
     this.#forgetConnectivity?.();
     this.#pendingWritesListeners.clear();
-    this.#roomHolds.clear();
   }
 
   /**
@@ -510,18 +506,15 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     if (this.#closed) return () => undefined;
     assertRoomName("room", room);
     assertRoomName("party", party);
-    const key = connectionKey(party, room);
-    this.#roomHolds.set(key, (this.#roomHolds.get(key) ?? 0) + 1);
     const connection = this.#connectionFor(party, room);
+    connection.holds++;
     this.#updateStatus();
     let held = true;
     return () => {
       if (!held) return;
       held = false;
-      const holds = (this.#roomHolds.get(key) ?? 1) - 1;
-      if (holds > 0) this.#roomHolds.set(key, holds);
-      else this.#roomHolds.delete(key);
-      this.#closeIfUnused(key, connection);
+      connection.holds--;
+      this.#closeIfUnused(connection);
     };
   }
 
@@ -580,8 +573,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     return connection;
   }
 
-  #closeIfUnused(key: string, connection: RoomConnection): void {
-    if (connection.subscriptionCount > 0 || (this.#roomHolds.get(key) ?? 0) > 0) return;
+  #closeIfUnused(connection: RoomConnection): void {
+    if (connection.subscriptionCount > 0 || connection.holds > 0) return;
+    const key = connectionKey(connection.party, connection.room);
     connection.close();
     if (this.#connections.get(key) === connection) this.#connections.delete(key);
     this.#roomStatusListeners.emit(connection.room, "idle", connection.party);

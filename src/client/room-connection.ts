@@ -96,6 +96,12 @@ interface SubscriptionEntry {
 export class RoomConnection {
   readonly party: string;
   readonly room: string;
+  /**
+   * Holders keeping this socket open without a subscription (the write
+   * outbox, through `LunoraClient.retainRoom`). The client closes the
+   * connection when it has neither.
+   */
+  holds = 0;
   readonly #options: RoomConnectionOptions;
   readonly #backoffBounds: BackoffBounds;
   /** Jitter source in `[0, 1)` for the reconnect backoff. */
