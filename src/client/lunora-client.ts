@@ -525,8 +525,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    */
   async roomIdentity(room: string, party: string = this.party): Promise<string | undefined> {
     const connection = this.#connections.get(connectionKey(party, room));
-    if (!connection || !connection.tokenPresented) return undefined;
-    return connection.presentedIdentity ?? tokenFingerprint(connection.presentedToken, this.#options.identify);
+    // An attempt that presented a token has its fingerprint (both are set together).
+    return connection?.tokenPresented ? connection.presentedIdentity : undefined;
   }
 
   /** Drops and reopens `room`'s socket (a new connection reads the token again). */

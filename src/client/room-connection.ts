@@ -258,7 +258,6 @@ export class RoomConnection {
     return this.#tokenPresented;
   }
 
-  /** The token of the current/last connection attempt (`undefined`: anonymous). */
   /**
    * The app's identity is now `identity`. If this socket was opened as
    * someone else, its subscriptions drop their rows and cursors at once, its
@@ -287,16 +286,14 @@ export class RoomConnection {
         reportListenerError(thrown);
       }
     }
-
   }
 
-  /** Fingerprint of the token of the current/last connection attempt. */
+  /**
+   * Fingerprint of the token of the current/last connection attempt: set
+   * together with {@link tokenPresented}, before the attempt connects.
+   */
   get presentedIdentity(): string | undefined {
     return this.#presentedIdentity;
-  }
-
-  get presentedToken(): string | undefined {
-    return this.#presentedToken;
   }
 
   /**
