@@ -10,7 +10,6 @@ import {
 import { encodeFrame } from "../protocol/index.js";
 import { readToken, tokenFingerprint, type AuthProvider, type IdentifyToken } from "./identity.js";
 import { Listeners } from "./listeners.js";
-import { DEFAULT_POKE_BUFFER_LIMITS } from "./poke-buffer.js";
 import { assertRoomName, isSource } from "./room-name.js";
 import { RoomConnection } from "./room-connection.js";
 import { aggregateStatus, type ConnectionStatus } from "./status.js";
@@ -102,18 +101,8 @@ export interface ClientErrorContext {
  */
 export const MAX_SUBSCRIPTIONS_PER_CLIENT = 1_000;
 
-/**
- * Frames partysocket may queue while a socket is not open. The client itself
- * only sends on an open socket (subscriptions are re-sent on every open), so
- * this bounds the queue against future callers rather than filling it.
- */
-export const MAX_ENQUEUED_MESSAGES = 1_000;
-
-const DEFAULT_MIN_DELAY_MS = 250;
-/** partysocket's own default, kept: long enough for a TLS handshake on a slow mobile network. */
-const DEFAULT_CONNECT_TIMEOUT_MS = 4_000;
-const DEFAULT_MAX_DELAY_MS = 10_000;
-const DEFAULT_PING_INTERVAL_MS = 25_000;
+// Exported from here, where it lived before the connection applied the options.
+export { MAX_ENQUEUED_MESSAGES } from "./room-connection.js";
 
 /**
  * The transport of Lunora DB: one `partysocket` per room, opened when the
@@ -170,8 +159,6 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   #initialIdentity: Promise<string | undefined> | undefined;
   readonly #pendingWritesListeners = new Listeners<[count: number]>();
   readonly #closeListeners = new Listeners<[]>();
-  /** Holders that keep a room's socket open without a subscription (the write outbox). */
-  readonly #roomHolds = new Map<string, number>();
   #pendingWrites = 0;
   #status: ConnectionStatus = "idle";
   #subscriptionCount = 0;
@@ -356,7 +343,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     // columns) is checked by the room, as for a handler's `subset()`, and a
     // bad one is an INVALID_ARGS error on this subscription.
     if (options.subset !== undefined && !isSubsetEnvelope(options.subset)) {
-      throw new LunoraError("INVALID_ARGS", "subscribe: `subset` must be { where?, limit? } (see Subset in the protocol)");
+      throw new LunoraError("INVALID_ARGS", "subscribe: `subset` must be { where?, limit? }");
     }
     if (this.#subscriptionCount >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
       throw new LunoraError("QUOTA_EXCEEDED", `a client holds at most ${MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions`, {
@@ -364,29 +351,26 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       });
     }
 
-    const key = connectionKey(party, options.room);
     const connection = this.#connectionFor(party, options.room);
     const id = `s${(this.#nextSubscriptionId++).toString(36)}`;
     this.#subscriptionCount++;
     connection.add(id, options.source, options.handler, options.subset);
     this.#updateStatus();
 
-    const room = options.room;
-    const conn = connection;
     let active = true;
     return {
       id,
-      room,
+      room: options.room,
       party,
       unsubscribe: () => {
         if (!active) return;
         active = false;
         this.#subscriptionCount--;
-        conn.remove(id);
-        this.#closeIfUnused(key, conn);
+        connection.remove(id);
+        this.#closeIfUnused(connection);
       },
       resubscribe: () => {
-        if (active) conn.resubscribe(id, { reset: false });
+        if (active) connection.resubscribe(id, { reset: false });
       },
     };
   }
@@ -477,7 +461,6 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.#identityListeners.clear();
     this.#forgetConnectivity?.();
     this.#pendingWritesListeners.clear();
-    this.#roomHolds.clear();
   }
 
   /**
@@ -523,18 +506,15 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     if (this.#closed) return () => undefined;
     assertRoomName("room", room);
     assertRoomName("party", party);
-    const key = connectionKey(party, room);
-    this.#roomHolds.set(key, (this.#roomHolds.get(key) ?? 0) + 1);
     const connection = this.#connectionFor(party, room);
+    connection.holds++;
     this.#updateStatus();
     let held = true;
     return () => {
       if (!held) return;
       held = false;
-      const holds = (this.#roomHolds.get(key) ?? 1) - 1;
-      if (holds > 0) this.#roomHolds.set(key, holds);
-      else this.#roomHolds.delete(key);
-      this.#closeIfUnused(key, connection);
+      connection.holds--;
+      this.#closeIfUnused(connection);
     };
   }
 
@@ -545,8 +525,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    */
   async roomIdentity(room: string, party: string = this.party): Promise<string | undefined> {
     const connection = this.#connections.get(connectionKey(party, room));
-    if (!connection || !connection.tokenPresented) return undefined;
-    return connection.presentedIdentity ?? tokenFingerprint(connection.presentedToken, this.#options.identify);
+    // An attempt that presented a token has its fingerprint (both are set together).
+    return connection?.tokenPresented ? connection.presentedIdentity : undefined;
   }
 
   /** Drops and reopens `room`'s socket (a new connection reads the token again). */
@@ -593,8 +573,9 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     return connection;
   }
 
-  #closeIfUnused(key: string, connection: RoomConnection): void {
-    if (connection.subscriptionCount > 0 || (this.#roomHolds.get(key) ?? 0) > 0) return;
+  #closeIfUnused(connection: RoomConnection): void {
+    if (connection.subscriptionCount > 0 || connection.holds > 0) return;
+    const key = connectionKey(connection.party, connection.room);
     connection.close();
     if (this.#connections.get(key) === connection) this.#connections.delete(key);
     this.#roomStatusListeners.emit(connection.room, "idle", connection.party);
@@ -602,26 +583,11 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   }
 
   #openConnection(party: string, room: string): RoomConnection {
-    const options = this.#options;
     return new RoomConnection({
-      host: options.host,
+      client: this.#options,
       party,
       room,
-      protocol: options.protocol,
-      WebSocket: options.WebSocket,
       clientId: this.clientId,
-      minDelayMs: options.reconnect?.minDelayMs ?? DEFAULT_MIN_DELAY_MS,
-      maxDelayMs: options.reconnect?.maxDelayMs ?? DEFAULT_MAX_DELAY_MS,
-      random: options.reconnect?.random ?? Math.random,
-      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      pingIntervalMs: options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
-      maxEnqueuedMessages: MAX_ENQUEUED_MESSAGES,
-      pokeLimits: {
-        maxChars: options.limits?.maxPokeChars ?? DEFAULT_POKE_BUFFER_LIMITS.maxChars,
-        maxOps: options.limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
-      },
-      readToken: () => readToken(options.auth),
-      fingerprint: (token) => tokenFingerprint(token, options.identify),
       onIdentity: (identity) => void this.#noteIdentity(identity),
       onStatusChange: () => {
         const connection = this.#connections.get(connectionKey(party, room));

@@ -5,6 +5,7 @@ import {
   type Cursor,
   type MutationResult,
   type OpBlock,
+  type Poke,
   type PokeEnd,
   type PokePart,
   type PokeStart,
@@ -39,6 +40,9 @@ export const DEFAULT_POKE_BUFFER_LIMITS: PokeBufferLimits = { maxChars: 512 * 10
 const REMEMBERED_DROPPED_POKES = 16;
 
 const NO_BLOCKS: readonly OpBlock[] = Object.freeze([]) as readonly OpBlock[];
+
+const IGNORED: PokeStep = { kind: "ignored" };
+const PENDING: PokeStep = { kind: "pending" };
 
 /**
  * How many subscription ids the client unbound itself are remembered, so a
@@ -170,17 +174,12 @@ export class PokeBuffer {
     if (binding.subs.size === 0) this.#groups.delete(group);
   }
 
-  start(frame: PokeStart): PokeStep {
-    const open = this.#open;
+  /** Each step also takes a whole `poke` frame, reading that step's fields of it. */
+  start(frame: PokeStart | Poke): PokeStep {
     const binds = frame.bind ?? [];
-    if (open) {
-      // Neither poke can be trusted: the open one is incomplete and the new one
-      // may carry deltas that assume the open one was applied.
-      const subs = this.#coveredBy(binds);
-      this.#drop(open.pokeId);
-      this.#remember(frame.pokeId);
-      return dropped(subs, new LunoraError("PROTOCOL_ERROR", `poke "${frame.pokeId}" started while poke "${open.pokeId}" was open`));
-    }
+    // Neither poke can be trusted: the open one is incomplete and the new one
+    // may carry deltas that assume the open one was applied.
+    if (this.#open) return this.#outOfTurn(frame.pokeId, "pokeStart", binds);
     this.#forget(frame.pokeId);
     const violation = (problem: string): PokeStep => {
       this.#remember(frame.pokeId);
@@ -196,18 +195,16 @@ export class PokeBuffer {
       if (!binding.columns.includes(binding.key)) return violation(`binds "${binding.sub}" with key column "${binding.key}" outside its columns`);
       // The answer to a subscribe the client has dropped since: nothing to bind.
       if (!this.#isSubscribed(binding.sub)) continue;
+      // A group id names what its subscriptions read: the same id with other
+      // columns (than its other bound subscriptions, or another binding of
+      // this poke) would let one subscription's rows be checked against
+      // another's projection.
       const group = this.#groups.get(binding.group);
-      const others = group ? [...group.subs].some((sub) => sub !== binding.sub) : false;
-      if (group && others && !sameColumns(group, binding)) {
-        // A group id names what its subscriptions read: the same id with
-        // other columns would let one subscription's rows be checked
-        // against another's projection.
-        return violation(`binds "${binding.sub}" to group "${binding.group}" with other columns than its bound subscriptions`);
-      }
-      for (const other of live) {
-        if (other.group === binding.group && !sameColumns(groupBinding(other), binding)) {
-          return violation(`binds group "${binding.group}" with two column sets`);
-        }
+      if (
+        (group && [...group.subs].some((sub) => sub !== binding.sub) && !sameColumns(group, binding)) ||
+        live.some((other) => other.group === binding.group && !sameColumns(other, binding))
+      ) {
+        return violation(`binds "${binding.sub}" to group "${binding.group}" with other columns than its other subscriptions`);
       }
       live.push(binding);
     }
@@ -237,65 +234,53 @@ export class PokeBuffer {
 
     for (const binding of live) this.#bind(binding);
     this.#open = { pokeId: frame.pokeId, resets, resolved, blocks: new Map(), chars: 0, ops: 0 };
-    return { kind: "pending" };
+    return PENDING;
   }
 
   /** `chars` is the length of the frame's text, counted against {@link PokeBufferLimits.maxChars}. */
-  part(frame: PokePart, chars: number): PokeStep {
-    const open = this.#matchOpen(frame.pokeId, "pokePart");
-    if (open.kind !== "open") return open.step;
-    const poke = open.poke;
+  part(frame: PokePart | Poke, chars: number): PokeStep {
+    if (this.#dropped.includes(frame.pokeId)) return IGNORED;
+    const poke = this.#open;
+    if (poke?.pokeId !== frame.pokeId) return this.#outOfTurn(frame.pokeId, "pokePart");
 
+    // Blocks are filed under their group as they pass the check: a failure
+    // (here or at the bound below) drops the whole poke with them.
     let ops = 0;
     for (let i = 0; i < frame.ops.length; i++) {
       const block = frame.ops[i];
-      ops += block.length - 2;
-      const group = this.#groups.get(block[0]);
-      if (group === undefined) continue; // nobody reads it (any more): ignored
-      const problem = checkBlock(block, group);
-      if (problem !== undefined) {
-        this.#drop(poke.pokeId);
-        return dropped(
-          this.#bindings.keys(),
-          new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}" ops.${i} (group "${block[0].slice(0, 40)}"): ${problem}`),
-        );
-      }
-    }
-
-    poke.chars += chars;
-    poke.ops += ops;
-    if (poke.chars > this.#limits.maxChars || poke.ops > this.#limits.maxOps) {
-      this.#drop(poke.pokeId);
-      const step = dropped(
-        this.#bindings.keys(),
-        new LunoraError("QUOTA_EXCEEDED", `poke "${poke.pokeId}" exceeds the client's poke buffer bound`, {
-          maxChars: this.#limits.maxChars,
-          maxOps: this.#limits.maxOps,
-        }),
-      );
-      // The subscriptions it resets are the ones whose snapshot is too big.
-      return { ...step, resets: [...poke.resets] } as PokeStep;
-    }
-
-    for (const block of frame.ops) {
       const group = block[0];
-      if (!this.#groups.has(group)) continue;
+      ops += block.length - 2;
+      const binding = this.#groups.get(group);
+      if (binding === undefined) continue; // nobody reads it (any more): ignored
+      const problem = checkBlock(block, binding);
+      if (problem !== undefined) {
+        return this.#dropOpen(new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}" ops.${i} (group "${group.slice(0, 40)}"): ${problem}`));
+      }
       let blocks = poke.blocks.get(group);
       if (!blocks) poke.blocks.set(group, (blocks = []));
       blocks.push(block);
     }
-    return { kind: "pending" };
+
+    poke.chars += chars;
+    poke.ops += ops;
+    const { maxChars, maxOps } = this.#limits;
+    if (poke.chars > maxChars || poke.ops > maxOps) {
+      // The subscriptions it resets are the ones whose snapshot is too big.
+      return this.#dropOpen(new LunoraError("QUOTA_EXCEEDED", `poke "${poke.pokeId}" exceeds the client's poke buffer bound`, { maxChars, maxOps }), [
+        ...poke.resets,
+      ]);
+    }
+    return PENDING;
   }
 
-  end(frame: PokeEnd): PokeStep {
+  end(frame: PokeEnd | Poke): PokeStep {
     if (this.#dropped.includes(frame.pokeId)) {
       // The dropped poke is over; its id may be reused later.
       this.#forget(frame.pokeId);
       return { kind: "ignored", mutations: frame.mutations };
     }
-    const open = this.#matchOpen(frame.pokeId, "pokeEnd");
-    if (open.kind !== "open") return open.step;
-    const poke = open.poke;
+    const poke = this.#open;
+    if (poke?.pokeId !== frame.pokeId) return this.#outOfTurn(frame.pokeId, "pokeEnd");
     this.#open = undefined;
     const subs: CoveredSubscription[] = [];
     for (const [id, group] of this.#bindings) {
@@ -321,10 +306,13 @@ export class PokeBuffer {
    * that may have been one of its parts).
    */
   abort(error: LunoraError): PokeStep {
-    const open = this.#open;
-    if (!open) return { kind: "ignored" };
-    this.#drop(open.pokeId);
-    return dropped(this.#bindings.keys(), error);
+    return this.#open ? this.#dropOpen(error) : IGNORED;
+  }
+
+  /** Drops the open poke: every bound subscription starts over (`resets`: those it was resetting). */
+  #dropOpen(error: LunoraError, resets?: string[]): PokeStep {
+    this.#drop(this.#open!.pokeId);
+    return { kind: "dropped", subs: [...this.#bindings.keys()], error, resets };
   }
 
   /** Forgets everything, bindings included: a new socket starts with nothing bound, and a poke cut off by a disconnect is never applied. */
@@ -352,23 +340,21 @@ export class PokeBuffer {
     this.#bindings.set(binding.sub, binding.group);
   }
 
-  #matchOpen(pokeId: string, type: string): { kind: "open"; poke: OpenPoke } | { kind: "step"; step: PokeStep } {
-    if (this.#dropped.includes(pokeId)) return { kind: "step", step: { kind: "ignored" } };
+  /**
+   * A `type` frame of poke `pokeId` that does not belong to the open poke
+   * (or comes with none open). The open poke is dropped with what it
+   * covers, plus the subscriptions `binds` of a `pokeStart` was binding;
+   * `pokeId` is remembered, so its further frames are skipped quietly.
+   */
+  #outOfTurn(pokeId: string, type: string, binds: readonly Binding[] = []): PokeStep {
     const open = this.#open;
-    if (open && open.pokeId === pokeId) return { kind: "open", poke: open };
-    const subs = open ? [...this.#bindings.keys()] : [];
+    const subs = open ? this.#coveredBy(binds) : [];
     if (open) this.#drop(open.pokeId);
     this.#remember(pokeId);
-    return {
-      kind: "step",
-      step: dropped(
-        subs,
-        new LunoraError(
-          "PROTOCOL_ERROR",
-          open ? `${type} for poke "${pokeId}" while poke "${open.pokeId}" was open` : `${type} for poke "${pokeId}" without a pokeStart`,
-        ),
-      ),
-    };
+    return dropped(
+      subs,
+      new LunoraError("PROTOCOL_ERROR", `${type} for poke "${pokeId}" ${open ? `while poke "${open.pokeId}" was open` : "without a pokeStart"}`),
+    );
   }
 
   #drop(pokeId: string): void {
@@ -392,12 +378,10 @@ function groupBinding(binding: Binding): GroupBinding {
   return { key: binding.key, columns: binding.columns, columnSet: new Set(binding.columns), subs: new Set() };
 }
 
-function sameColumns(group: GroupBinding, binding: Binding): boolean {
-  if (group.key !== binding.key) return false;
-  const columns = new Set(binding.columns);
-  if (columns.size !== group.columnSet.size) return false;
-  for (const column of columns) if (!group.columnSet.has(column)) return false;
-  return true;
+/** Same key column and the same set of columns (in any order). */
+function sameColumns(a: { key: string; columns: readonly string[] }, b: Binding): boolean {
+  const columns = new Set(b.columns);
+  return a.key === b.key && new Set(a.columns).size === columns.size && a.columns.every((column) => columns.has(column));
 }
 
 /**

@@ -14,10 +14,12 @@ import {
   type Source,
   type Subset,
 } from "../protocol/index.js";
-import { STABLE_CONNECTION_MS, reconnectDelayMs } from "./backoff.js";
+import { STABLE_CONNECTION_MS, reconnectDelayMs, type BackoffBounds } from "./backoff.js";
+import { readToken, tokenFingerprint } from "./identity.js";
 import { Keepalive, unrefTimer } from "./keepalive.js";
 import { reportListenerError } from "./listeners.js";
-import { PokeBuffer, type CompletePoke, type PokeBufferLimits, type PokeStep } from "./poke-buffer.js";
+import type { LunoraClientOptions } from "./lunora-client.js";
+import { DEFAULT_POKE_BUFFER_LIMITS, PokeBuffer, type CompletePoke, type PokeStep } from "./poke-buffer.js";
 import type { RoomStatus } from "./status.js";
 import { rowOpsOf, type PokeGroup, type PokeUpdate, type SubscriptionHandler } from "./subscription.js";
 
@@ -31,26 +33,31 @@ const MAX_ROOM_FRAME_BYTES = 1024 * 1024;
 /** `readyState` of an open socket (the WebSocket constant, identical in every implementation). */
 const OPEN = 1;
 
+/**
+ * Frames partysocket may queue while a socket is not open. The client itself
+ * only sends on an open socket (subscriptions are re-sent on every open), so
+ * this bounds the queue against future callers rather than filling it.
+ */
+export const MAX_ENQUEUED_MESSAGES = 1_000;
+
+// Defaults of the client's options (see `LunoraClientOptions`).
+const DEFAULT_MIN_DELAY_MS = 250;
+const DEFAULT_MAX_DELAY_MS = 10_000;
+/** partysocket's own default, kept: long enough for a TLS handshake on a slow mobile network. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 4_000;
+const DEFAULT_PING_INTERVAL_MS = 25_000;
+
 /** Everything a connection needs from its client. */
 export interface RoomConnectionOptions {
-  host: string;
+  /**
+   * The app's options of the client, read as given (defaults applied here):
+   * the socket's `host`, `protocol`, `WebSocket` and timeouts, `auth` and
+   * `identify` (read before every attempt), `reconnect` and `limits`.
+   */
+  client: LunoraClientOptions;
   party: string;
   room: string;
-  protocol: "ws" | "wss" | undefined;
-  WebSocket: unknown;
   clientId: string;
-  minDelayMs: number;
-  maxDelayMs: number;
-  /** Jitter source in `[0, 1)` for the reconnect backoff. */
-  random: () => number;
-  /** How long an attempt may take to open before it is abandoned and retried. */
-  connectTimeoutMs: number;
-  pingIntervalMs: number;
-  maxEnqueuedMessages: number;
-  pokeLimits: PokeBufferLimits;
-  readToken(): Promise<string | undefined>;
-  /** The identity fingerprint of a token (see `tokenFingerprint`). */
-  fingerprint(token: string | undefined): Promise<string>;
   /** The identity of the token this connection attempt presents (called before it connects). */
   onIdentity(identity: string): void;
   onStatusChange(): void;
@@ -89,7 +96,16 @@ interface SubscriptionEntry {
 export class RoomConnection {
   readonly party: string;
   readonly room: string;
+  /**
+   * Holders keeping this socket open without a subscription (the write
+   * outbox, through `LunoraClient.retainRoom`). The client closes the
+   * connection when it has neither.
+   */
+  holds = 0;
   readonly #options: RoomConnectionOptions;
+  readonly #backoffBounds: BackoffBounds;
+  /** Jitter source in `[0, 1)` for the reconnect backoff. */
+  readonly #random: () => number;
   readonly #socket: PartySocket;
   readonly #subs = new Map<string, SubscriptionEntry>();
   readonly #pokes: PokeBuffer;
@@ -97,8 +113,8 @@ export class RoomConnection {
   #status: RoomStatus = "connecting";
   #epoch: string | undefined;
   #closed = false;
-  /** Set once the room refused our protocol version: the socket stays closed. */
-  #failed = false;
+  /** Set once the room refused our protocol version (the error every subscription is told): the socket stays closed. */
+  #failed: LunoraError | undefined;
   #versionMismatchReported = false;
   /** The token sent with the current/last connection attempt. */
   #presentedToken: string | undefined;
@@ -128,22 +144,32 @@ export class RoomConnection {
   #authFailure: LunoraError | undefined;
 
   constructor(options: RoomConnectionOptions) {
+    const { client, party, room } = options;
+    const { reconnect, limits } = client;
     this.#options = options;
-    this.party = options.party;
-    this.room = options.room;
+    this.party = party;
+    this.room = room;
+    this.#backoffBounds = { minDelayMs: reconnect?.minDelayMs ?? DEFAULT_MIN_DELAY_MS, maxDelayMs: reconnect?.maxDelayMs ?? DEFAULT_MAX_DELAY_MS };
+    this.#random = reconnect?.random ?? Math.random;
     // A bind answering a subscribe the client has dropped since binds nothing.
-    this.#pokes = new PokeBuffer(options.pokeLimits, (id) => this.#subs.get(id)?.unsubscribed === false);
+    this.#pokes = new PokeBuffer(
+      {
+        maxChars: limits?.maxPokeChars ?? DEFAULT_POKE_BUFFER_LIMITS.maxChars,
+        maxOps: limits?.maxPokeOps ?? DEFAULT_POKE_BUFFER_LIMITS.maxOps,
+      },
+      (id) => this.#subs.get(id)?.unsubscribed === false,
+    );
     this.#keepalive = new Keepalive(
-      options.pingIntervalMs,
-      (ping) => this.#send(ping),
+      client.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+      (ping) => this.sendFrame(ping),
       () => this.#socket.reconnect(),
     );
     this.#socket = new PartySocket({
-      host: options.host,
-      party: options.party,
-      room: options.room,
-      protocol: options.protocol,
-      WebSocket: options.WebSocket,
+      host: client.host,
+      party,
+      room,
+      protocol: client.protocol,
+      WebSocket: client.WebSocket,
       // A function, not an object: partysocket calls it before every attempt,
       // which is how a refreshed token reaches the reconnect.
       query: () => this.#connectionQuery(),
@@ -151,8 +177,8 @@ export class RoomConnection {
       // query function: partysocket's own delay is switched off.
       minReconnectionDelay: 0,
       maxReconnectionDelay: 0,
-      connectionTimeout: options.connectTimeoutMs,
-      maxEnqueuedMessages: options.maxEnqueuedMessages,
+      connectionTimeout: client.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      maxEnqueuedMessages: MAX_ENQUEUED_MESSAGES,
       // A room that speaks another protocol version will refuse every retry.
       shouldReconnectOnClose: (event) => event.code !== CLOSE_CODES.PROTOCOL_VERSION,
     });
@@ -194,7 +220,7 @@ export class RoomConnection {
     const entry: SubscriptionEntry = { id, source, subset, handler, awaitingReset: false, unsubscribed: false };
     this.#subs.set(id, entry);
     if (this.#failed) {
-      this.#notifyVersionMismatch(entry);
+      this.#notify(entry, this.#failed);
       return;
     }
     // Joining a streak of auth failures: this collection would otherwise wait
@@ -232,7 +258,6 @@ export class RoomConnection {
     return this.#tokenPresented;
   }
 
-  /** The token of the current/last connection attempt (`undefined`: anonymous). */
   /**
    * The app's identity is now `identity`. If this socket was opened as
    * someone else, its subscriptions drop their rows and cursors at once, its
@@ -261,16 +286,14 @@ export class RoomConnection {
         reportListenerError(thrown);
       }
     }
-
   }
 
-  /** Fingerprint of the token of the current/last connection attempt. */
+  /**
+   * Fingerprint of the token of the current/last connection attempt: set
+   * together with {@link tokenPresented}, before the attempt connects.
+   */
   get presentedIdentity(): string | undefined {
     return this.#presentedIdentity;
-  }
-
-  get presentedToken(): string | undefined {
-    return this.#presentedToken;
   }
 
   /**
@@ -318,9 +341,7 @@ export class RoomConnection {
       this.#connectNow = false;
       return;
     }
-    this.#retries++;
-    const { minDelayMs, maxDelayMs, random } = this.#options;
-    const delay = reconnectDelayMs(this.#retries, { minDelayMs, maxDelayMs }, random);
+    const delay = reconnectDelayMs(++this.#retries, this.#backoffBounds, this.#random);
     if (delay > 0) await this.#waitBeforeRetry(delay);
   }
 
@@ -329,7 +350,7 @@ export class RoomConnection {
     const announcements = this.#announcements;
     let token: string | undefined;
     try {
-      token = await this.#options.readToken();
+      token = await readToken(this.#options.client.auth);
     } catch (error) {
       const coded = error instanceof LunoraError ? error : new LunoraError("UNAUTHENTICATED", String(error));
       if (!this.#closed && !this.#authFailure) {
@@ -353,13 +374,13 @@ export class RoomConnection {
         this.#options.onError(error);
         for (const entry of this.#subs.values()) this.#notify(entry, error);
       }
-      const { minDelayMs, maxDelayMs } = this.#options;
+      const { minDelayMs, maxDelayMs } = this.#backoffBounds;
       await this.#waitBeforeRetry(Math.min(maxDelayMs, minDelayMs * 2 ** this.#refusedRepeats));
     }
     // Rows and cursors read under one identity are never kept for another:
     // before connecting as someone else, every subscription drops its rows
     // and cursor, so the room sends a fresh snapshot for the new identity.
-    const identity = await this.#options.fingerprint(token);
+    const identity = await tokenFingerprint(token, this.#options.client.identify);
     // The app announced another identity while this attempt was reading its
     // token (refreshAuth() during the read): the token is older than the
     // announcement. partysocket's reconnect() cannot stop an attempt already
@@ -411,7 +432,7 @@ export class RoomConnection {
     if (this.#closed) return;
     if (event.code === CLOSE_CODES.UNAUTHENTICATED) this.#refuseToken();
     if (event.code === CLOSE_CODES.PROTOCOL_VERSION) {
-      this.#failVersion(`room "${this.room}" speaks another protocol version (client speaks ${PROTOCOL_VERSION})`);
+      this.#failVersion();
       return;
     }
     this.#setStatus("offline");
@@ -432,21 +453,22 @@ export class RoomConnection {
     this.#refused = { token: this.#presentedToken };
   }
 
-  #failVersion(message: string): void {
-    this.#failed = true;
+  /** The room speaks protocol `roomVersion` (`undefined`: it closed with 4002 without saying which). */
+  #failVersion(roomVersion?: number): void {
+    const error = new LunoraError(
+      "PROTOCOL_VERSION_MISMATCH",
+      `room "${this.room}" speaks ${roomVersion === undefined ? "another protocol version" : `protocol ${roomVersion}`}, client speaks ${PROTOCOL_VERSION}`,
+      { clientVersion: PROTOCOL_VERSION },
+    );
+    this.#failed = error;
     this.#socket.close(1000, "protocol version mismatch");
     this.#keepalive.stop();
-    const error = new LunoraError("PROTOCOL_VERSION_MISMATCH", message, { clientVersion: PROTOCOL_VERSION });
     if (!this.#versionMismatchReported) {
       this.#versionMismatchReported = true;
       this.#options.onError(error);
     }
     for (const entry of this.#subs.values()) this.#notify(entry, error);
     this.#setStatus("offline");
-  }
-
-  #notifyVersionMismatch(entry: SubscriptionEntry): void {
-    this.#notify(entry, new LunoraError("PROTOCOL_VERSION_MISMATCH", `room "${this.room}" speaks another protocol version`));
   }
 
   #waitBeforeRetry(ms: number): Promise<void> {
@@ -497,7 +519,7 @@ export class RoomConnection {
     switch (frame.type) {
       case "hello":
         if (frame.protocolVersion !== PROTOCOL_VERSION) {
-          this.#failVersion(`room "${this.room}" speaks protocol ${frame.protocolVersion}, client speaks ${PROTOCOL_VERSION}`);
+          this.#failVersion(frame.protocolVersion);
           return;
         }
         this.#epoch = frame.epoch;
@@ -508,13 +530,13 @@ export class RoomConnection {
         this.#setStatus("connected");
         return;
       case "poke": {
-        // A whole poke in one frame: the same steps as start + part + end.
-        const { pokeId, bind, resets, subsets, ops, cursor, mutations } = frame;
-        let step = this.#pokes.start({ type: "pokeStart", pokeId, bind, resets, subsets });
-        if (step.kind === "pending") step = this.#pokes.part({ type: "pokePart", pokeId, ops }, chars);
+        // A whole poke in one frame: the same steps as start + part + end
+        // (the buffer reads each step's fields from the one frame).
+        let step = this.#pokes.start(frame);
+        if (step.kind === "pending") step = this.#pokes.part(frame, chars);
         if (step.kind !== "pending") this.#handlePokeStep(step);
         // Ended also when dropped above: its outcomes are still delivered.
-        this.#handlePokeStep(this.#pokes.end({ type: "pokeEnd", pokeId, cursor, mutations }));
+        this.#handlePokeStep(this.#pokes.end(frame));
         return;
       }
       case "pokeStart":
@@ -568,29 +590,29 @@ export class RoomConnection {
       case "complete":
         this.#applyPoke(step.poke);
         return;
-      case "dropped":
-        this.#options.onError(step.error);
+      case "dropped": {
+        const { error, resets } = step;
+        const overBound = error.code === "QUOTA_EXCEEDED";
+        this.#options.onError(error);
         for (const id of step.subs) {
           const entry = this.#subs.get(id);
           if (!entry) continue;
-          if (step.error.code === "QUOTA_EXCEEDED" && step.resets?.includes(id)) {
+          // A bound hit will likely repeat on the snapshot: tell the collection so
+          // it stops waiting. A protocol violation is the room's bug; the reset
+          // heals it without bothering the app.
+          if (overBound) this.#notify(entry, error);
+          if (overBound && resets?.includes(id)) {
             // Its snapshot does not fit this client's bound: asking again would
             // fetch it again, forever. It stays failed (told to the collection)
             // and ignores pokes until a later connection subscribes it anew.
-            this.#notify(entry, step.error);
             entry.awaitingReset = true;
             entry.unsubscribed = true;
             this.#pokes.unbind(id);
             this.#sendIfOpen({ type: "unsubscribe", id });
-            continue;
-          }
-          // A bound hit will likely repeat on the snapshot: tell the collection so
-          // it stops waiting. A protocol violation is the room's bug; the reset
-          // heals it without bothering the app.
-          if (step.error.code === "QUOTA_EXCEEDED") this.#notify(entry, step.error);
-          this.resubscribe(id, { reset: true });
+          } else this.resubscribe(id, { reset: true });
         }
         return;
+      }
     }
   }
 
@@ -598,67 +620,23 @@ export class RoomConnection {
    * Applies a complete poke: every covered subscription in one synchronous
    * loop (no reader can observe the poke half applied), then the mutation
    * results it carries, so a write's confirmation is never seen before its data.
+   *
+   * Subscriptions whose handlers share a {@link PokeGroup} are handed theirs
+   * together, in one call, where the group's first subscription comes in the
+   * poke: one collection's subsets then change in one transaction
+   * (invariant 3 within a collection).
    */
   #applyPoke(poke: CompletePoke): void {
-    const failed: Array<{ entry: SubscriptionEntry; error: unknown }> = [];
-    // Every collection of the poke commits first, then all publish: no
-    // reader sees one collection changed and another not yet (a row moving
-    // from one view to another is never in neither).
-    const deferrals: Array<{ publish(): void; discard(): void }> = [];
-    const deferred = new Set<SubscriptionHandler | PokeGroup>();
-    for (const { id, blocks } of poke.subs) {
-      const entry = this.#subs.get(id);
-      if (!entry || (entry.awaitingReset && !poke.resets.has(id))) continue;
-      // Nothing for it in this poke (it only moves to the cursor): nothing to publish.
-      if (blocks.length === 0 && !poke.resets.has(id)) continue;
-      // A group (the subsets of one collection) defers once for all its members.
-      const target = entry.handler.pokeGroup ?? entry.handler;
-      if (deferred.has(target)) continue;
-      deferred.add(target);
-      try {
-        const deferral = target.deferPublication?.();
-        if (deferral) deferrals.push(deferral);
-      } catch {
-        // no deferral: that collection publishes at its own commit
-      }
-    }
-    try {
-      this.#applyPokeToSubscriptions(poke, failed);
-    } finally {
-      for (const deferral of deferrals) deferral.publish();
-    }
-    if (poke.mutations && poke.mutations.length > 0) this.#options.onMutationResults(poke.mutations);
-    const reported = new Set<unknown>();
-    for (const { entry, error } of failed) {
-      // The handler's rows are in an unknown state: start it over from a snapshot.
-      if (error instanceof LunoraError && error.code === "PROTOCOL_ERROR") {
-        // The room's bug (a patch for a row the subscription does not hold):
-        // the reset heals it; the app hears of it (once, also when a group of
-        // subscriptions failed together) like of any other violation.
-        if (!reported.has(error)) this.#options.onError(new LunoraError("PROTOCOL_ERROR", `poke "${poke.pokeId}": ${error.message}`));
-        reported.add(error);
-      } else {
-        const message = error instanceof Error ? error.message : String(error);
-        this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${poke.pokeId}" failed: ${message}`));
-      }
-      this.resubscribe(entry.id, { reset: true });
-    }
-  }
-
-  /**
-   * Hands each covered subscription its update. Subscriptions whose handlers
-   * share a {@link PokeGroup} are handed theirs together, in one call, where
-   * the group's first subscription comes in the poke: one collection's
-   * subsets then change in one transaction (invariant 3 within a collection).
-   */
-  #applyPokeToSubscriptions(poke: CompletePoke, failed: Array<{ entry: SubscriptionEntry; error: unknown }>): void {
-    const groups = new Map<PokeGroup, Array<{ entry: SubscriptionEntry; update: PokeUpdate }>>();
-    const order: Array<{ entry: SubscriptionEntry; update: PokeUpdate } | PokeGroup> = [];
+    const { pokeId, resets, resolved, cursor, mutations } = poke;
+    const identity = this.#rowsIdentity;
+    // Each handler, or each group once, with its updates in poke order (a Map
+    // keeps the order in which each target first appears).
+    const targets = new Map<SubscriptionHandler | PokeGroup, Array<{ entry: SubscriptionEntry; update: PokeUpdate }>>();
     for (const { id, keyColumn, blocks } of poke.subs) {
       const entry = this.#subs.get(id);
-      if (!entry) continue; // unsubscribed meanwhile
-      const reset = poke.resets.has(id);
-      if (entry.awaitingReset && !reset) continue;
+      const reset = resets.has(id);
+      // Unsubscribed meanwhile, or waiting for the reset that answers its resubscribe.
+      if (!entry || (entry.awaitingReset && !reset)) continue;
       entry.awaitingReset = false;
       let ops: PokeUpdate["ops"] | undefined;
       const update: PokeUpdate = {
@@ -669,38 +647,68 @@ export class RoomConnection {
         get ops() {
           return (ops ??= rowOpsOf(id, keyColumn, blocks));
         },
-        cursor: poke.cursor,
-        identity: this.#rowsIdentity,
-        ...(poke.resolved.has(id) ? { resolved: poke.resolved.get(id) } : {}),
+        cursor,
+        identity,
+        resolved: resolved.get(id),
       };
-      const group = entry.handler.pokeGroup;
-      if (!group) {
-        order.push({ entry, update });
-        continue;
-      }
-      let members = groups.get(group);
-      if (!members) {
-        groups.set(group, (members = []));
-        order.push(group);
-      }
+      const target = entry.handler.pokeGroup ?? entry.handler;
+      let members = targets.get(target);
+      if (!members) targets.set(target, (members = []));
       members.push({ entry, update });
     }
-    for (const item of order) {
-      if ("entry" in item) {
-        try {
-          item.entry.handler.applyPoke(item.update);
-        } catch (error) {
-          failed.push({ entry: item.entry, error });
-        }
-        continue;
-      }
-      const members = groups.get(item)!;
+    // Every collection of the poke commits first, then all publish: no
+    // reader sees one collection changed and another not yet (a row moving
+    // from one view to another is never in neither).
+    const deferrals: Array<{ publish(): void; discard(): void }> = [];
+    for (const [target, members] of targets) {
+      // Nothing for it in this poke (it only moves to the cursor): nothing to publish.
+      if (!members.some(({ update }) => update.reset || update.blocks.length > 0)) continue;
       try {
-        item.applyPokes(members.map(({ entry, update }) => ({ handler: entry.handler, update })));
-      } catch (error) {
-        // The group's rows are in an unknown state: every member starts over.
-        for (const { entry } of members) failed.push({ entry, error });
+        const deferral = target.deferPublication?.();
+        if (deferral) deferrals.push(deferral);
+      } catch {
+        // no deferral: that collection publishes at its own commit
       }
+    }
+    const failed: Array<{ entry: SubscriptionEntry; error: unknown }> = [];
+    try {
+      for (const members of targets.values()) {
+        const group = members[0].entry.handler.pokeGroup;
+        if (group) {
+          try {
+            group.applyPokes(members.map(({ entry, update }) => ({ handler: entry.handler, update })));
+          } catch (error) {
+            // The group's rows are in an unknown state: every member starts over.
+            for (const { entry } of members) failed.push({ entry, error });
+          }
+          continue;
+        }
+        for (const { entry, update } of members) {
+          try {
+            entry.handler.applyPoke(update);
+          } catch (error) {
+            failed.push({ entry, error });
+          }
+        }
+      }
+    } finally {
+      for (const deferral of deferrals) deferral.publish();
+    }
+    if (mutations && mutations.length > 0) this.#options.onMutationResults(mutations);
+    const reported = new Set<unknown>();
+    for (const { entry, error } of failed) {
+      // The handler's rows are in an unknown state: start it over from a snapshot.
+      if (error instanceof LunoraError && error.code === "PROTOCOL_ERROR") {
+        // The room's bug (a patch for a row the subscription does not hold):
+        // the reset heals it; the app hears of it (once, also when a group of
+        // subscriptions failed together) like of any other violation.
+        if (!reported.has(error)) this.#options.onError(new LunoraError("PROTOCOL_ERROR", `poke "${pokeId}": ${error.message}`));
+        reported.add(error);
+      } else {
+        const message = error instanceof Error ? error.message : String(error);
+        this.#notify(entry, new LunoraError("INTERNAL", `applying poke "${pokeId}" failed: ${message}`));
+      }
+      this.resubscribe(entry.id, { reset: true });
     }
   }
 
@@ -727,15 +735,10 @@ export class RoomConnection {
       ...(cursor ? { cursor: { seq: cursor.seq, epoch: cursor.epoch } } : {}),
       ...(subset ? { subset } : {}),
     };
-    this.#send(encodeFrame(frame));
+    this.#sendIfOpen(frame);
   }
 
   #sendIfOpen(frame: ClientFrame): void {
-    if (this.#socket.readyState === OPEN) this.#send(encodeFrame(frame));
-  }
-
-  #send(text: string): void {
-    if (this.#closed || this.#socket.readyState !== OPEN) return;
-    this.#socket.send(text);
+    this.sendFrame(encodeFrame(frame));
   }
 }

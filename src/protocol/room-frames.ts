@@ -49,29 +49,55 @@ class InvalidFrame {
 }
 
 type JsonObject = Record<string, unknown>;
+/** An object or array of the frame, and its path in the frame (`""`: the frame itself). */
+type Holder = JsonObject | unknown[];
+/** Checks `holder[key]`; the value's path (`at(path, key)`) is built only when it fails. */
+type Check = (holder: Holder, key: string | number, path: string) => void;
 
 // Kept small on purpose: this module is in every client's bundle.
+const at = (path: string, key: string | number): string => (path ? `${path}.${key}` : String(key));
 const fail = (path: string, expected: string): never => {
   throw new InvalidFrame(path, `expected ${expected}`);
 };
-const object = (value: unknown, path: string): JsonObject => (isJsonObject(value) ? value : fail(path, "an object"));
-const array = (value: unknown, path: string): unknown[] => (Array.isArray(value) ? value : fail(path, "an array"));
-const string = (value: unknown, path: string): void => {
-  if (typeof value !== "string") fail(path, "a string");
+const valueAt = (holder: Holder, key: string | number): unknown => (holder as JsonObject)[key];
+const object = (holder: Holder, key: string | number, path: string): JsonObject => {
+  const value = valueAt(holder, key);
+  return isJsonObject(value) ? value : fail(at(path, key), "an object");
 };
-const number = (value: unknown, path: string): void => {
-  if (typeof value !== "number") fail(path, "a number");
+const array = (holder: Holder, key: string | number, path: string): unknown[] => {
+  const value = valueAt(holder, key);
+  return Array.isArray(value) ? value : fail(at(path, key), "an array");
+};
+const string: Check = (holder, key, path) => {
+  if (typeof valueAt(holder, key) !== "string") fail(at(path, key), "a string");
+};
+const number: Check = (holder, key, path) => {
+  if (typeof valueAt(holder, key) !== "number") fail(at(path, key), "a number");
 };
 /** Names on the wire (ids, groups, columns) are 1–128 characters. */
-const name = (value: unknown, path: string): void => {
-  if (typeof value !== "string" || value.length < 1 || value.length > 128) fail(path, "a name of 1–128 characters");
+const name: Check = (holder, key, path) => {
+  const value = valueAt(holder, key);
+  if (typeof value !== "string" || value.length < 1 || value.length > 128) fail(at(path, key), "a name of 1–128 characters");
 };
-const names = (value: unknown, path: string): void => {
-  const list = array(value, path);
-  for (let i = 0; i < list.length; i++) name(list[i], `${path}.${i}`);
+/** An array whose every item passes `check`; optional ones may be absent. */
+const list = (holder: Holder, key: string, path: string, check: Check, optional?: boolean): void => {
+  if (optional && valueAt(holder, key) === undefined) return;
+  const items = array(holder, key, path);
+  const itemsPath = at(path, key);
+  for (let i = 0; i < items.length; i++) check(items, i, itemsPath);
+};
+/** No field of `value` (at `path`) is outside `allowed`, as valibot's `strictObject` did. */
+const onlyFields = (value: JsonObject, allowed: ReadonlySet<string>, path: string): void => {
+  for (const field in value) if (!allowed.has(field)) throw new InvalidFrame(at(path, field.slice(0, 40)), "unknown field");
+};
+/** An object with no field outside `allowed`. */
+const fields = (holder: Holder, key: string | number, path: string, allowed: ReadonlySet<string>): JsonObject => {
+  const value = object(holder, key, path);
+  onlyFields(value, allowed, at(path, key));
+  return value;
 };
 
-/** Each frame's fields: anything else is refused, as valibot's `strictObject` did. */
+/** Each frame's fields: anything else is refused. */
 const FIELDS: Record<string, ReadonlySet<string>> = {
   hello: new Set(["type", "protocolVersion", "room", "epoch"]),
   error: new Set(["type", "sub", "error"]),
@@ -86,103 +112,84 @@ const APPLIED_FIELDS: ReadonlySet<string> = new Set(["clientSeq", "status", "res
 const FAILED_FIELDS: ReadonlySet<string> = new Set(["clientSeq", "status", "error"]);
 
 function checkRoomFrame(json: unknown): RoomFrame {
-  const frame = object(json, "");
-  const type = frame.type;
-  const fields = typeof type === "string" && Object.prototype.hasOwnProperty.call(FIELDS, type) ? FIELDS[type] : undefined;
-  if (!fields) throw new InvalidFrame("type", typeof type === "string" ? `unknown frame type "${type.slice(0, 40)}"` : "expected a frame type");
-  onlyFields(frame, fields, "");
+  const type = isJsonObject(json) ? json.type : fail("", "an object");
+  const allowed = typeof type === "string" && Object.prototype.hasOwnProperty.call(FIELDS, type) ? FIELDS[type] : undefined;
+  if (!allowed) throw new InvalidFrame("type", typeof type === "string" ? `unknown frame type "${type.slice(0, 40)}"` : "expected a frame type");
+  const frame = json as JsonObject;
+  onlyFields(frame, allowed, "");
   if (type === "hello") {
-    number(frame.protocolVersion, "protocolVersion");
-    string(frame.room, "room");
-    name(frame.epoch, "epoch");
+    number(frame, "protocolVersion", "");
+    string(frame, "room", "");
+    name(frame, "epoch", "");
   } else if (type === "error") {
-    if (frame.sub !== undefined) name(frame.sub, "sub");
-    errorBody(frame.error, "error");
+    if (frame.sub !== undefined) name(frame, "sub", "");
+    errorBody(frame, "error", "");
   } else {
-    name(frame.pokeId, "pokeId");
-    if (type === "poke" || type === "pokeStart") startFields(frame);
-    if (type === "poke" || type === "pokePart") ops(frame.ops);
-    if (type === "poke" || type === "pokeEnd") endFields(frame);
+    name(frame, "pokeId", "");
+    // `bind`, `resets`, `subsets`: the fields of `pokeStart` (also in `poke`).
+    if (type === "poke" || type === "pokeStart") {
+      list(frame, "bind", "", binding, true);
+      list(frame, "resets", "", name, true);
+      list(frame, "subsets", "", resolvedSubset, true);
+    }
+    if (type === "poke" || type === "pokePart") list(frame, "ops", "", block);
+    // `cursor`, `mutations`: the fields of `pokeEnd` (also in `poke`).
+    if (type === "poke" || type === "pokeEnd") {
+      const { seq, epoch } = object(frame, "cursor", "");
+      if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 0) fail("cursor.seq", "an integer ≥ 0");
+      if (typeof epoch !== "string" || epoch.length < 1 || epoch.length > 64) fail("cursor.epoch", "1–64 characters");
+      list(frame, "mutations", "", mutationResult, true);
+    }
   }
   return frame as unknown as RoomFrame;
 }
 
-/** `bind`, `resets`, `subsets`: the fields of `pokeStart` (also in `poke`). */
-function startFields(frame: JsonObject): void {
-  const { bind, resets, subsets } = frame;
-  if (bind !== undefined) {
-    const list = array(bind, "bind");
-    for (let i = 0; i < list.length; i++) {
-      const path = `bind.${i}`;
-      const binding = object(list[i], path);
-      onlyFields(binding, BINDING_FIELDS, `${path}.`);
-      name(binding.sub, `${path}.sub`);
-      name(binding.group, `${path}.group`);
-      name(binding.key, `${path}.key`);
-      names(binding.columns, `${path}.columns`);
-    }
-  }
-  if (resets !== undefined) names(resets, "resets");
-  if (subsets !== undefined) {
-    const list = array(subsets, "subsets");
-    for (let i = 0; i < list.length; i++) {
-      const subset = object(list[i], `subsets.${i}`);
-      onlyFields(subset, RESOLVED_FIELDS, `subsets.${i}.`);
-      name(subset.sub, `subsets.${i}.sub`);
-    }
-  }
-}
+const binding: Check = (holder, key, path) => {
+  const value = fields(holder, key, path, BINDING_FIELDS);
+  const here = at(path, key);
+  name(value, "sub", here);
+  name(value, "group", here);
+  name(value, "key", here);
+  list(value, "columns", here, name);
+};
 
-/** `cursor`, `mutations`: the fields of `pokeEnd` (also in `poke`). */
-function endFields(frame: JsonObject): void {
-  const cursor = object(frame.cursor, "cursor");
-  const seq = cursor.seq;
-  if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 0) fail("cursor.seq", "an integer ≥ 0");
-  const epoch = cursor.epoch;
-  if (typeof epoch !== "string" || epoch.length < 1 || epoch.length > 64) fail("cursor.epoch", "1–64 characters");
-  if (frame.mutations === undefined) return;
-  const list = array(frame.mutations, "mutations");
-  for (let i = 0; i < list.length; i++) {
-    const path = `mutations.${i}`;
-    const outcome = object(list[i], path);
-    number(outcome.clientSeq, `${path}.clientSeq`);
-    const status = outcome.status;
-    if (status === "applied") onlyFields(outcome, APPLIED_FIELDS, `${path}.`);
-    else if (status === "rejected" || status === "error") {
-      onlyFields(outcome, FAILED_FIELDS, `${path}.`);
-      errorBody(outcome.error, `${path}.error`);
-    } else fail(`${path}.status`, '"applied", "rejected" or "error"');
-  }
-}
+const resolvedSubset: Check = (holder, key, path) => name(fields(holder, key, path, RESOLVED_FIELDS), "sub", at(path, key));
+
+const mutationResult: Check = (holder, key, path) => {
+  const outcome = object(holder, key, path);
+  const here = at(path, key);
+  number(outcome, "clientSeq", here);
+  const status = outcome.status;
+  if (status === "applied") onlyFields(outcome, APPLIED_FIELDS, here);
+  else if (status === "rejected" || status === "error") {
+    onlyFields(outcome, FAILED_FIELDS, here);
+    errorBody(outcome, "error", here);
+  } else fail(at(here, "status"), '"applied", "rejected" or "error"');
+};
 
 /**
- * `ops`: blocks `[group, kind, ...items]`. Items are only type-checked here
+ * An op block `[group, kind, ...items]`. Items are only type-checked here
  * (rows are JSON objects, keys strings or finite numbers); the poke buffer
  * checks them against the subscription's binding.
  */
-function ops(value: unknown): void {
-  const blocks = array(value, "ops");
-  for (let i = 0; i < blocks.length; i++) {
-    const block = array(blocks[i], `ops.${i}`);
-    name(block[0], `ops.${i}.0`);
-    const kind: unknown = block[1];
-    const rows = kind === "p" || kind === "u";
-    if (!rows && kind !== "d") fail(`ops.${i}.1`, 'an op kind: "p", "u" or "d"');
-    for (let j = 2; j < block.length; j++) {
-      if (rows ? !isJsonObject(block[j]) : !isRowKey(block[j])) fail(`ops.${i}.${j}`, rows ? "a row (a JSON object)" : "a key (a string or a finite number)");
-    }
+const block: Check = (holder, key, path) => {
+  const items = array(holder, key, path);
+  const here = at(path, key);
+  name(items, 0, here);
+  const kind: unknown = items[1];
+  const rows = kind === "p" || kind === "u";
+  if (!rows && kind !== "d") fail(at(here, 1), 'an op kind: "p", "u" or "d"');
+  for (let j = 2; j < items.length; j++) {
+    if (rows ? !isJsonObject(items[j]) : !isRowKey(items[j])) fail(at(here, j), rows ? "a row (a JSON object)" : "a key (a string or a finite number)");
   }
-}
+};
 
-function errorBody(value: unknown, path: string): void {
-  const body = object(value, path);
-  string(body.code, `${path}.code`);
-  string(body.message, `${path}.message`);
-}
-
-function onlyFields(value: JsonObject, allowed: ReadonlySet<string>, prefix: string): void {
-  for (const key in value) if (!allowed.has(key)) throw new InvalidFrame(`${prefix}${key.slice(0, 40)}`, "unknown field");
-}
+const errorBody: Check = (holder, key, path) => {
+  const body = object(holder, key, path);
+  const here = at(path, key);
+  string(body, "code", here);
+  string(body, "message", here);
+};
 
 /** A JSON object that is not an array. */
 export function isJsonObject(value: unknown): value is JsonObject {
