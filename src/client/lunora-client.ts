@@ -68,8 +68,8 @@ export interface LunoraClientOptions {
   /** Keepalive interval (default 25 s); `0` turns keepalive off. */
   pingIntervalMs?: number;
   /**
-   * Bounds of the poke being reassembled (defaults: 64 MB of part text, 2,000,000
-   * ops). A poke over them is dropped and its subscriptions reset, reported as
+   * Bounds of the poke being reassembled (defaults: 512 Mi characters of
+   * frame text, 8,000,000 ops — a snapshot of a 1M-row shape fits). A poke over them is dropped and its subscriptions reset, reported as
    * `QUOTA_EXCEEDED`.
    */
   limits?: { maxPokeChars?: number; maxPokeOps?: number };
