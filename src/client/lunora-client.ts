@@ -506,8 +506,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     if (this.#closed) return () => undefined;
     assertRoomName("room", room);
     assertRoomName("party", party);
-    const connection = this.#connectionFor(party, room);
-    connection.holds++;
+    const connection = this.#connectionFor(party, room, true);
     this.#updateStatus();
     let held = true;
     return () => {
@@ -562,14 +561,18 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.#pendingWritesListeners.emit(count);
   }
 
-  #connectionFor(party: string, room: string): RoomConnection {
+  /** `hold`: count a hold (see {@link retainRoom}) before a new room's first status is emitted. */
+  #connectionFor(party: string, room: string, hold = false): RoomConnection {
     const key = connectionKey(party, room);
     let connection = this.#connections.get(key);
     if (!connection) {
       connection = this.#openConnection(party, room);
       this.#connections.set(key, connection);
+      // Held first: a listener that takes and drops a hold of its own on
+      // this status must not close the room this hold is opening.
+      if (hold) connection.holds++;
       this.#roomStatusListeners.emit(room, connection.status, party);
-    }
+    } else if (hold) connection.holds++;
     return connection;
   }
 

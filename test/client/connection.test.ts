@@ -257,6 +257,27 @@ describe("connection", () => {
     expect(h.client.status).toBe("idle");
   });
 
+  it("a hold counts from the moment retainRoom() opens the room: a room-status listener that holds and releases it meanwhile does not close it", async () => {
+    const h = await startHarness();
+    let nested = 0;
+    // The room's first status ("connecting") is emitted while retainRoom()
+    // opens the socket; a listener that takes and drops a hold of its own
+    // then must not close the room the outer hold is opening.
+    h.client.onRoomStatusChange((room, status) => {
+      if (room !== "held" || status !== "connecting" || nested++ > 0) return;
+      h.client.retainRoom("held")();
+    });
+    const release = h.client.retainRoom("held");
+    expect(nested).toBe(1);
+    expect(h.client.roomStatus("held")).not.toBe("idle");
+    await eventually(() => expect(h.room.openSockets("held")).toHaveLength(1));
+    h.room.openSockets("held")[0].hello();
+    await eventually(() => expect(h.client.roomStatus("held")).toBe("connected"));
+    release();
+    expect(h.client.roomStatus("held")).toBe("idle");
+    await eventually(() => expect(h.room.openSockets("held")).toHaveLength(0));
+  });
+
   it("close() closes every socket and leaves the client idle", async () => {
     const h = await startHarness();
     void messagesCollection(h.client, { room: "one" }).collection.preload();
