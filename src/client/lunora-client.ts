@@ -351,10 +351,11 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       });
     }
 
-    const connection = this.#connectionFor(party, options.room);
     const id = `s${(this.#nextSubscriptionId++).toString(36)}`;
-    this.#subscriptionCount++;
-    connection.add(id, options.source, options.handler, options.subset);
+    const connection = this.#connectionFor(party, options.room, (opened) => {
+      this.#subscriptionCount++;
+      opened.add(id, options.source, options.handler, options.subset);
+    });
     this.#updateStatus();
 
     let active = true;
@@ -506,8 +507,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     if (this.#closed) return () => undefined;
     assertRoomName("room", room);
     assertRoomName("party", party);
-    const connection = this.#connectionFor(party, room);
-    connection.holds++;
+    const connection = this.#connectionFor(party, room, (opened) => opened.holds++);
     this.#updateStatus();
     let held = true;
     return () => {
@@ -562,14 +562,19 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     this.#pendingWritesListeners.emit(count);
   }
 
-  #connectionFor(party: string, room: string): RoomConnection {
+  /**
+   * The room's connection, opened if there is none, after `use` (a
+   * subscription or a hold) is registered on it: a new room's first status
+   * is emitted only then, so a listener that takes and drops a hold of its
+   * own on it does not close the room this use is opening.
+   */
+  #connectionFor(party: string, room: string, use: (connection: RoomConnection) => void): RoomConnection {
     const key = connectionKey(party, room);
-    let connection = this.#connections.get(key);
-    if (!connection) {
-      connection = this.#openConnection(party, room);
-      this.#connections.set(key, connection);
-      this.#roomStatusListeners.emit(room, connection.status, party);
-    }
+    const existing = this.#connections.get(key);
+    const connection = existing ?? this.#openConnection(party, room);
+    if (!existing) this.#connections.set(key, connection);
+    use(connection);
+    if (!existing) this.#roomStatusListeners.emit(room, connection.status, party);
     return connection;
   }
 

@@ -257,6 +257,53 @@ describe("connection", () => {
     expect(h.client.status).toBe("idle");
   });
 
+  it("a hold counts from the moment retainRoom() opens the room: a room-status listener that holds and releases it meanwhile does not close it", async () => {
+    const h = await startHarness();
+    let nested = 0;
+    // The room's first status ("connecting") is emitted while retainRoom()
+    // opens the socket; a listener that takes and drops a hold of its own
+    // then must not close the room the outer hold is opening.
+    h.client.onRoomStatusChange((room, status) => {
+      if (room !== "held" || status !== "connecting" || nested++ > 0) return;
+      h.client.retainRoom("held")();
+    });
+    const release = h.client.retainRoom("held");
+    expect(nested).toBe(1);
+    expect(h.client.roomStatus("held")).not.toBe("idle");
+    await eventually(() => expect(h.room.openSockets("held")).toHaveLength(1));
+    h.room.openSockets("held")[0].hello();
+    await eventually(() => expect(h.client.roomStatus("held")).toBe("connected"));
+    release();
+    expect(h.client.roomStatus("held")).toBe("idle");
+    await eventually(() => expect(h.room.openSockets("held")).toHaveLength(0));
+  });
+
+  it("a subscription counts from the moment subscribe() opens the room: a room-status listener that holds and releases it meanwhile does not close it", async () => {
+    const h = await startHarness();
+    let nested = 0;
+    h.client.onRoomStatusChange((room, status) => {
+      if (room !== "joined" || status !== "connecting" || nested++ > 0) return;
+      h.client.retainRoom("joined")();
+    });
+    const errors: string[] = [];
+    const sub = h.client.subscribe({
+      room: "joined",
+      source: { list: "messages" },
+      handler: { cursor: () => undefined, applyPoke: () => undefined, onError: (error) => errors.push(error.code) },
+    });
+    expect(nested).toBe(1);
+    expect(h.client.roomStatus("joined")).not.toBe("idle");
+    const socket = await eventually(() => {
+      const [open] = h.room.openSockets("joined");
+      if (!open) throw new Error("no socket for the subscription");
+      return open;
+    });
+    expect((await socket.subscribeFrame()).id).toBe(sub.id);
+    sub.unsubscribe();
+    expect(h.client.roomStatus("joined")).toBe("idle");
+    expect(errors).toEqual([]);
+  });
+
   it("close() closes every socket and leaves the client idle", async () => {
     const h = await startHarness();
     void messagesCollection(h.client, { room: "one" }).collection.preload();
