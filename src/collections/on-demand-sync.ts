@@ -5,9 +5,10 @@ import { subsetCacheKey, viewCacheKey } from "../cache/view-key.js";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { reportListenerError } from "../client/listeners.js";
 import type { PokeGroup, PokeUpdate, Subscription, SubscriptionHandler } from "../client/subscription.js";
-import { LunoraError, type Cursor, type OpBlock, type Row, type RowKey, type Subset, type Where } from "../protocol/index.js";
-import { withTimeout, type SyncParams, type SyncTarget } from "./collection-sync.js";
+import type { Cursor, LunoraError, OpBlock, Row, RowKey, Subset, Where } from "../protocol/index.js";
+import { asLunoraError, callListener, readCachedView, VIEW_DENIED_CODES, type SyncRunOptions, type SyncTarget } from "./collection-sync.js";
 import { compileSubset, subsetKey } from "./subset-where.js";
+import { forEachRowOp, SyncedRows, type SyncParams } from "./synced-rows.js";
 
 /**
  * What {@link OnDemandSyncRun} applies to one subset: a poke's update (its
@@ -23,16 +24,6 @@ interface SubsetUpdate {
   keyColumn?: string;
   cached?: ReadonlyArray<readonly [RowKey, Row]>;
 }
-
-interface OnDemandRunOptions<TRow extends object, TKey extends string | number> {
-  client: LunoraClient<any>;
-  getKey: (row: TRow) => TKey;
-  onError: ((error: LunoraError) => void) | undefined;
-  onSyncStateChange?: () => void;
-}
-
-/** Subscription errors saying this identity may not read the subset: its cached rows go. */
-const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_FOUND", "INVALID_ARGS"]);
 
 /**
  * One loaded subset: one Lunora subscription on the collection's target,
@@ -84,18 +75,15 @@ interface LoadedSubset {
  */
 export class OnDemandSyncRun<TRow extends object, TKey extends string | number> {
   readonly #params: SyncParams<TRow, TKey>;
-  readonly #options: OnDemandRunOptions<TRow, TKey>;
+  readonly #options: SyncRunOptions<TRow, TKey>;
   #target: SyncTarget | undefined;
   readonly #subsets = new Map<string, LoadedSubset>();
   /** Handler → its subset and the generation it was made for (a re-pointed subset's old handler is stale). */
   readonly #byHandler = new WeakMap<SubscriptionHandler, { subset: LoadedSubset; generation: object }>();
   /** Wire key → how many loaded subsets hold the row. */
   readonly #holders = new Map<RowKey, number>();
-  /** Wire key → collection key (see CollectionSyncRun: an insert of a held key throws). */
-  readonly #keys = new Map<RowKey, TKey>();
-  readonly #present = new Set<TKey>();
-  /** Wire key → the room's row, as last received. */
-  readonly #rows = new Map<RowKey, TRow>();
+  /** The room's rows, as last received, that some loaded subset holds. */
+  readonly #synced: SyncedRows<TRow, TKey>;
   #rowsIdentity: string | undefined;
   #lastSyncedAt: number | undefined;
   #stopped = false;
@@ -104,9 +92,10 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   readonly #stopIdentityWatch: () => void;
   readonly #group: PokeGroup;
 
-  constructor(params: SyncParams<TRow, TKey>, options: OnDemandRunOptions<TRow, TKey>) {
+  constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
     this.#options = options;
+    this.#synced = new SyncedRows(params, options.getKey);
     this.#group = {
       applyPokes: (updates) => {
         const items: Array<{ subset: LoadedSubset; update: SubsetUpdate }> = [];
@@ -240,7 +229,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
           try {
             starts.push(this.#start(subset, target));
           } catch (error) {
-            this.#onSubsetError(subset, error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+            this.#onSubsetError(subset, asLunoraError(error));
           }
         }
       }
@@ -271,16 +260,13 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   }
 
   async #hydrateThenSubscribe(cache: QueryCache, subset: LoadedSubset, target: SyncTarget, generation: object): Promise<void> {
-    const client = this.#options.client;
-    const identityGeneration = client.identityGeneration;
-    let view = await withTimeout(cache.read(subset.cacheKey!), cache.settings.hydrateTimeoutMs);
-    if (view && (client.identityGeneration !== identityGeneration || view.identity !== (await client.identity().catch(() => undefined)))) view = undefined;
+    const view = await readCachedView(this.#options.client, cache, subset.cacheKey!);
     if (subset.generation !== generation) return; // re-pointed, unloaded or stopped meanwhile
     if (view) this.#hydrate(subset, view);
     try {
       this.#subscribe(subset, target, generation);
     } catch (error) {
-      this.#onSubsetError(subset, error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+      this.#onSubsetError(subset, asLunoraError(error));
     }
   }
 
@@ -341,11 +327,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       subset.reject(error);
     }
     this.#notifySyncState();
-    try {
-      this.#options.onError?.(error);
-    } catch (thrown) {
-      reportListenerError(thrown);
-    }
+    callListener(this.#options.onError, error);
   }
 
   /**
@@ -415,7 +397,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       return true;
     }
     return whole.done.then(settle, (error: unknown) => {
-      subset.error = error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error));
+      subset.error = asLunoraError(error);
       subset.reject(subset.error);
       throw subset.error;
     });
@@ -431,7 +413,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    * the row) merges into the shared row, so every subset sees it.
    */
   #apply(items: Array<{ subset: LoadedSubset; update: SubsetUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
-    const { begin, write, commit } = this.#params;
+    const { begin, commit } = this.#params;
+    const synced = this.#synced;
     const touched = new Set<RowKey>();
     // Nothing changed in any subset (a poke covers every subscription of its
     // socket): only their positions move, without a sync transaction.
@@ -454,36 +437,28 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
               // poke, at least as recent as this cache entry: the cached image
               // must not replace it (it would outlive this subset's release of
               // the row). This subset's resume brings what changed since.
-              this.#hold(subset, key, this.#holders.has(key) ? this.#rows.get(key)! : (row as TRow), touched);
+              this.#hold(subset, key, this.#holders.has(key) ? synced.rows.get(key)! : (row as TRow), touched);
             }
           }
-          const keyColumn = update.keyColumn!;
-          for (const block of update.blocks ?? []) {
-            const kind = block[1];
-            for (let i = 2; i < block.length; i++) {
-              if (kind === "d") {
-                const key = block[i] as RowKey;
+          if (update.blocks) {
+            forEachRowOp<TRow>(
+              update.blocks,
+              update.keyColumn!,
+              // Patched through a subset that holds the row: merged into the shared row.
+              (key) => (subset.rows.has(key) ? synced.rows.get(key) : undefined),
+              (key, row) => this.#hold(subset, key, row, touched),
+              (key) => {
                 touched.add(key);
                 if (subset.rows.delete(key)) this.#release(key);
-                continue;
-              }
-              const item = block[i] as Row;
-              const key = item[keyColumn] as RowKey;
-              if (kind === "p") {
-                this.#hold(subset, key, item as TRow, touched);
-                continue;
-              }
-              const held = subset.rows.has(key) ? this.#rows.get(key) : undefined;
-              // The room believes this subset holds a row it does not: only a reset reconciles them.
-              if (held === undefined) throw new LunoraError("PROTOCOL_ERROR", `patch for key ${JSON.stringify(key)} that the subset does not hold`);
-              this.#hold(subset, key, { ...held, ...item } as TRow, touched);
-            }
+              },
+            );
           }
         }
-        for (const key of touched) this.#writeRow(key, write);
+        // Each touched row once, from its final count: held → its latest image, held by none → deleted.
+        for (const key of touched) synced.write(key, this.#holders.has(key) ? synced.rows.get(key) : undefined);
         receipt = commit();
       } catch (error) {
-        this.#abandonTransaction();
+        synced.abandonTransaction();
         // The counts no longer match the collection: start every subset over.
         this.#dropAllRows();
         for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
@@ -520,7 +495,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   /** `subset` holds `row` under `key` now (its latest image for every subset). */
   #hold(subset: LoadedSubset, key: RowKey, row: TRow, touched: Set<RowKey>): void {
     touched.add(key);
-    this.#rows.set(key, row);
+    this.#synced.rows.set(key, row);
     if (subset.rows.has(key)) return;
     subset.rows.add(key);
     this.#holders.set(key, (this.#holders.get(key) ?? 0) + 1);
@@ -532,29 +507,6 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     else this.#holders.delete(key);
   }
 
-  /** Writes one row from its final count (inside the open transaction). */
-  #writeRow(wireKey: RowKey, write: SyncParams<TRow, TKey>["write"]): void {
-    const previous = this.#keys.get(wireKey);
-    if (this.#holders.has(wireKey)) {
-      const row = this.#rows.get(wireKey)!;
-      const key = this.#options.getKey(row);
-      if (previous !== undefined && previous !== key) {
-        write({ type: "delete", key: previous });
-        this.#present.delete(previous);
-      }
-      write({ type: this.#present.has(key) ? "update" : "insert", value: row });
-      this.#keys.set(wireKey, key);
-      this.#present.add(key);
-      return;
-    }
-    this.#rows.delete(wireKey);
-    if (previous === undefined) return;
-    write({ type: "delete", key: previous });
-    this.#keys.delete(wireKey);
-    this.#present.delete(previous);
-  }
-
-  /** Drops every row and cursor (identity switch, re-point): one transaction. */
   /**
    * Drops every row and cursor. `byDelete` (a re-point) writes one delete per
    * row instead of a truncate: after a truncate TanStack DB repairs each
@@ -564,17 +516,10 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    * on their own (see `point`).
    */
   #dropAllRows(byDelete = false): void {
-    if (this.#present.size > 0 || this.#keys.size > 0) {
-      const { begin, truncate, write, commit } = this.#params;
-      begin();
-      if (byDelete) for (const key of this.#present) write({ type: "delete", key });
-      else truncate({ markReady: false });
-      commit();
-    }
+    const synced = this.#synced;
+    if (synced.present.size > 0 || synced.keys.size > 0) synced.drop(byDelete);
     this.#holders.clear();
-    this.#keys.clear();
-    this.#present.clear();
-    this.#rows.clear();
+    synced.clear();
     this.#rowsIdentity = undefined;
     for (const subset of this.#subsets.values()) {
       subset.rows.clear();
@@ -591,27 +536,14 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     if (subset.generation !== generation || !subset.authoritative || !subset.cursor) return undefined;
     const rows: Array<[RowKey, Row]> = [];
     for (const key of subset.rows) {
-      const row = this.#rows.get(key);
+      const row = this.#synced.rows.get(key);
       if (row) rows.push([key, row as Row]);
     }
     return { cursor: subset.cursor, rows, ...(subset.resolved !== undefined ? { resolvedWhere: subset.resolved } : {}) };
   }
 
-  #abandonTransaction(): void {
-    try {
-      const receipt = this.#params.commit(AbortSignal.abort());
-      if (receipt !== true) receipt.catch(() => undefined);
-    } catch {
-      // no open transaction
-    }
-  }
-
   #notifySyncState(): void {
-    try {
-      this.#options.onSyncStateChange?.();
-    } catch (thrown) {
-      reportListenerError(thrown);
-    }
+    callListener(this.#options.onSyncStateChange);
   }
 }
 
