@@ -116,38 +116,17 @@ export function lunoraCollectionOptions(
       // Puts carry whole post-images; merging would keep columns the server removed.
       rowUpdateMode: "full",
       sync: (params) => {
-        if (syncMode === "on-demand") {
-          const onDemand = new OnDemandSyncRun(params, {
-            client,
-            getKey,
-            onError: options.onError,
-            onSyncStateChange: () => syncStateListeners.emit(),
-          });
-          run = onDemand;
-          onDemand.point(target);
-          return {
-            loadSubset: (subset) => onDemand.loadSubset(subset),
-            unloadSubset: (subset) => onDemand.unloadSubset(subset),
-            cleanup: () => {
-              onDemand.stop();
-              if (run === onDemand) run = undefined;
-            },
-          };
-        }
-        const current = new CollectionSyncRun(params, {
-          client,
-          getKey,
-          onError: options.onError,
-          onSyncStateChange: () => syncStateListeners.emit(),
-        });
+        const runOptions = { client, getKey, onError: options.onError, onSyncStateChange: () => syncStateListeners.emit() };
+        const current = syncMode === "on-demand" ? new OnDemandSyncRun(params, runOptions) : new CollectionSyncRun(params, runOptions);
         run = current;
         current.point(target);
-        return {
-          cleanup: () => {
-            current.stop();
-            if (run === current) run = undefined;
-          },
+        const cleanup = () => {
+          current.stop();
+          if (run === current) run = undefined;
         };
+        return current instanceof OnDemandSyncRun
+          ? { loadSubset: (subset) => current.loadSubset(subset), unloadSubset: (subset) => current.unloadSubset(subset), cleanup }
+          : { cleanup };
       },
     },
   };

@@ -13,11 +13,11 @@ import { forEachRowOp, SyncedRows, type SyncParams } from "./synced-rows.js";
 /**
  * What {@link OnDemandSyncRun} applies to one subset: a poke's update (its
  * group's blocks), or rows restored from the query cache under their keys
- * (`cached`), or neither (a release: `reset` alone).
+ * (`cached`), or neither (a release: `reset` alone, no position).
  */
 interface SubsetUpdate {
   reset: boolean;
-  cursor: Cursor;
+  cursor?: Cursor;
   identity?: string | undefined;
   resolved?: Where | undefined;
   blocks?: readonly OpBlock[];
@@ -35,22 +35,22 @@ interface LoadedSubset {
   /** What `loadSubset` asked for (compiled). */
   readonly requested: Subset;
   /** The predicate the room resolved a limited subset to; resumes use it. */
-  resolved: Where | undefined;
+  resolved?: Where | undefined;
   /** `loadSubset` calls not yet matched by `unloadSubset`. */
   refs: number;
   /** Wire keys of the rows this subset holds. */
   readonly rows: Set<RowKey>;
-  cursor: Cursor | undefined;
-  subscription: Subscription | undefined;
+  cursor?: Cursor | undefined;
+  subscription?: Subscription | undefined;
   /** Identifies the current subscription; calls of an older handler are ignored. */
-  generation: object | undefined;
-  cacheKey: string | undefined;
+  generation?: object | undefined;
+  cacheKey?: string | undefined;
   authoritative: boolean;
   fromCache: boolean;
   /** Settled once the first poke (or the cached rows) is applied. */
   loaded: boolean;
   /** The error that failed the first load; later loads of the subset reject with it. */
-  error: LunoraError | undefined;
+  error?: LunoraError | undefined;
   /**
    * Served by the whole shape (see `#consolidate`): no subscription of its
    * own, no rows of its own once the whole shape is in.
@@ -176,11 +176,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       if (subset.refs > 0) return;
       this.#subsets.delete(key);
       this.#retire(subset);
-      if (subset.rows.size > 0) this.#apply([{ subset, update: { reset: true, cursor: subset.cursor ?? { seq: 0, epoch: "-" } } }], { release: true });
-      if (!subset.loaded) {
-        subset.loaded = true;
-        subset.resolve();
-      }
+      this.#releaseRows(subset);
+      settleLoad(subset);
       this.#notifySyncState();
     } catch (thrown) {
       // Must not throw (TanStack's unloadSubset contract).
@@ -211,11 +208,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     // is subscribed twice.
     this.#dropAllRows(true);
     if (!target) {
-      for (const subset of this.#subsets.values()) {
-        if (subset.loaded) continue;
-        subset.loaded = true;
-        subset.resolve();
-      }
+      for (const subset of this.#subsets.values()) settleLoad(subset);
       hold?.();
       this.#notifySyncState();
       return;
@@ -313,11 +306,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     if (VIEW_DENIED_CODES.has(error.code) && subset.cacheKey !== undefined) {
       this.#options.client.queryCache?.remove(subset.cacheKey);
       if (subset.fromCache && subset.rows.size > 0) {
-        try {
-          this.#apply([{ subset, update: { reset: true, cursor: subset.cursor! } }], { release: true });
-        } catch (thrown) {
-          reportListenerError(thrown);
-        }
+        this.#releaseRows(subset);
         subset.cursor = undefined;
         subset.fromCache = false;
       }
@@ -379,18 +368,9 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   #cover(subset: LoadedSubset, whole: LoadedSubset): true | Promise<void> {
     subset.covered = true;
     const settle = () => {
-      if (subset.rows.size > 0 && this.#subsets.get(subset.key) === subset) {
-        try {
-          this.#apply([{ subset, update: { reset: true, cursor: subset.cursor ?? whole.cursor! } }], { release: true });
-        } catch (thrown) {
-          reportListenerError(thrown);
-        }
-      }
+      if (this.#subsets.get(subset.key) === subset) this.#releaseRows(subset);
       subset.authoritative = whole.authoritative;
-      if (!subset.loaded) {
-        subset.loaded = true;
-        subset.resolve();
-      }
+      settleLoad(subset);
     };
     if (whole.loaded) {
       settle();
@@ -478,11 +458,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       subset.fromCache = mode.fromCache === true;
       subset.error = undefined;
       if (update.identity !== undefined) this.#rowsIdentity = update.identity;
-      if (!subset.loaded) {
-        subset.loaded = true;
-        // TanStack's contract: the load settles when its commit is visible.
-        subset.resolve(receipt === true ? undefined : receipt);
-      }
+      // TanStack's contract: the load settles when its commit is visible.
+      settleLoad(subset, receipt === true ? undefined : receipt);
       if (changed && !mode.fromCache && subset.cacheKey !== undefined) {
         const generation = subset.generation;
         this.#options.client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
@@ -490,6 +467,20 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     }
     if (!mode.fromCache) this.#lastSyncedAt = Date.now();
     this.#notifySyncState();
+  }
+
+  /**
+   * Gives up every row `subset` holds, in one transaction (a row no other
+   * subset holds is deleted); its position stays. A failure is reported, not
+   * thrown: the failed apply has started every subset over already.
+   */
+  #releaseRows(subset: LoadedSubset): void {
+    if (subset.rows.size === 0) return;
+    try {
+      this.#apply([{ subset, update: { reset: true } }], { release: true });
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
   }
 
   /** `subset` holds `row` under `key` now (its latest image for every subset). */
@@ -547,6 +538,13 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   }
 }
 
+/** Settles `subset`'s load once: TanStack's load promise resolves (when the commit `receipt` is visible). */
+function settleLoad(subset: LoadedSubset, receipt?: Promise<void>): void {
+  if (subset.loaded) return;
+  subset.loaded = true;
+  subset.resolve(receipt);
+}
+
 function newSubset(key: string, requested: Subset): LoadedSubset {
   let resolve!: (value: void | Promise<void>) => void;
   let reject!: (error: unknown) => void;
@@ -556,23 +554,5 @@ function newSubset(key: string, requested: Subset): LoadedSubset {
   });
   // A load nobody awaits any more (unloaded first) must not become an unhandled rejection.
   done.catch(() => undefined);
-  return {
-    key,
-    requested,
-    resolved: undefined,
-    refs: 1,
-    rows: new Set(),
-    cursor: undefined,
-    subscription: undefined,
-    generation: undefined,
-    cacheKey: undefined,
-    authoritative: false,
-    fromCache: false,
-    loaded: false,
-    error: undefined,
-    covered: false,
-    done,
-    resolve,
-    reject,
-  };
+  return { key, requested, refs: 1, rows: new Set(), authoritative: false, fromCache: false, loaded: false, covered: false, done, resolve, reject };
 }
