@@ -153,18 +153,7 @@ function targetResolver(
     }
     const args: unknown =
       scopeArgs === undefined ? baseArgs : { ...(isRecord(baseArgs) ? baseArgs : {}), ...scopeArgs };
-    const record = isRecord(args) ? args : {};
-
-    let room: unknown;
-    if (typeof shardKey === "function") room = shardKey(args as never);
-    else if (shardKey !== undefined) room = shardKey;
-    else if (scopeBy !== undefined) {
-      const value = record[scopeBy];
-      if (value === undefined || value === null) {
-        throw new LunoraError("INVALID_ARGS", `scope(args): \`${scopeBy}\` is required (it names the room)`);
-      }
-      room = String(value);
-    } else room = DEFAULT_ROOM;
+    const room = roomOf(shardKey, scopeBy, args, "scope(args)");
     assertRoomName("room", room);
 
     const source: Source = hasList
@@ -174,6 +163,21 @@ function targetResolver(
         : { shape: options.shape!.name, args };
     return { party, room, source };
   };
+}
+
+/**
+ * The room of a collection's rows: its `shardKey` (a function is given
+ * `args`), else the `scopeBy` value of `args` (the scope args, or a row being
+ * written), else {@link DEFAULT_ROOM}. `context` names the caller in the
+ * error of a missing `scopeBy` value.
+ */
+export function roomOf(shardKey: string | ((args: never) => string) | undefined, scopeBy: string | undefined, args: unknown, context: string): unknown {
+  if (typeof shardKey === "function") return shardKey(args as never);
+  if (shardKey !== undefined) return shardKey;
+  if (scopeBy === undefined) return DEFAULT_ROOM;
+  const value = isRecord(args) ? args[scopeBy] : undefined;
+  if (value === undefined || value === null) throw new LunoraError("INVALID_ARGS", `${context}: \`${scopeBy}\` is required (it names the room)`);
+  return String(value);
 }
 
 function defaultGetKey(row: Record<string, unknown>): string | number {
@@ -188,6 +192,6 @@ function sameTarget(a: SyncTarget | undefined, b: SyncTarget | undefined): boole
   return viewCacheKey(a.party, a.room, a.source) === viewCacheKey(b.party, b.room, b.source);
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
