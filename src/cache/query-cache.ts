@@ -461,7 +461,7 @@ function parseView(json: string): CachedView | undefined {
   } catch {
     return undefined;
   }
-  if (typeof value !== "object" || value === null) return undefined;
+  if (!isObject(value)) return undefined;
   const view = value as Partial<CachedView>;
   const ok =
     typeof view.key === "string" &&
@@ -473,21 +473,23 @@ function parseView(json: string): CachedView | undefined {
     typeof view.ts === "number" &&
     (view.resolvedWhere === undefined ||
       typeof view.resolvedWhere === "boolean" ||
-      (typeof view.resolvedWhere === "object" && view.resolvedWhere !== null && !Array.isArray(view.resolvedWhere))) &&
+      (isObject(view.resolvedWhere) && !Array.isArray(view.resolvedWhere))) &&
     Array.isArray(view.rows) &&
     view.rows.every(
       (entry) =>
         Array.isArray(entry) &&
         (typeof entry[0] === "string" || typeof entry[0] === "number") &&
-        typeof entry[1] === "object" &&
-        entry[1] !== null,
+        isObject(entry[1]),
     );
   return ok ? (view as CachedView) : undefined;
 }
 
+function isObject(value: unknown): value is object {
+  return typeof value === "object" && value !== null;
+}
 
 function isQuotaError(error: unknown): boolean {
-  return typeof error === "object" && error !== null && (error as { name?: unknown }).name === "QuotaExceededError";
+  return isObject(error) && (error as { name?: unknown }).name === "QuotaExceededError";
 }
 
 function describe(error: unknown): string {

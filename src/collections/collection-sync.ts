@@ -40,6 +40,7 @@ export const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHA
 export class CollectionSyncRun<TRow extends object, TKey extends string | number> {
   readonly #params: SyncParams<TRow, TKey>;
   readonly #options: SyncRunOptions<TRow, TKey>;
+  readonly #client: LunoraClient<any>;
   #target: SyncTarget | undefined;
   #subscription: Subscription | undefined;
   /** Identifies the live subscription's handler; calls from an older one are ignored. */
@@ -62,6 +63,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
     this.#options = options;
+    this.#client = options.client;
     this.#synced = new SyncedRows(params, options.getKey);
     // Told synchronously, before a socket of the new identity subscribes, so
     // the subscribe carries no cursor of the old identity.
@@ -105,7 +107,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#roomHold = undefined;
     const current = this.#subscription ?? previousHold;
     if (current && target && current.party === target.party && current.room === target.room) {
-      const release = this.#options.client.retainRoom(target.room, target.party);
+      const release = this.#client.retainRoom(target.room, target.party);
       this.#roomHold = { party: target.party, room: target.room, release };
     }
     previousHold?.release();
@@ -120,7 +122,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
     const generation = {};
     this.#generation = generation;
-    const cache = this.#options.client.queryCache;
+    const cache = this.#client.queryCache;
     if (cache) {
       this.#viewKey = viewCacheKey(target.party, target.room, target.source);
       void this.#hydrateThenSubscribe(cache, target, generation);
@@ -146,7 +148,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    * (`hydrateTimeoutMs`); past it the subscription starts without the cache.
    */
   async #hydrateThenSubscribe(cache: QueryCache, target: SyncTarget, generation: object): Promise<void> {
-    const view = await readCachedView(this.#options.client, cache, this.#viewKey!);
+    const view = await readCachedView(this.#client, cache, this.#viewKey!);
     if (this.#generation !== generation) return; // re-pointed or stopped meanwhile
     if (view) this.#hydrate(view);
     try {
@@ -196,7 +198,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   }
 
   #subscribeNow(target: SyncTarget, generation: object): void {
-    this.#subscription = this.#options.client.subscribe({
+    this.#subscription = this.#client.subscribe({
       party: target.party,
       room: target.room,
       source: target.source,
@@ -231,7 +233,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
   /** Fixes the current view's pending cache write before its rows go away. */
   #settleCachedView(): void {
-    if (this.#viewKey !== undefined) this.#options.client.queryCache?.settle(this.#viewKey);
+    if (this.#viewKey !== undefined) this.#client.queryCache?.settle(this.#viewKey);
     this.#viewKey = undefined;
   }
 
@@ -295,7 +297,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#markReadyOnce();
     if (changed && this.#viewKey !== undefined) {
       const generation = this.#generation;
-      this.#options.client.queryCache?.schedule(this.#viewKey, () => this.#snapshot(generation));
+      this.#client.queryCache?.schedule(this.#viewKey, () => this.#snapshot(generation));
     }
     this.#notifySyncState();
   }
@@ -303,7 +305,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   #onError(error: LunoraError): void {
     this.#authoritative = false;
     if (VIEW_DENIED_CODES.has(error.code) && this.#viewKey !== undefined) {
-      this.#options.client.queryCache?.remove(this.#viewKey);
+      this.#client.queryCache?.remove(this.#viewKey);
       if (this.#fromCache) this.#dropCachedRows();
     }
     this.#notifySyncState();

@@ -76,6 +76,7 @@ interface LoadedSubset {
 export class OnDemandSyncRun<TRow extends object, TKey extends string | number> {
   readonly #params: SyncParams<TRow, TKey>;
   readonly #options: SyncRunOptions<TRow, TKey>;
+  readonly #client: LunoraClient<any>;
   #target: SyncTarget | undefined;
   readonly #subsets = new Map<string, LoadedSubset>();
   /** Handler → its subset and the generation it was made for (a re-pointed subset's old handler is stale). */
@@ -95,6 +96,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
     this.#options = options;
+    this.#client = options.client;
     this.#synced = new SyncedRows(params, options.getKey);
     this.#group = {
       applyPokes: (updates) => {
@@ -195,7 +197,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     let hold: (() => void) | undefined;
     if (previous && target && previous.party === target.party && previous.room === target.room && this.#subsets.size > 0) {
       // Same room, other view: keep its socket open across the switch (see CollectionSyncRun.point).
-      hold = this.#options.client.retainRoom(target.room, target.party);
+      hold = this.#client.retainRoom(target.room, target.party);
     }
     for (const subset of this.#subsets.values()) {
       this.#retire(subset);
@@ -243,7 +245,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   #start(subset: LoadedSubset, target: SyncTarget): Promise<void> {
     const generation = {};
     subset.generation = generation;
-    const cache = this.#options.client.queryCache;
+    const cache = this.#client.queryCache;
     if (!cache) {
       this.#subscribe(subset, target, generation);
       return Promise.resolve();
@@ -253,7 +255,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   }
 
   async #hydrateThenSubscribe(cache: QueryCache, subset: LoadedSubset, target: SyncTarget, generation: object): Promise<void> {
-    const view = await readCachedView(this.#options.client, cache, subset.cacheKey!);
+    const view = await readCachedView(this.#client, cache, subset.cacheKey!);
     if (subset.generation !== generation) return; // re-pointed, unloaded or stopped meanwhile
     if (view) this.#hydrate(subset, view);
     try {
@@ -289,12 +291,12 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       },
     };
     this.#byHandler.set(handler, { subset, generation });
-    subset.subscription = this.#options.client.subscribe({ party: target.party, room: target.room, source: target.source, handler });
+    subset.subscription = this.#client.subscribe({ party: target.party, room: target.room, source: target.source, handler });
   }
 
   /** Stops a subset's subscription and fixes its pending cache write; its rows stay counted. */
   #retire(subset: LoadedSubset): void {
-    if (subset.cacheKey !== undefined) this.#options.client.queryCache?.settle(subset.cacheKey);
+    if (subset.cacheKey !== undefined) this.#client.queryCache?.settle(subset.cacheKey);
     subset.generation = undefined;
     subset.subscription?.unsubscribe();
     subset.subscription = undefined;
@@ -304,7 +306,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     if (error.code === "QUOTA_EXCEEDED" && this.#consolidate(subset)) return;
     subset.authoritative = false;
     if (VIEW_DENIED_CODES.has(error.code) && subset.cacheKey !== undefined) {
-      this.#options.client.queryCache?.remove(subset.cacheKey);
+      this.#client.queryCache?.remove(subset.cacheKey);
       if (subset.fromCache && subset.rows.size > 0) {
         this.#releaseRows(subset);
         subset.cursor = undefined;
@@ -462,7 +464,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       settleLoad(subset, receipt === true ? undefined : receipt);
       if (changed && !mode.fromCache && subset.cacheKey !== undefined) {
         const generation = subset.generation;
-        this.#options.client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
+        this.#client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
       }
     }
     if (!mode.fromCache) this.#lastSyncedAt = Date.now();
