@@ -7,7 +7,7 @@ import type { PokeUpdate, Subscription } from "../client/subscription.js";
 import { LunoraError, type Cursor, type Row, type RowKey, type Source } from "../protocol/index.js";
 import { forEachRowOp, SyncedRows, type SyncParams } from "./synced-rows.js";
 
-/** Where a collection reads from. */
+/** Where a collection reads from: exactly the location fields of `client.subscribe` (the runs spread it there). */
 export interface SyncTarget {
   party: string;
   room: string;
@@ -190,39 +190,33 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
   #subscribe(target: SyncTarget, generation: object): void {
     try {
-      this.#subscribeNow(target, generation);
+      this.#subscription = this.#client.subscribe({
+        ...target,
+        handler: {
+          cursor: () => (this.#generation === generation ? this.#cursor : undefined),
+          applyPoke: (update) => {
+            if (this.#generation === generation) this.#applyPoke(update);
+          },
+          // TanStack DB's own mechanism for a coherent multi-collection commit
+          // (what its live queries use): state commits at once, change events
+          // wait until every collection of the poke has committed.
+          deferPublication: () => (this.#generation === generation ? this.#params.collection._deferPublication() : undefined),
+          onError: (error) => {
+            if (this.#generation === generation) this.#onError(error);
+          },
+          onIdentityChange: () => {
+            if (this.#generation !== generation) return;
+            // Nothing read under the old identity stays on screen for the new
+            // one. (The query cache clears itself on the identity change.)
+            this.#dropCachedRows();
+            this.#notifySyncState();
+          },
+        },
+      });
     } finally {
       // The new subscription holds the socket now (or failed: then nothing should).
       this.#releaseRoomHold();
     }
-  }
-
-  #subscribeNow(target: SyncTarget, generation: object): void {
-    this.#subscription = this.#client.subscribe({
-      party: target.party,
-      room: target.room,
-      source: target.source,
-      handler: {
-        cursor: () => (this.#generation === generation ? this.#cursor : undefined),
-        applyPoke: (update) => {
-          if (this.#generation === generation) this.#applyPoke(update);
-        },
-        // TanStack DB's own mechanism for a coherent multi-collection commit
-        // (what its live queries use): state commits at once, change events
-        // wait until every collection of the poke has committed.
-        deferPublication: () => (this.#generation === generation ? this.#params.collection._deferPublication() : undefined),
-        onError: (error) => {
-          if (this.#generation === generation) this.#onError(error);
-        },
-        onIdentityChange: () => {
-          if (this.#generation !== generation) return;
-          // Nothing read under the old identity stays on screen for the new
-          // one. (The query cache clears itself on the identity change.)
-          this.#dropCachedRows();
-          this.#notifySyncState();
-        },
-      },
-    });
   }
 
   /** The synced rows and their cursor, for the query cache; `undefined` while they are not the server's state. */

@@ -291,7 +291,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       },
     };
     this.#byHandler.set(handler, { subset, generation });
-    subset.subscription = this.#client.subscribe({ party: target.party, room: target.room, source: target.source, handler });
+    subset.subscription = this.#client.subscribe({ ...target, handler });
   }
 
   /** Stops a subset's subscription and fixes its pending cache write; its rows stay counted. */
@@ -337,7 +337,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       // Already consolidated (a subscribe that was on its way when it happened).
       if (failed === this.#whole) return false;
       this.#retire(failed);
-      this.#coverQuietly(failed, this.#whole);
+      this.#cover(failed, this.#whole);
       return true;
     }
     const wholeKey = subsetKey({});
@@ -356,17 +356,17 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       covered.push(subset);
     }
     if (whole.generation === undefined) this.#start(whole, this.#target);
-    for (const subset of covered) this.#coverQuietly(subset, whole);
+    for (const subset of covered) this.#cover(subset, whole);
     return true;
   }
 
   /** {@link #cover} for a subset whose load promise TanStack already holds (its own `done` carries any failure). */
-  #coverQuietly(subset: LoadedSubset, whole: LoadedSubset): void {
-    const result = this.#cover(subset, whole);
-    if (result !== true) result.catch(() => undefined);
-  }
-
-  /** Serves `subset` from the whole shape: settles with it, then gives up its own rows. */
+  /**
+   * Serves `subset` from the whole shape: settles with it, then gives up its
+   * own rows. Returns what TanStack awaits for a new load: `subset.done`,
+   * which cannot become an unhandled rejection (see `newSubset`), so callers
+   * that hold no load may drop it.
+   */
   #cover(subset: LoadedSubset, whole: LoadedSubset): true | Promise<void> {
     subset.covered = true;
     const settle = () => {
@@ -378,11 +378,11 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       settle();
       return true;
     }
-    return whole.done.then(settle, (error: unknown) => {
+    void whole.done.then(settle, (error: unknown) => {
       subset.error = asLunoraError(error);
       subset.reject(subset.error);
-      throw subset.error;
     });
+    return subset.done;
   }
 
   // ---- rows ----------------------------------------------------------------
