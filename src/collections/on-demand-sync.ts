@@ -210,8 +210,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     // is subscribed twice.
     this.#dropAllRows(true);
     if (!target) {
+      // (No room is held: holding needs a target.)
       for (const subset of this.#subsets.values()) settleLoad(subset);
-      hold?.();
       this.#notifySyncState();
       return;
     }
