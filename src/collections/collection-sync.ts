@@ -14,6 +14,11 @@ export interface SyncTarget {
   source: Source;
 }
 
+/** The query-cache key of a target's view (args compared canonically). */
+export function targetCacheKey({ party, room, source }: SyncTarget): string {
+  return viewCacheKey(party, room, source);
+}
+
 /** Collection metadata key under which the cursor of the synced rows is stored (for persistence). */
 export const CURSOR_METADATA_KEY = "lunora:cursor";
 
@@ -124,7 +129,7 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#generation = generation;
     const cache = this.#client.queryCache;
     if (cache) {
-      this.#viewKey = viewCacheKey(target.party, target.room, target.source);
+      this.#viewKey = targetCacheKey(target);
       void this.#hydrateThenSubscribe(cache, target, generation);
     } else {
       this.#subscribe(target, generation);

@@ -2,9 +2,8 @@ import { BasicIndex } from "@tanstack/db";
 import { Listeners } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
-import { viewCacheKey } from "../cache/view-key.js";
 import { checkpointsFor } from "./checkpoints.js";
-import { CollectionSyncRun, type SyncTarget } from "./collection-sync.js";
+import { CollectionSyncRun, targetCacheKey, type SyncTarget } from "./collection-sync.js";
 import { OnDemandSyncRun } from "./on-demand-sync.js";
 import type {
   ListName,
@@ -189,7 +188,7 @@ function defaultGetKey(row: Record<string, unknown>): string | number {
 /** Same view: compared canonically (args in any key order), as the query cache keys views. */
 function sameTarget(a: SyncTarget | undefined, b: SyncTarget | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return viewCacheKey(a.party, a.room, a.source) === viewCacheKey(b.party, b.room, b.source);
+  return targetCacheKey(a) === targetCacheKey(b);
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,12 +1,12 @@
 import type { LoadSubsetOptions } from "@tanstack/db";
 import type { QueryCache } from "../cache/query-cache.js";
 import type { CachedView, ViewSnapshot } from "../cache/types.js";
-import { subsetCacheKey, viewCacheKey } from "../cache/view-key.js";
+import { subsetCacheKey } from "../cache/view-key.js";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { reportListenerError } from "../client/listeners.js";
 import type { PokeGroup, PokeUpdate, Subscription, SubscriptionHandler } from "../client/subscription.js";
 import type { Cursor, LunoraError, OpBlock, Row, RowKey, Subset, Where } from "../protocol/index.js";
-import { asLunoraError, callListener, readCachedView, VIEW_DENIED_CODES, type SyncRunOptions, type SyncTarget } from "./collection-sync.js";
+import { asLunoraError, callListener, readCachedView, targetCacheKey, VIEW_DENIED_CODES, type SyncRunOptions, type SyncTarget } from "./collection-sync.js";
 import { compileSubset, subsetKey } from "./subset-where.js";
 import { forEachRowOp, SyncedRows, type SyncParams } from "./synced-rows.js";
 
@@ -250,7 +250,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       this.#subscribe(subset, target, generation);
       return Promise.resolve();
     }
-    subset.cacheKey = subsetCacheKey(viewCacheKey(target.party, target.room, target.source), subset.key);
+    subset.cacheKey = subsetCacheKey(targetCacheKey(target), subset.key);
     return this.#hydrateThenSubscribe(cache, subset, target, generation);
   }
 
