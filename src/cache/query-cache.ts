@@ -196,9 +196,7 @@ export class QueryCache {
    * batch is written (return `undefined` to skip it, e.g. mid-reset).
    */
   schedule(key: string, snapshot: () => ViewSnapshot | undefined): void {
-    if (this.#closed || !this.#ready) return;
-    this.#pending.set(key, snapshot);
-    this.#arm();
+    this.#setPending(key, snapshot);
   }
 
   /**
@@ -215,9 +213,7 @@ export class QueryCache {
 
   /** Drops a view's entry (its rows may no longer be readable). */
   remove(key: string): void {
-    if (this.#closed || !this.#ready) return;
-    this.#pending.set(key, null);
-    this.#arm();
+    this.#setPending(key, null);
   }
 
   /** Writes every pending view now, as one batch. Resolves when storage has it. */
@@ -361,8 +357,14 @@ export class QueryCache {
     this.stats.evicted += evicted;
   }
 
-  #arm(): void {
-    if (this.#closed) return;
+  /**
+   * Queues `key`'s write for the next batch (nothing before the cache is
+   * attached, or once closed): debounced, but written at most `maxWaitMs`
+   * after the first pending write.
+   */
+  #setPending(key: string, pending: Pending): void {
+    if (this.#closed || !this.#ready) return;
+    this.#pending.set(key, pending);
     const now = Date.now();
     this.#firstPendingAt ??= now;
     const { debounceMs, maxWaitMs } = this.settings;
