@@ -532,7 +532,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       const row = this.#synced.rows.get(key);
       if (row) rows.push([key, row as Row]);
     }
-    return { cursor: subset.cursor, rows, ...(subset.resolved !== undefined ? { resolvedWhere: subset.resolved } : {}) };
+    // The cache stores `resolvedWhere` only when there is one.
+    return { cursor: subset.cursor, rows, resolvedWhere: subset.resolved };
   }
 
   #notifySyncState(): void {
