@@ -35,8 +35,8 @@ export interface QueryCacheErrorOptions {
  */
 export type QueryCacheStatus = "idle" | "opening" | "ready" | "failed" | "closed";
 
-/** A pending write: a live view (read at flush time), a fixed snapshot, or a removal. */
-type Pending = { kind: "live"; snapshot: () => ViewSnapshot | undefined } | { kind: "fixed"; snapshot: ViewSnapshot } | { kind: "remove" };
+/** A pending write: a live view (a function, read at flush time), a fixed snapshot, or a removal (`null`). */
+type Pending = (() => ViewSnapshot | undefined) | ViewSnapshot | null;
 
 interface OpenState {
   storage: QueryCacheStorage;
@@ -166,19 +166,8 @@ export class QueryCache {
     const state = await this.#ready;
     if (!state || this.#closed) return undefined;
     const pending = this.#pending.get(key);
-    if (pending?.kind === "fixed") {
-      const { cursor, rows, resolvedWhere } = pending.snapshot;
-      return {
-        key,
-        identity: state.identity,
-        serverCursor: cursor.seq,
-        epoch: cursor.epoch,
-        ts: Date.now(),
-        rows,
-        ...(resolvedWhere !== undefined ? { resolvedWhere } : {}),
-      };
-    }
-    if (pending?.kind === "remove") return undefined;
+    if (pending === null) return undefined;
+    if (typeof pending === "object") return viewOf(key, state.identity, pending, Date.now());
     await this.#queue; // a write of this key may be under way
     const record = state.index.get(key);
     if (!record || record.identity !== state.identity) return undefined;
@@ -207,9 +196,7 @@ export class QueryCache {
    * batch is written (return `undefined` to skip it, e.g. mid-reset).
    */
   schedule(key: string, snapshot: () => ViewSnapshot | undefined): void {
-    if (this.#closed || !this.#ready) return;
-    this.#pending.set(key, { kind: "live", snapshot });
-    this.#arm();
+    this.#setPending(key, snapshot);
   }
 
   /**
@@ -218,17 +205,15 @@ export class QueryCache {
    */
   settle(key: string): void {
     const pending = this.#pending.get(key);
-    if (pending?.kind !== "live") return;
-    const snapshot = pending.snapshot();
-    if (snapshot) this.#pending.set(key, { kind: "fixed", snapshot });
+    if (typeof pending !== "function") return;
+    const snapshot = pending();
+    if (snapshot) this.#pending.set(key, snapshot);
     else this.#pending.delete(key);
   }
 
   /** Drops a view's entry (its rows may no longer be readable). */
   remove(key: string): void {
-    if (this.#closed || !this.#ready) return;
-    this.#pending.set(key, { kind: "remove" });
-    this.#arm();
+    this.#setPending(key, null);
   }
 
   /** Writes every pending view now, as one batch. Resolves when storage has it. */
@@ -237,11 +222,9 @@ export class QueryCache {
     if (this.#pending.size === 0) return this.#queue;
     const batch = new Map<string, ViewSnapshot | null>();
     for (const [key, pending] of this.#pending) {
-      if (pending.kind === "remove") batch.set(key, null);
-      else {
-        const snapshot = pending.kind === "fixed" ? pending.snapshot : pending.snapshot();
-        if (snapshot) batch.set(key, snapshot);
-      }
+      // A live view with nothing to store (e.g. mid-reset) is skipped; `null` removes.
+      const snapshot = typeof pending === "function" ? pending() : pending;
+      if (snapshot !== undefined) batch.set(key, snapshot);
     }
     this.#pending = new Map();
     return this.#enqueue(() => this.#write(batch));
@@ -256,10 +239,7 @@ export class QueryCache {
     this.#pending.clear();
     return this.#enqueue(async () => {
       const state = await this.#ready;
-      if (!state) return;
-      await state.storage.clear();
-      state.index.clear();
-      state.bytes = 0;
+      if (state) await wipe(state);
     });
   }
 
@@ -302,10 +282,9 @@ export class QueryCache {
       this.stats.identityClears++;
       records = [];
     }
-    records.sort((a, b) => a.ts - b.ts);
-    const index = new Map(records.map((record) => [record.key, record]));
-    this.#lastTs = records.length > 0 ? records[records.length - 1].ts : 0;
-    return { storage, identity, index, bytes: records.reduce((sum, record) => sum + record.bytes, 0) };
+    const indexed = indexOf(records);
+    this.#lastTs = records.at(-1)?.ts ?? 0;
+    return { storage, identity, ...indexed };
   }
 
   async #write(batch: Map<string, ViewSnapshot | null>): Promise<void> {
@@ -320,9 +299,7 @@ export class QueryCache {
     if (identity !== state.identity) {
       // The token changed hands: what is stored belongs to the previous
       // identity, and this batch may hold rows read under it.
-      await state.storage.clear();
-      state.index.clear();
-      state.bytes = 0;
+      await wipe(state);
       state.identity = identity;
       this.stats.identityClears++;
       return;
@@ -342,9 +319,7 @@ export class QueryCache {
         if (old) remove.add(key);
         continue;
       }
-      const view: CachedView = { key, identity, serverCursor: snapshot.cursor.seq, epoch: snapshot.cursor.epoch, ts, rows: snapshot.rows };
-      if (snapshot.resolvedWhere !== undefined) view.resolvedWhere = snapshot.resolvedWhere;
-      const json = JSON.stringify(view);
+      const json = JSON.stringify(viewOf(key, identity, snapshot, ts));
       const record: CachedViewRecord = { key, identity, ts, bytes: utf8Length(json) };
       if (record.bytes > maxBytes) {
         // Larger than the whole cache: not cached (the collection still works online).
@@ -370,9 +345,7 @@ export class QueryCache {
       // The index no longer matches storage; re-read it so the caps stay true.
       this.#report(error, "writing the query cache failed");
       try {
-        const records = (await state.storage.records()).sort((a, b) => a.ts - b.ts);
-        state.index = new Map(records.map((record) => [record.key, record]));
-        state.bytes = records.reduce((sum, record) => sum + record.bytes, 0);
+        Object.assign(state, indexOf(await state.storage.records()));
       } catch {
         state.index.clear();
         state.bytes = 0;
@@ -384,8 +357,14 @@ export class QueryCache {
     this.stats.evicted += evicted;
   }
 
-  #arm(): void {
-    if (this.#closed) return;
+  /**
+   * Queues `key`'s write for the next batch (nothing before the cache is
+   * attached, or once closed): debounced, but written at most `maxWaitMs`
+   * after the first pending write.
+   */
+  #setPending(key: string, pending: Pending): void {
+    if (this.#closed || !this.#ready) return;
+    this.#pending.set(key, pending);
     const now = Date.now();
     this.#firstPendingAt ??= now;
     const { debounceMs, maxWaitMs } = this.settings;
@@ -442,6 +421,26 @@ export class QueryCache {
   }
 }
 
+/** A view's stored form. */
+function viewOf(key: string, identity: string, { cursor, rows, resolvedWhere }: ViewSnapshot, ts: number): CachedView {
+  const view: CachedView = { key, identity, serverCursor: cursor.seq, epoch: cursor.epoch, ts, rows };
+  if (resolvedWhere !== undefined) view.resolvedWhere = resolvedWhere;
+  return view;
+}
+
+/** The records in LRU order (least recently written first, sorting `records` in place) and their total size. */
+function indexOf(records: CachedViewRecord[]): Pick<OpenState, "index" | "bytes"> {
+  records.sort((a, b) => a.ts - b.ts);
+  return { index: new Map(records.map((record) => [record.key, record])), bytes: records.reduce((sum, record) => sum + record.bytes, 0) };
+}
+
+/** Removes every stored entry. */
+async function wipe(state: OpenState): Promise<void> {
+  await state.storage.clear();
+  state.index.clear();
+  state.bytes = 0;
+}
+
 function resolveSettings(options: QueryCacheOptions): QueryCacheSettings {
   const settings = { ...DEFAULT_QUERY_CACHE_LIMITS };
   for (const name of Object.keys(DEFAULT_QUERY_CACHE_LIMITS) as Array<keyof QueryCacheSettings>) {
@@ -464,7 +463,7 @@ function parseView(json: string): CachedView | undefined {
   } catch {
     return undefined;
   }
-  if (typeof value !== "object" || value === null) return undefined;
+  if (!isObject(value)) return undefined;
   const view = value as Partial<CachedView>;
   const ok =
     typeof view.key === "string" &&
@@ -476,21 +475,23 @@ function parseView(json: string): CachedView | undefined {
     typeof view.ts === "number" &&
     (view.resolvedWhere === undefined ||
       typeof view.resolvedWhere === "boolean" ||
-      (typeof view.resolvedWhere === "object" && view.resolvedWhere !== null && !Array.isArray(view.resolvedWhere))) &&
+      (isObject(view.resolvedWhere) && !Array.isArray(view.resolvedWhere))) &&
     Array.isArray(view.rows) &&
     view.rows.every(
       (entry) =>
         Array.isArray(entry) &&
         (typeof entry[0] === "string" || typeof entry[0] === "number") &&
-        typeof entry[1] === "object" &&
-        entry[1] !== null,
+        isObject(entry[1]),
     );
   return ok ? (view as CachedView) : undefined;
 }
 
+function isObject(value: unknown): value is object {
+  return typeof value === "object" && value !== null;
+}
 
 function isQuotaError(error: unknown): boolean {
-  return typeof error === "object" && error !== null && (error as { name?: unknown }).name === "QuotaExceededError";
+  return isObject(error) && (error as { name?: unknown }).name === "QuotaExceededError";
 }
 
 function describe(error: unknown): string {

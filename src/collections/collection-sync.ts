@@ -1,4 +1,3 @@
-import type { SyncConfig } from "@tanstack/db";
 import type { QueryCache } from "../cache/query-cache.js";
 import type { CachedView, ViewSnapshot } from "../cache/types.js";
 import { viewCacheKey } from "../cache/view-key.js";
@@ -6,21 +5,25 @@ import type { LunoraClient } from "../client/lunora-client.js";
 import { reportListenerError } from "../client/listeners.js";
 import type { PokeUpdate, Subscription } from "../client/subscription.js";
 import { LunoraError, type Cursor, type Row, type RowKey, type Source } from "../protocol/index.js";
+import { forEachRowOp, SyncedRows, type SyncParams } from "./synced-rows.js";
 
-/** The sync-function parameters TanStack DB hands a source. */
-export type SyncParams<TRow extends object, TKey extends string | number> = Parameters<SyncConfig<TRow, TKey>["sync"]>[0];
-
-/** Where a collection reads from. */
+/** Where a collection reads from: exactly the location fields of `client.subscribe` (the runs spread it there). */
 export interface SyncTarget {
   party: string;
   room: string;
   source: Source;
 }
 
+/** The query-cache key of a target's view (args compared canonically). */
+export function targetCacheKey({ party, room, source }: SyncTarget): string {
+  return viewCacheKey(party, room, source);
+}
+
 /** Collection metadata key under which the cursor of the synced rows is stored (for persistence). */
 export const CURSOR_METADATA_KEY = "lunora:cursor";
 
-interface SyncRunOptions<TRow extends object, TKey extends string | number> {
+/** What a sync run (eager or on-demand) is given besides TanStack's parameters. */
+export interface SyncRunOptions<TRow extends object, TKey extends string | number> {
   client: LunoraClient<any>;
   getKey: (row: TRow) => TKey;
   onError: ((error: LunoraError) => void) | undefined;
@@ -32,7 +35,7 @@ interface SyncRunOptions<TRow extends object, TKey extends string | number> {
  * Subscription errors saying this identity may not read the view (any more):
  * rows restored from the cache for it must not stay on screen, nor on disk.
  */
-const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_FOUND", "INVALID_ARGS"]);
+export const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_FOUND", "INVALID_ARGS"]);
 
 /**
  * One TanStack DB sync run of a Lunora collection (from `sync()` to its
@@ -42,26 +45,13 @@ const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_
 export class CollectionSyncRun<TRow extends object, TKey extends string | number> {
   readonly #params: SyncParams<TRow, TKey>;
   readonly #options: SyncRunOptions<TRow, TKey>;
+  readonly #client: LunoraClient<any>;
   #target: SyncTarget | undefined;
   #subscription: Subscription | undefined;
   /** Identifies the live subscription's handler; calls from an older one are ignored. */
   #generation: object | undefined;
   #cursor: Cursor | undefined;
-  /**
-   * Wire key → collection key of every synced row. TanStack DB 0.15 throws on
-   * a sync `insert` of a key it already holds, so each `put` must know whether
-   * its key is present — counting rows written but not yet applied (core
-   * holds sync commits while an optimistic write persists, so reading the
-   * collection would miss them).
-   */
-  readonly #keys = new Map<RowKey, TKey>();
-  readonly #present = new Set<TKey>();
-  /**
-   * Wire key → synced row: the room's rows exactly as applied, never an
-   * optimistic overlay. The query cache persists this map, not the
-   * collection's visible state.
-   */
-  readonly #rows = new Map<RowKey, TRow>();
+  readonly #synced: SyncedRows<TRow, TKey>;
   /** The query-cache key of the current target, when the client has a cache. */
   #viewKey: string | undefined;
   /** The rows came from the cache and no poke has confirmed them yet. */
@@ -78,6 +68,8 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
   constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
     this.#options = options;
+    this.#client = options.client;
+    this.#synced = new SyncedRows(params, options.getKey);
     // Told synchronously, before a socket of the new identity subscribes, so
     // the subscribe carries no cursor of the old identity.
     this.#stopIdentityWatch = options.client.onIdentityChange((identity) => {
@@ -120,20 +112,14 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#roomHold = undefined;
     const current = this.#subscription ?? previousHold;
     if (current && target && current.party === target.party && current.room === target.room) {
-      const release = this.#options.client.retainRoom(target.room, target.party);
+      const release = this.#client.retainRoom(target.room, target.party);
       this.#roomHold = { party: target.party, room: target.room, release };
     }
     previousHold?.release();
     this.#subscription?.unsubscribe();
     this.#subscription = undefined;
     this.#generation = undefined;
-    if (this.#target !== undefined || this.#present.size > 0) {
-      const { begin, truncate, commit } = this.#params;
-      begin();
-      // Keep readiness as it is: detaching is not a snapshot of the new scope.
-      truncate({ markReady: false });
-      commit();
-    }
+    if (this.#target !== undefined || this.#synced.present.size > 0) this.#synced.drop();
     this.#forgetRows();
     this.#notifySyncState();
     this.#target = target;
@@ -141,9 +127,9 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
     const generation = {};
     this.#generation = generation;
-    const cache = this.#options.client.queryCache;
+    const cache = this.#client.queryCache;
     if (cache) {
-      this.#viewKey = viewCacheKey(target.party, target.room, target.source);
+      this.#viewKey = targetCacheKey(target);
       void this.#hydrateThenSubscribe(cache, target, generation);
     } else {
       this.#subscribe(target, generation);
@@ -167,42 +153,28 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
    * (`hydrateTimeoutMs`); past it the subscription starts without the cache.
    */
   async #hydrateThenSubscribe(cache: QueryCache, target: SyncTarget, generation: object): Promise<void> {
-    const key = this.#viewKey!;
-    const client = this.#options.client;
-    const identityGeneration = client.identityGeneration;
-    let view = await withTimeout(cache.read(key), cache.settings.hydrateTimeoutMs);
-    // The app may have switched accounts while the entry was read: only rows
-    // of the identity current now may be shown.
-    if (view && (client.identityGeneration !== identityGeneration || view.identity !== (await client.identity().catch(() => undefined)))) view = undefined;
+    const view = await readCachedView(this.#client, cache, this.#viewKey!);
     if (this.#generation !== generation) return; // re-pointed or stopped meanwhile
     if (view) this.#hydrate(view);
     try {
       this.#subscribe(target, generation);
     } catch (error) {
       // sync() has returned: a throw here would be an unhandled rejection, not the app's error.
-      this.#onError(error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+      this.#onError(asLunoraError(error));
     }
   }
 
   #hydrate(view: CachedView): void {
-    const { begin, write, commit, metadata } = this.#params;
-    const getKey = this.#options.getKey;
+    const { begin, commit, metadata } = this.#params;
     const cursor: Cursor = { seq: view.serverCursor, epoch: view.epoch };
     begin();
     try {
-      for (const [wireKey, value] of view.rows) {
-        const row = value as TRow;
-        const key = getKey(row);
-        write({ type: this.#present.has(key) ? "update" : "insert", value: row });
-        this.#keys.set(wireKey, key);
-        this.#present.add(key);
-        this.#rows.set(wireKey, row);
-      }
+      for (const [wireKey, row] of view.rows) this.#synced.write(wireKey, row as TRow);
       metadata?.collection.set(CURSOR_METADATA_KEY, cursor);
       commit();
     } catch {
       // A cached row this collection cannot take (e.g. getKey changed): start from a snapshot.
-      this.#abandonTransaction();
+      this.#synced.abandonTransaction();
       this.#forgetRows();
       return;
     }
@@ -223,59 +195,49 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
 
   #subscribe(target: SyncTarget, generation: object): void {
     try {
-      this.#subscribeNow(target, generation);
+      this.#subscription = this.#client.subscribe({
+        ...target,
+        handler: {
+          cursor: () => (this.#generation === generation ? this.#cursor : undefined),
+          applyPoke: (update) => {
+            if (this.#generation === generation) this.#applyPoke(update);
+          },
+          // TanStack DB's own mechanism for a coherent multi-collection commit
+          // (what its live queries use): state commits at once, change events
+          // wait until every collection of the poke has committed.
+          deferPublication: () => (this.#generation === generation ? this.#params.collection._deferPublication() : undefined),
+          onError: (error) => {
+            if (this.#generation === generation) this.#onError(error);
+          },
+          onIdentityChange: () => {
+            if (this.#generation !== generation) return;
+            // Nothing read under the old identity stays on screen for the new
+            // one. (The query cache clears itself on the identity change.)
+            this.#dropCachedRows();
+            this.#notifySyncState();
+          },
+        },
+      });
     } finally {
       // The new subscription holds the socket now (or failed: then nothing should).
       this.#releaseRoomHold();
     }
   }
 
-  #subscribeNow(target: SyncTarget, generation: object): void {
-    this.#subscription = this.#options.client.subscribe({
-      party: target.party,
-      room: target.room,
-      source: target.source,
-      handler: {
-        cursor: () => (this.#generation === generation ? this.#cursor : undefined),
-        applyPoke: (update) => {
-          if (this.#generation === generation) this.#applyPoke(update);
-        },
-        // TanStack DB's own mechanism for a coherent multi-collection commit
-        // (what its live queries use): state commits at once, change events
-        // wait until every collection of the poke has committed.
-        deferPublication: () => (this.#generation === generation ? this.#params.collection._deferPublication() : undefined),
-        onError: (error) => {
-          if (this.#generation === generation) this.#onError(error);
-        },
-        onIdentityChange: () => {
-          if (this.#generation !== generation) return;
-          // Nothing read under the old identity stays on screen for the new
-          // one. (The query cache clears itself on the identity change.)
-          this.#dropCachedRows();
-          this.#notifySyncState();
-        },
-      },
-    });
-  }
-
   /** The synced rows and their cursor, for the query cache; `undefined` while they are not the server's state. */
   #snapshot(generation: object | undefined): ViewSnapshot | undefined {
     if (this.#generation !== generation || !this.#authoritative || !this.#cursor) return undefined;
-    return { cursor: this.#cursor, rows: [...this.#rows] as Array<[RowKey, Row]> };
+    return { cursor: this.#cursor, rows: [...this.#synced.rows] as Array<[RowKey, Row]> };
   }
 
   /** Fixes the current view's pending cache write before its rows go away. */
   #settleCachedView(): void {
-    if (this.#viewKey !== undefined) this.#options.client.queryCache?.settle(this.#viewKey);
+    if (this.#viewKey !== undefined) this.#client.queryCache?.settle(this.#viewKey);
     this.#viewKey = undefined;
   }
 
   #notifySyncState(): void {
-    try {
-      this.#options.onSyncStateChange?.();
-    } catch (thrown) {
-      reportListenerError(thrown);
-    }
+    callListener(this.#options.onSyncStateChange);
   }
 
   /**
@@ -293,7 +255,8 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
       this.#confirm(cursor, false);
       return;
     }
-    const { begin, write, commit, truncate, metadata } = this.#params;
+    const { begin, commit, truncate, metadata } = this.#params;
+    const synced = this.#synced;
     begin();
     try {
       if (reset) {
@@ -301,34 +264,21 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
         // after a truncate TanStack DB reloads every ordered live-query window
         // from its full source, and the live queries stay costlier to update
         // afterwards (measured on W1: ~15% more CPU per poke).
-        if (this.#keys.size > 0) truncate();
+        if (synced.keys.size > 0) truncate();
         this.#forgetRows();
       }
-      for (const block of blocks) {
-        const kind = block[1];
-        for (let i = 2; i < block.length; i++) {
-          if (kind === "d") {
-            this.#deleteRow(block[i] as RowKey, write);
-            continue;
-          }
-          const item = block[i] as Row;
-          const wireKey = item[keyColumn] as RowKey;
-          if (kind === "p") {
-            this.#putRow(wireKey, item as TRow, write);
-            continue;
-          }
-          const held = this.#rows.get(wireKey);
-          // The room believes this subscription holds a row it does not: its
-          // state and ours have diverged, and only a reset can reconcile them.
-          if (held === undefined) throw new LunoraError("PROTOCOL_ERROR", `patch for key ${JSON.stringify(wireKey)} that the subscription does not hold`);
-          this.#putRow(wireKey, { ...held, ...item } as TRow, write);
-        }
-      }
+      forEachRowOp<TRow>(
+        blocks,
+        keyColumn,
+        (key) => synced.rows.get(key),
+        (key, row) => synced.write(key, row),
+        (key) => synced.write(key, undefined),
+      );
       metadata?.collection.set(CURSOR_METADATA_KEY, cursor);
       commit();
       if (identity !== undefined) this.#rowsIdentity = identity;
     } catch (error) {
-      this.#abandonTransaction();
+      synced.abandonTransaction();
       // The client resets and resubscribes this subscription when applyPoke throws.
       this.#authoritative = false;
       this.#notifySyncState();
@@ -346,52 +296,19 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#markReadyOnce();
     if (changed && this.#viewKey !== undefined) {
       const generation = this.#generation;
-      this.#options.client.queryCache?.schedule(this.#viewKey, () => this.#snapshot(generation));
+      this.#client.queryCache?.schedule(this.#viewKey, () => this.#snapshot(generation));
     }
     this.#notifySyncState();
-  }
-
-  /** Upserts the room's row under wire key `wireKey` (inside the open transaction). */
-  #putRow(wireKey: RowKey, row: TRow, write: SyncParams<TRow, TKey>["write"]): void {
-    const key = this.#options.getKey(row);
-    const previous = this.#keys.get(wireKey);
-    this.#rows.set(wireKey, row);
-    if (previous === key && this.#present.has(key)) {
-      // The common case (an update of a held row): the key maps already say so.
-      write({ type: "update", value: row });
-      return;
-    }
-    if (previous !== undefined) {
-      // The row's collection key changed (a custom getKey over a mutable column).
-      write({ type: "delete", key: previous });
-      this.#present.delete(previous);
-    }
-    write({ type: this.#present.has(key) ? "update" : "insert", value: row });
-    this.#keys.set(wireKey, key);
-    this.#present.add(key);
-  }
-
-  #deleteRow(wireKey: RowKey, write: SyncParams<TRow, TKey>["write"]): void {
-    const key = this.#keys.get(wireKey);
-    if (key === undefined) return; // never held: nothing to delete
-    write({ type: "delete", key });
-    this.#keys.delete(wireKey);
-    this.#present.delete(key);
-    this.#rows.delete(wireKey);
   }
 
   #onError(error: LunoraError): void {
     this.#authoritative = false;
     if (VIEW_DENIED_CODES.has(error.code) && this.#viewKey !== undefined) {
-      this.#options.client.queryCache?.remove(this.#viewKey);
+      this.#client.queryCache?.remove(this.#viewKey);
       if (this.#fromCache) this.#dropCachedRows();
     }
     this.#notifySyncState();
-    try {
-      this.#options.onError?.(error);
-    } catch (thrown) {
-      reportListenerError(thrown);
-    }
+    callListener(this.#options.onError, error);
     // A failed subscription will not deliver a snapshot; without this,
     // preload() and live queries would wait forever.
     this.#markReadyOnce();
@@ -403,42 +320,49 @@ export class CollectionSyncRun<TRow extends object, TKey extends string | number
     this.#params.markReady();
   }
 
-  /**
-   * Discards a half-written transaction. An already-aborted signal makes
-   * `commit` abandon it before core accepts it; its receipt then rejects
-   * with `AbortError`, which is expected here.
-   */
-  #abandonTransaction(): void {
-    try {
-      const receipt = this.#params.commit(AbortSignal.abort());
-      if (receipt !== true) receipt.catch(() => undefined);
-    } catch {
-      // No open transaction (begin itself failed): nothing to abandon.
-    }
-  }
-
   /** The room refused the view: the rows restored from the cache were never confirmed and go. */
   #dropCachedRows(): void {
-    const { begin, truncate, commit } = this.#params;
-    begin();
-    truncate({ markReady: false });
-    commit();
+    this.#synced.drop();
     this.#forgetRows();
   }
 
   #forgetRows(): void {
     this.#rowsIdentity = undefined;
-    this.#keys.clear();
-    this.#present.clear();
-    this.#rows.clear();
+    this.#synced.clear();
     this.#fromCache = false;
     this.#cursor = undefined;
     this.#authoritative = false;
   }
 }
 
+/**
+ * The cached entry under `key`, or `undefined` when the read takes longer
+ * than the cache's `hydrateTimeoutMs` (the subscription then starts without
+ * it) or the entry is not of the identity current now: the app may have
+ * switched accounts while it was read.
+ */
+export async function readCachedView(client: LunoraClient<any>, cache: QueryCache, key: string): Promise<CachedView | undefined> {
+  const identityGeneration = client.identityGeneration;
+  const view = await withTimeout(cache.read(key), cache.settings.hydrateTimeoutMs);
+  return view && client.identityGeneration === identityGeneration && view.identity === (await client.identity().catch(() => undefined)) ? view : undefined;
+}
+
+/** Calls an app's callback; a throw is reported, never unwound into the sync run. */
+export function callListener<Args extends unknown[]>(listener: ((...args: Args) => void) | undefined, ...args: Args): void {
+  try {
+    listener?.(...args);
+  } catch (thrown) {
+    reportListenerError(thrown);
+  }
+}
+
+/** `error` as a coded error (`INTERNAL` when it is not one). */
+export function asLunoraError(error: unknown): LunoraError {
+  return error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error));
+}
+
 /** `promise`'s value, or `undefined` once `ms` pass first. */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<undefined>((resolve) => {
     timer = setTimeout(() => resolve(undefined), ms);

@@ -2,7 +2,7 @@ import { createCollection, type Collection, type Transaction } from "@tanstack/d
 import type { LunoraClient } from "../client/lunora-client.js";
 import { outboxFor, type LunoraOutbox, type OutboxOptions } from "../outbox/outbox.js";
 import { LunoraError, type LunoraApi } from "../protocol/index.js";
-import { DEFAULT_ROOM, lunoraCollectionOptions } from "./lunora-collection-options.js";
+import { isRecord, lunoraCollectionOptions, roomOf } from "./lunora-collection-options.js";
 import type { LunoraCollectionUtils, MutatorInput, MutatorName, ShapeRef } from "./types.js";
 
 /**
@@ -181,18 +181,7 @@ export function defineCollections<Api extends LunoraApi, const Defs extends Reco
 
 /** The room an inserted row is written to: where the collection reads it from. */
 function writeRoom(name: string, def: CollectionDef<any>, row: Record<string, unknown>): string {
-  if (typeof def.shardKey === "string") return def.shardKey;
-  if (typeof def.shardKey === "function") return def.shardKey({ ...(isRecord(def.shape?.args) ? def.shape.args : {}), ...row });
-  if (def.scopeBy !== undefined) {
-    const value = row[def.scopeBy];
-    if (value === undefined || value === null) {
-      throw new LunoraError("INVALID_ARGS", `actions.${name}: the row has no \`${def.scopeBy}\`, which names its room`);
-    }
-    return String(value);
-  }
-  return DEFAULT_ROOM;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+  // A shardKey function sees the shape's args under the row's values; scopeBy reads the row alone.
+  const args = typeof def.shardKey === "function" ? { ...(isRecord(def.shape?.args) ? def.shape.args : {}), ...row } : row;
+  return roomOf(def.shardKey, def.scopeBy, args, `actions.${name}(row)`) as string;
 }

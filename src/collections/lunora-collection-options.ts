@@ -2,9 +2,8 @@ import { BasicIndex } from "@tanstack/db";
 import { Listeners } from "../client/listeners.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type LunoraApi, type Source } from "../protocol/index.js";
-import { viewCacheKey } from "../cache/view-key.js";
 import { checkpointsFor } from "./checkpoints.js";
-import { CollectionSyncRun, type SyncTarget } from "./collection-sync.js";
+import { CollectionSyncRun, targetCacheKey, type SyncTarget } from "./collection-sync.js";
 import { OnDemandSyncRun } from "./on-demand-sync.js";
 import type {
   ListName,
@@ -116,38 +115,17 @@ export function lunoraCollectionOptions(
       // Puts carry whole post-images; merging would keep columns the server removed.
       rowUpdateMode: "full",
       sync: (params) => {
-        if (syncMode === "on-demand") {
-          const onDemand = new OnDemandSyncRun(params, {
-            client,
-            getKey,
-            onError: options.onError,
-            onSyncStateChange: () => syncStateListeners.emit(),
-          });
-          run = onDemand;
-          onDemand.point(target);
-          return {
-            loadSubset: (subset) => onDemand.loadSubset(subset),
-            unloadSubset: (subset) => onDemand.unloadSubset(subset),
-            cleanup: () => {
-              onDemand.stop();
-              if (run === onDemand) run = undefined;
-            },
-          };
-        }
-        const current = new CollectionSyncRun(params, {
-          client,
-          getKey,
-          onError: options.onError,
-          onSyncStateChange: () => syncStateListeners.emit(),
-        });
+        const runOptions = { client, getKey, onError: options.onError, onSyncStateChange: () => syncStateListeners.emit() };
+        const current = syncMode === "on-demand" ? new OnDemandSyncRun(params, runOptions) : new CollectionSyncRun(params, runOptions);
         run = current;
         current.point(target);
-        return {
-          cleanup: () => {
-            current.stop();
-            if (run === current) run = undefined;
-          },
+        const cleanup = () => {
+          current.stop();
+          if (run === current) run = undefined;
         };
+        return current instanceof OnDemandSyncRun
+          ? { loadSubset: (subset) => current.loadSubset(subset), unloadSubset: (subset) => current.unloadSubset(subset), cleanup }
+          : { cleanup };
       },
     },
   };
@@ -174,18 +152,7 @@ function targetResolver(
     }
     const args: unknown =
       scopeArgs === undefined ? baseArgs : { ...(isRecord(baseArgs) ? baseArgs : {}), ...scopeArgs };
-    const record = isRecord(args) ? args : {};
-
-    let room: unknown;
-    if (typeof shardKey === "function") room = shardKey(args as never);
-    else if (shardKey !== undefined) room = shardKey;
-    else if (scopeBy !== undefined) {
-      const value = record[scopeBy];
-      if (value === undefined || value === null) {
-        throw new LunoraError("INVALID_ARGS", `scope(args): \`${scopeBy}\` is required (it names the room)`);
-      }
-      room = String(value);
-    } else room = DEFAULT_ROOM;
+    const room = roomOf(shardKey, scopeBy, args, "scope(args)");
     assertRoomName("room", room);
 
     const source: Source = hasList
@@ -197,6 +164,21 @@ function targetResolver(
   };
 }
 
+/**
+ * The room of a collection's rows: its `shardKey` (a function is given
+ * `args`), else the `scopeBy` value of `args` (the scope args, or a row being
+ * written), else {@link DEFAULT_ROOM}. `context` names the caller in the
+ * error of a missing `scopeBy` value.
+ */
+export function roomOf(shardKey: string | ((args: never) => string) | undefined, scopeBy: string | undefined, args: unknown, context: string): unknown {
+  if (typeof shardKey === "function") return shardKey(args as never);
+  if (shardKey !== undefined) return shardKey;
+  if (scopeBy === undefined) return DEFAULT_ROOM;
+  const value = isRecord(args) ? args[scopeBy] : undefined;
+  if (value === undefined || value === null) throw new LunoraError("INVALID_ARGS", `${context}: \`${scopeBy}\` is required (it names the room)`);
+  return String(value);
+}
+
 function defaultGetKey(row: Record<string, unknown>): string | number {
   const id = row.id;
   if (typeof id === "string" || typeof id === "number") return id;
@@ -206,9 +188,9 @@ function defaultGetKey(row: Record<string, unknown>): string | number {
 /** Same view: compared canonically (args in any key order), as the query cache keys views. */
 function sameTarget(a: SyncTarget | undefined, b: SyncTarget | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return viewCacheKey(a.party, a.room, a.source) === viewCacheKey(b.party, b.room, b.source);
+  return targetCacheKey(a) === targetCacheKey(b);
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -1,38 +1,29 @@
 import type { LoadSubsetOptions } from "@tanstack/db";
 import type { QueryCache } from "../cache/query-cache.js";
 import type { CachedView, ViewSnapshot } from "../cache/types.js";
-import { subsetCacheKey, viewCacheKey } from "../cache/view-key.js";
+import { subsetCacheKey } from "../cache/view-key.js";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { reportListenerError } from "../client/listeners.js";
 import type { PokeGroup, PokeUpdate, Subscription, SubscriptionHandler } from "../client/subscription.js";
-import { LunoraError, type Cursor, type OpBlock, type Row, type RowKey, type Subset, type Where } from "../protocol/index.js";
-import { withTimeout, type SyncParams, type SyncTarget } from "./collection-sync.js";
+import type { Cursor, LunoraError, OpBlock, Row, RowKey, Subset, Where } from "../protocol/index.js";
+import { asLunoraError, callListener, readCachedView, targetCacheKey, VIEW_DENIED_CODES, type SyncRunOptions, type SyncTarget } from "./collection-sync.js";
 import { compileSubset, subsetKey } from "./subset-where.js";
+import { forEachRowOp, SyncedRows, type SyncParams } from "./synced-rows.js";
 
 /**
  * What {@link OnDemandSyncRun} applies to one subset: a poke's update (its
  * group's blocks), or rows restored from the query cache under their keys
- * (`cached`), or neither (a release: `reset` alone).
+ * (`cached`), or neither (a release: `reset` alone, no position).
  */
 interface SubsetUpdate {
   reset: boolean;
-  cursor: Cursor;
+  cursor?: Cursor;
   identity?: string | undefined;
   resolved?: Where | undefined;
   blocks?: readonly OpBlock[];
   keyColumn?: string;
   cached?: ReadonlyArray<readonly [RowKey, Row]>;
 }
-
-interface OnDemandRunOptions<TRow extends object, TKey extends string | number> {
-  client: LunoraClient<any>;
-  getKey: (row: TRow) => TKey;
-  onError: ((error: LunoraError) => void) | undefined;
-  onSyncStateChange?: () => void;
-}
-
-/** Subscription errors saying this identity may not read the subset: its cached rows go. */
-const VIEW_DENIED_CODES: ReadonlySet<string> = new Set(["FORBIDDEN", "SHAPE_NOT_FOUND", "INVALID_ARGS"]);
 
 /**
  * One loaded subset: one Lunora subscription on the collection's target,
@@ -44,22 +35,22 @@ interface LoadedSubset {
   /** What `loadSubset` asked for (compiled). */
   readonly requested: Subset;
   /** The predicate the room resolved a limited subset to; resumes use it. */
-  resolved: Where | undefined;
+  resolved?: Where | undefined;
   /** `loadSubset` calls not yet matched by `unloadSubset`. */
   refs: number;
   /** Wire keys of the rows this subset holds. */
   readonly rows: Set<RowKey>;
-  cursor: Cursor | undefined;
-  subscription: Subscription | undefined;
+  cursor?: Cursor | undefined;
+  subscription?: Subscription | undefined;
   /** Identifies the current subscription; calls of an older handler are ignored. */
-  generation: object | undefined;
-  cacheKey: string | undefined;
+  generation?: object | undefined;
+  cacheKey?: string | undefined;
   authoritative: boolean;
   fromCache: boolean;
   /** Settled once the first poke (or the cached rows) is applied. */
   loaded: boolean;
   /** The error that failed the first load; later loads of the subset reject with it. */
-  error: LunoraError | undefined;
+  error?: LunoraError | undefined;
   /**
    * Served by the whole shape (see `#consolidate`): no subscription of its
    * own, no rows of its own once the whole shape is in.
@@ -84,18 +75,16 @@ interface LoadedSubset {
  */
 export class OnDemandSyncRun<TRow extends object, TKey extends string | number> {
   readonly #params: SyncParams<TRow, TKey>;
-  readonly #options: OnDemandRunOptions<TRow, TKey>;
+  readonly #options: SyncRunOptions<TRow, TKey>;
+  readonly #client: LunoraClient<any>;
   #target: SyncTarget | undefined;
   readonly #subsets = new Map<string, LoadedSubset>();
   /** Handler → its subset and the generation it was made for (a re-pointed subset's old handler is stale). */
   readonly #byHandler = new WeakMap<SubscriptionHandler, { subset: LoadedSubset; generation: object }>();
   /** Wire key → how many loaded subsets hold the row. */
   readonly #holders = new Map<RowKey, number>();
-  /** Wire key → collection key (see CollectionSyncRun: an insert of a held key throws). */
-  readonly #keys = new Map<RowKey, TKey>();
-  readonly #present = new Set<TKey>();
-  /** Wire key → the room's row, as last received. */
-  readonly #rows = new Map<RowKey, TRow>();
+  /** The room's rows, as last received, that some loaded subset holds. */
+  readonly #synced: SyncedRows<TRow, TKey>;
   #rowsIdentity: string | undefined;
   #lastSyncedAt: number | undefined;
   #stopped = false;
@@ -104,9 +93,11 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   readonly #stopIdentityWatch: () => void;
   readonly #group: PokeGroup;
 
-  constructor(params: SyncParams<TRow, TKey>, options: OnDemandRunOptions<TRow, TKey>) {
+  constructor(params: SyncParams<TRow, TKey>, options: SyncRunOptions<TRow, TKey>) {
     this.#params = params;
     this.#options = options;
+    this.#client = options.client;
+    this.#synced = new SyncedRows(params, options.getKey);
     this.#group = {
       applyPokes: (updates) => {
         const items: Array<{ subset: LoadedSubset; update: SubsetUpdate }> = [];
@@ -187,11 +178,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       if (subset.refs > 0) return;
       this.#subsets.delete(key);
       this.#retire(subset);
-      if (subset.rows.size > 0) this.#apply([{ subset, update: { reset: true, cursor: subset.cursor ?? { seq: 0, epoch: "-" } } }], { release: true });
-      if (!subset.loaded) {
-        subset.loaded = true;
-        subset.resolve();
-      }
+      this.#releaseRows(subset);
+      settleLoad(subset);
       this.#notifySyncState();
     } catch (thrown) {
       // Must not throw (TanStack's unloadSubset contract).
@@ -209,7 +197,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     let hold: (() => void) | undefined;
     if (previous && target && previous.party === target.party && previous.room === target.room && this.#subsets.size > 0) {
       // Same room, other view: keep its socket open across the switch (see CollectionSyncRun.point).
-      hold = this.#options.client.retainRoom(target.room, target.party);
+      hold = this.#client.retainRoom(target.room, target.party);
     }
     for (const subset of this.#subsets.values()) {
       this.#retire(subset);
@@ -222,12 +210,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     // is subscribed twice.
     this.#dropAllRows(true);
     if (!target) {
-      for (const subset of this.#subsets.values()) {
-        if (subset.loaded) continue;
-        subset.loaded = true;
-        subset.resolve();
-      }
-      hold?.();
+      // (No room is held: holding needs a target.)
+      for (const subset of this.#subsets.values()) settleLoad(subset);
       this.#notifySyncState();
       return;
     }
@@ -240,7 +224,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
           try {
             starts.push(this.#start(subset, target));
           } catch (error) {
-            this.#onSubsetError(subset, error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+            this.#onSubsetError(subset, asLunoraError(error));
           }
         }
       }
@@ -261,26 +245,23 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
   #start(subset: LoadedSubset, target: SyncTarget): Promise<void> {
     const generation = {};
     subset.generation = generation;
-    const cache = this.#options.client.queryCache;
+    const cache = this.#client.queryCache;
     if (!cache) {
       this.#subscribe(subset, target, generation);
       return Promise.resolve();
     }
-    subset.cacheKey = subsetCacheKey(viewCacheKey(target.party, target.room, target.source), subset.key);
+    subset.cacheKey = subsetCacheKey(targetCacheKey(target), subset.key);
     return this.#hydrateThenSubscribe(cache, subset, target, generation);
   }
 
   async #hydrateThenSubscribe(cache: QueryCache, subset: LoadedSubset, target: SyncTarget, generation: object): Promise<void> {
-    const client = this.#options.client;
-    const identityGeneration = client.identityGeneration;
-    let view = await withTimeout(cache.read(subset.cacheKey!), cache.settings.hydrateTimeoutMs);
-    if (view && (client.identityGeneration !== identityGeneration || view.identity !== (await client.identity().catch(() => undefined)))) view = undefined;
+    const view = await readCachedView(this.#client, cache, subset.cacheKey!);
     if (subset.generation !== generation) return; // re-pointed, unloaded or stopped meanwhile
     if (view) this.#hydrate(subset, view);
     try {
       this.#subscribe(subset, target, generation);
     } catch (error) {
-      this.#onSubsetError(subset, error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error)));
+      this.#onSubsetError(subset, asLunoraError(error));
     }
   }
 
@@ -310,12 +291,12 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       },
     };
     this.#byHandler.set(handler, { subset, generation });
-    subset.subscription = this.#options.client.subscribe({ party: target.party, room: target.room, source: target.source, handler });
+    subset.subscription = this.#client.subscribe({ ...target, handler });
   }
 
   /** Stops a subset's subscription and fixes its pending cache write; its rows stay counted. */
   #retire(subset: LoadedSubset): void {
-    if (subset.cacheKey !== undefined) this.#options.client.queryCache?.settle(subset.cacheKey);
+    if (subset.cacheKey !== undefined) this.#client.queryCache?.settle(subset.cacheKey);
     subset.generation = undefined;
     subset.subscription?.unsubscribe();
     subset.subscription = undefined;
@@ -325,13 +306,9 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     if (error.code === "QUOTA_EXCEEDED" && this.#consolidate(subset)) return;
     subset.authoritative = false;
     if (VIEW_DENIED_CODES.has(error.code) && subset.cacheKey !== undefined) {
-      this.#options.client.queryCache?.remove(subset.cacheKey);
+      this.#client.queryCache?.remove(subset.cacheKey);
       if (subset.fromCache && subset.rows.size > 0) {
-        try {
-          this.#apply([{ subset, update: { reset: true, cursor: subset.cursor! } }], { release: true });
-        } catch (thrown) {
-          reportListenerError(thrown);
-        }
+        this.#releaseRows(subset);
         subset.cursor = undefined;
         subset.fromCache = false;
       }
@@ -341,11 +318,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       subset.reject(error);
     }
     this.#notifySyncState();
-    try {
-      this.#options.onError?.(error);
-    } catch (thrown) {
-      reportListenerError(thrown);
-    }
+    callListener(this.#options.onError, error);
   }
 
   /**
@@ -364,7 +337,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       // Already consolidated (a subscribe that was on its way when it happened).
       if (failed === this.#whole) return false;
       this.#retire(failed);
-      this.#coverQuietly(failed, this.#whole);
+      this.#cover(failed, this.#whole);
       return true;
     }
     const wholeKey = subsetKey({});
@@ -383,42 +356,33 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       covered.push(subset);
     }
     if (whole.generation === undefined) this.#start(whole, this.#target);
-    for (const subset of covered) this.#coverQuietly(subset, whole);
+    for (const subset of covered) this.#cover(subset, whole);
     return true;
   }
 
   /** {@link #cover} for a subset whose load promise TanStack already holds (its own `done` carries any failure). */
-  #coverQuietly(subset: LoadedSubset, whole: LoadedSubset): void {
-    const result = this.#cover(subset, whole);
-    if (result !== true) result.catch(() => undefined);
-  }
-
-  /** Serves `subset` from the whole shape: settles with it, then gives up its own rows. */
+  /**
+   * Serves `subset` from the whole shape: settles with it, then gives up its
+   * own rows. Returns what TanStack awaits for a new load: `subset.done`,
+   * which cannot become an unhandled rejection (see `newSubset`), so callers
+   * that hold no load may drop it.
+   */
   #cover(subset: LoadedSubset, whole: LoadedSubset): true | Promise<void> {
     subset.covered = true;
     const settle = () => {
-      if (subset.rows.size > 0 && this.#subsets.get(subset.key) === subset) {
-        try {
-          this.#apply([{ subset, update: { reset: true, cursor: subset.cursor ?? whole.cursor! } }], { release: true });
-        } catch (thrown) {
-          reportListenerError(thrown);
-        }
-      }
+      if (this.#subsets.get(subset.key) === subset) this.#releaseRows(subset);
       subset.authoritative = whole.authoritative;
-      if (!subset.loaded) {
-        subset.loaded = true;
-        subset.resolve();
-      }
+      settleLoad(subset);
     };
     if (whole.loaded) {
       settle();
       return true;
     }
-    return whole.done.then(settle, (error: unknown) => {
-      subset.error = error instanceof LunoraError ? error : new LunoraError("INTERNAL", String(error));
+    void whole.done.then(settle, (error: unknown) => {
+      subset.error = asLunoraError(error);
       subset.reject(subset.error);
-      throw subset.error;
     });
+    return subset.done;
   }
 
   // ---- rows ----------------------------------------------------------------
@@ -431,7 +395,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    * the row) merges into the shared row, so every subset sees it.
    */
   #apply(items: Array<{ subset: LoadedSubset; update: SubsetUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
-    const { begin, write, commit } = this.#params;
+    const { begin, commit } = this.#params;
+    const synced = this.#synced;
     const touched = new Set<RowKey>();
     // Nothing changed in any subset (a poke covers every subscription of its
     // socket): only their positions move, without a sync transaction.
@@ -454,36 +419,28 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
               // poke, at least as recent as this cache entry: the cached image
               // must not replace it (it would outlive this subset's release of
               // the row). This subset's resume brings what changed since.
-              this.#hold(subset, key, this.#holders.has(key) ? this.#rows.get(key)! : (row as TRow), touched);
+              this.#hold(subset, key, this.#holders.has(key) ? synced.rows.get(key)! : (row as TRow), touched);
             }
           }
-          const keyColumn = update.keyColumn!;
-          for (const block of update.blocks ?? []) {
-            const kind = block[1];
-            for (let i = 2; i < block.length; i++) {
-              if (kind === "d") {
-                const key = block[i] as RowKey;
+          if (update.blocks) {
+            forEachRowOp<TRow>(
+              update.blocks,
+              update.keyColumn!,
+              // Patched through a subset that holds the row: merged into the shared row.
+              (key) => (subset.rows.has(key) ? synced.rows.get(key) : undefined),
+              (key, row) => this.#hold(subset, key, row, touched),
+              (key) => {
                 touched.add(key);
                 if (subset.rows.delete(key)) this.#release(key);
-                continue;
-              }
-              const item = block[i] as Row;
-              const key = item[keyColumn] as RowKey;
-              if (kind === "p") {
-                this.#hold(subset, key, item as TRow, touched);
-                continue;
-              }
-              const held = subset.rows.has(key) ? this.#rows.get(key) : undefined;
-              // The room believes this subset holds a row it does not: only a reset reconciles them.
-              if (held === undefined) throw new LunoraError("PROTOCOL_ERROR", `patch for key ${JSON.stringify(key)} that the subset does not hold`);
-              this.#hold(subset, key, { ...held, ...item } as TRow, touched);
-            }
+              },
+            );
           }
         }
-        for (const key of touched) this.#writeRow(key, write);
+        // Each touched row once, from its final count: held → its latest image, held by none → deleted.
+        for (const key of touched) synced.write(key, this.#holders.has(key) ? synced.rows.get(key) : undefined);
         receipt = commit();
       } catch (error) {
-        this.#abandonTransaction();
+        synced.abandonTransaction();
         // The counts no longer match the collection: start every subset over.
         this.#dropAllRows();
         for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
@@ -503,24 +460,35 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
       subset.fromCache = mode.fromCache === true;
       subset.error = undefined;
       if (update.identity !== undefined) this.#rowsIdentity = update.identity;
-      if (!subset.loaded) {
-        subset.loaded = true;
-        // TanStack's contract: the load settles when its commit is visible.
-        subset.resolve(receipt === true ? undefined : receipt);
-      }
+      // TanStack's contract: the load settles when its commit is visible.
+      settleLoad(subset, receipt === true ? undefined : receipt);
       if (changed && !mode.fromCache && subset.cacheKey !== undefined) {
         const generation = subset.generation;
-        this.#options.client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
+        this.#client.queryCache?.schedule(subset.cacheKey, () => this.#snapshot(subset, generation));
       }
     }
     if (!mode.fromCache) this.#lastSyncedAt = Date.now();
     this.#notifySyncState();
   }
 
+  /**
+   * Gives up every row `subset` holds, in one transaction (a row no other
+   * subset holds is deleted); its position stays. A failure is reported, not
+   * thrown: the failed apply has started every subset over already.
+   */
+  #releaseRows(subset: LoadedSubset): void {
+    if (subset.rows.size === 0) return;
+    try {
+      this.#apply([{ subset, update: { reset: true } }], { release: true });
+    } catch (thrown) {
+      reportListenerError(thrown);
+    }
+  }
+
   /** `subset` holds `row` under `key` now (its latest image for every subset). */
   #hold(subset: LoadedSubset, key: RowKey, row: TRow, touched: Set<RowKey>): void {
     touched.add(key);
-    this.#rows.set(key, row);
+    this.#synced.rows.set(key, row);
     if (subset.rows.has(key)) return;
     subset.rows.add(key);
     this.#holders.set(key, (this.#holders.get(key) ?? 0) + 1);
@@ -532,29 +500,6 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     else this.#holders.delete(key);
   }
 
-  /** Writes one row from its final count (inside the open transaction). */
-  #writeRow(wireKey: RowKey, write: SyncParams<TRow, TKey>["write"]): void {
-    const previous = this.#keys.get(wireKey);
-    if (this.#holders.has(wireKey)) {
-      const row = this.#rows.get(wireKey)!;
-      const key = this.#options.getKey(row);
-      if (previous !== undefined && previous !== key) {
-        write({ type: "delete", key: previous });
-        this.#present.delete(previous);
-      }
-      write({ type: this.#present.has(key) ? "update" : "insert", value: row });
-      this.#keys.set(wireKey, key);
-      this.#present.add(key);
-      return;
-    }
-    this.#rows.delete(wireKey);
-    if (previous === undefined) return;
-    write({ type: "delete", key: previous });
-    this.#keys.delete(wireKey);
-    this.#present.delete(previous);
-  }
-
-  /** Drops every row and cursor (identity switch, re-point): one transaction. */
   /**
    * Drops every row and cursor. `byDelete` (a re-point) writes one delete per
    * row instead of a truncate: after a truncate TanStack DB repairs each
@@ -564,17 +509,10 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    * on their own (see `point`).
    */
   #dropAllRows(byDelete = false): void {
-    if (this.#present.size > 0 || this.#keys.size > 0) {
-      const { begin, truncate, write, commit } = this.#params;
-      begin();
-      if (byDelete) for (const key of this.#present) write({ type: "delete", key });
-      else truncate({ markReady: false });
-      commit();
-    }
+    const synced = this.#synced;
+    if (synced.present.size > 0 || synced.keys.size > 0) synced.drop(byDelete);
     this.#holders.clear();
-    this.#keys.clear();
-    this.#present.clear();
-    this.#rows.clear();
+    synced.clear();
     this.#rowsIdentity = undefined;
     for (const subset of this.#subsets.values()) {
       subset.rows.clear();
@@ -591,28 +529,23 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     if (subset.generation !== generation || !subset.authoritative || !subset.cursor) return undefined;
     const rows: Array<[RowKey, Row]> = [];
     for (const key of subset.rows) {
-      const row = this.#rows.get(key);
+      const row = this.#synced.rows.get(key);
       if (row) rows.push([key, row as Row]);
     }
-    return { cursor: subset.cursor, rows, ...(subset.resolved !== undefined ? { resolvedWhere: subset.resolved } : {}) };
-  }
-
-  #abandonTransaction(): void {
-    try {
-      const receipt = this.#params.commit(AbortSignal.abort());
-      if (receipt !== true) receipt.catch(() => undefined);
-    } catch {
-      // no open transaction
-    }
+    // The cache stores `resolvedWhere` only when there is one.
+    return { cursor: subset.cursor, rows, resolvedWhere: subset.resolved };
   }
 
   #notifySyncState(): void {
-    try {
-      this.#options.onSyncStateChange?.();
-    } catch (thrown) {
-      reportListenerError(thrown);
-    }
+    callListener(this.#options.onSyncStateChange);
   }
+}
+
+/** Settles `subset`'s load once: TanStack's load promise resolves (when the commit `receipt` is visible). */
+function settleLoad(subset: LoadedSubset, receipt?: Promise<void>): void {
+  if (subset.loaded) return;
+  subset.loaded = true;
+  subset.resolve(receipt);
 }
 
 function newSubset(key: string, requested: Subset): LoadedSubset {
@@ -624,23 +557,5 @@ function newSubset(key: string, requested: Subset): LoadedSubset {
   });
   // A load nobody awaits any more (unloaded first) must not become an unhandled rejection.
   done.catch(() => undefined);
-  return {
-    key,
-    requested,
-    resolved: undefined,
-    refs: 1,
-    rows: new Set(),
-    cursor: undefined,
-    subscription: undefined,
-    generation: undefined,
-    cacheKey: undefined,
-    authoritative: false,
-    fromCache: false,
-    loaded: false,
-    error: undefined,
-    covered: false,
-    done,
-    resolve,
-    reject,
-  };
+  return { key, requested, refs: 1, rows: new Set(), authoritative: false, fromCache: false, loaded: false, covered: false, done, resolve, reject };
 }

@@ -44,13 +44,17 @@ interface Compiled {
 
 type Expression = IR.BasicExpression<unknown>;
 
-const COMPARISONS: Readonly<Record<string, { op: "eq" | "gt" | "gte" | "lt" | "lte"; flipped: "eq" | "gt" | "gte" | "lt" | "lte" }>> = {
-  eq: { op: "eq", flipped: "eq" },
-  gt: { op: "gt", flipped: "lt" },
-  gte: { op: "gte", flipped: "lte" },
-  lt: { op: "lt", flipped: "gt" },
-  lte: { op: "lte", flipped: "gte" },
-};
+type ComparisonOp = "eq" | "gt" | "gte" | "lt" | "lte";
+
+/**
+ * TanStack's comparison functions, each named as the room's operator, → the
+ * operator with its arguments swapped (`5 < x` is `x > 5`). Null prototype:
+ * no other function name (`toString`…) finds an entry.
+ */
+const FLIPPED: Readonly<Record<string, ComparisonOp | undefined>> = Object.assign(Object.create(null), { eq: "eq", gt: "lt", gte: "lte", lt: "gt", lte: "gte" });
+
+/** A predicate compiled without widening. */
+const exactly = (where: Where): Compiled => ({ where, exact: true });
 
 /**
  * The wire subset for one `loadSubset` request. `where` AND the cursor
@@ -65,7 +69,7 @@ const COMPARISONS: Readonly<Record<string, { op: "eq" | "gt" | "gte" | "lt" | "l
  * ```
  */
 export function compileSubset(options: Pick<LoadSubsetOptions, "where" | "orderBy" | "limit" | "offset" | "cursor">): Subset {
-  const base = options.where === undefined ? { where: true as Where, exact: true } : compileWhere(options.where);
+  const base = options.where === undefined ? exactly(true) : compileWhere(options.where);
   let exact = base !== undefined && base.exact;
   const parts: Where[] = base === undefined || base.where === true ? [] : [base.where];
 
@@ -81,8 +85,10 @@ export function compileSubset(options: Pick<LoadSubsetOptions, "where" | "orderB
   }
 
   const limit = exact ? compileLimit(options, after) : undefined;
-  const where = parts.length === 0 ? undefined : parts.length === 1 ? parts[0] : ({ $and: parts } as Where);
-  return fitToRoomBounds(limit ? { ...(where === undefined ? {} : { where }), limit } : where === undefined ? {} : { where }, base);
+  const subset: Subset = {};
+  if (parts.length > 0) subset.where = parts.length === 1 ? parts[0] : { $and: parts };
+  if (limit) subset.limit = limit;
+  return fitToRoomBounds(subset, base);
 }
 
 /** The cache and refcount key of a subset: its canonical JSON. */
@@ -153,7 +159,7 @@ export function compileWhere(expression: Expression): Compiled | undefined {
   switch (expression.type) {
     case "val":
       // A constant condition (e.g. `or(isNull(x), false)` from a cursor).
-      return typeof expression.value === "boolean" ? { where: expression.value, exact: true } : undefined;
+      return typeof expression.value === "boolean" ? exactly(expression.value) : undefined;
     case "ref":
       return undefined; // truthiness of a column: not in the language
     case "func":
@@ -164,49 +170,40 @@ export function compileWhere(expression: Expression): Compiled | undefined {
 function compileFunc(func: IR.Func<unknown>): Compiled | undefined {
   const args = func.args as Expression[];
   switch (func.name) {
-    case "and": {
-      const kept: Where[] = [];
-      let exact = true;
-      for (const arg of args) {
-        const compiled = compileWhere(arg);
-        if (!compiled) {
-          exact = false; // dropping a conjunct only widens
-          continue;
-        }
-        exact &&= compiled.exact;
-        if (compiled.where !== true) kept.push(compiled.where);
-      }
-      if (kept.length === 0) return { where: true, exact };
-      return { where: kept.length === 1 ? kept[0]! : { $and: kept }, exact };
-    }
+    case "and":
     case "or": {
+      const conjunction = func.name === "and";
       const items: Where[] = [];
       let exact = true;
       for (const arg of args) {
         const compiled = compileWhere(arg);
-        if (!compiled) return undefined; // dropping a disjunct would narrow
+        if (!compiled) {
+          if (!conjunction) return undefined; // dropping a disjunct would narrow
+          exact = false; // dropping a conjunct only widens
+          continue;
+        }
         exact &&= compiled.exact;
-        items.push(compiled.where);
+        // `true` adds nothing to a conjunction.
+        if (!conjunction || compiled.where !== true) items.push(compiled.where);
       }
-      if (items.length === 0) return undefined;
-      return { where: items.length === 1 ? items[0]! : { $or: items }, exact };
+      if (items.length === 0) return conjunction ? { where: true, exact } : undefined;
+      return { where: items.length === 1 ? items[0]! : conjunction ? { $and: items } : { $or: items }, exact };
     }
     case "not": {
       if (args.length !== 1) return undefined;
       const compiled = compileWhere(args[0]!);
       // The negation of a widened predicate is a narrowed one.
       if (!compiled || !compiled.exact) return undefined;
-      if (typeof compiled.where === "boolean") return { where: !compiled.where, exact: true };
-      return { where: { $not: compiled.where }, exact: true };
+      return exactly(typeof compiled.where === "boolean" ? !compiled.where : { $not: compiled.where });
     }
     case "isNull": {
       const column = args.length === 1 ? columnOf(args[0]!) : undefined;
-      return column === undefined ? undefined : { where: condition(column, { eq: null }), exact: true };
+      return column === undefined ? undefined : exactly(condition(column, { eq: null }));
     }
     case "isUndefined": {
       // Every synced row carries every column its shape projects (NULL as null).
       const column = args.length === 1 ? columnOf(args[0]!) : undefined;
-      return column === undefined ? undefined : { where: false, exact: true };
+      return column === undefined ? undefined : exactly(false);
     }
     case "in": {
       if (args.length !== 2) return undefined;
@@ -220,20 +217,20 @@ function compileFunc(func: IR.Func<unknown>): Compiled | undefined {
         if (!isScalar(item)) return undefined;
         items.push(item);
       }
-      if (items.length === 0) return { where: false, exact: true };
+      if (items.length === 0) return exactly(false);
       return { where: condition(column, { in: items }), exact: !items.some((item) => typeof item === "boolean") };
     }
     default: {
-      const comparison = COMPARISONS[func.name];
-      if (!comparison || args.length !== 2) return undefined;
+      const flipped = FLIPPED[func.name];
+      if (!flipped || args.length !== 2) return undefined;
       const [left, right] = args as [Expression, Expression];
       let column = columnOf(left);
       let value: Expression = right;
-      let op = comparison.op;
+      let op = func.name as ComparisonOp;
       if (column === undefined) {
         column = columnOf(right);
         value = left;
-        op = comparison.flipped;
+        op = flipped;
       }
       if (column === undefined || value.type !== "val") return undefined;
       const scalar = value.value;

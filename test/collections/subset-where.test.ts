@@ -63,6 +63,12 @@ describe("subset where: fallbacks widen, never narrow", () => {
     expect(where(eq(upper(col("c")), "X"))).toEqual({});
   });
 
+  it("a function named like an Object.prototype member is unsupported, not a comparison", () => {
+    for (const name of ["toString", "constructor", "hasOwnProperty", "__proto__"]) {
+      expect(where(new IR.Func(name, [col("a"), val(1)]))).toEqual({});
+    }
+  });
+
   it("drops an unsupported conjunct of an and", () => {
     expect(where(and(eq(col("grp"), "x"), like(col("c"), "t%")))).toEqual({ where: { grp: { eq: "x" } } });
   });
