@@ -9,7 +9,7 @@ import type {
 } from "@tanstack/offline-transactions";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { assertRoomName } from "../client/room-name.js";
-import { LunoraError, type ErrorBody } from "../protocol/index.js";
+import { LunoraError, type ErrorBody, type MutationResult } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
 import { StoredWrites } from "./stored-writes.js";
@@ -148,7 +148,7 @@ export class LunoraOutbox {
   readonly pipeline: boolean;
   readonly persistence: OutboxPersistence;
   readonly #storage: StorageAdapter;
-  readonly #leaderElection: LeaderElection | undefined;
+  readonly #leaderElection: LeaderElection;
   readonly #onlineDetector: OnlineDetector | undefined;
   readonly #maxTransientFailures: number;
   readonly #maxPendingWrites: number;
@@ -209,13 +209,8 @@ export class LunoraOutbox {
           identity: () => this.#identity,
           knows: (id) => this.#writes.has(id),
           storedKeys: () => this.#stored.tabWriteKeys(),
-          adopt: (id, record, key) => {
-            const write = this.#register(id, record.meta);
-            write.assigned = true;
-            write.createdAt = new Date(record.createdAt);
-            write.tabRecord = key;
-            void this.#runDirect(write).catch(noop);
-          },
+          adopt: (id, record, key) =>
+            void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop),
           refuse: (record) => this.#reports.rejected(record.meta, identityChanged()),
         })
       : undefined;
@@ -394,8 +389,9 @@ export class LunoraOutbox {
       collections: this.#collections,
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
       storage: this.#storage,
-      ...(this.#leaderElection ? { leaderElection: this.#leaderElection } : {}),
-      ...(this.#onlineDetector ? { onlineDetector: this.#onlineDetector } : {}),
+      // The library falls back to its own detector for `undefined` (browsers).
+      leaderElection: this.#leaderElection,
+      onlineDetector: this.#onlineDetector,
       beforeRetry: (records) => this.#restore(records),
       onLeadershipChange: (isLeader) => this.#onLeadershipChange(isLeader),
     });
@@ -442,10 +438,7 @@ export class LunoraOutbox {
         this.#reports.rejected(meta, identityChanged());
         continue;
       }
-      const write = this.#register(record.id, meta);
-      write.assigned = true;
-      write.durable = true;
-      write.createdAt = record.createdAt;
+      this.#register(record.id, meta, { assigned: true, durable: true, createdAt: record.createdAt });
       if (this.#durable) raiseCounter(this.#durable, meta);
       kept.push(record);
     }
@@ -494,75 +487,61 @@ export class LunoraOutbox {
     while (this.#storing.size > 0) await Promise.all([...this.#storing]);
   }
 
-  /** mutationFn of a write's TanStack DB transaction. */
+  /** mutationFn of a write's TanStack DB transaction: stores the write, then sends it. */
   async #commitWrite(transaction: Transaction<any>, write: PendingWrite): Promise<unknown> {
     write.settled ??= transaction.isPersisted.promise.then(noop, noop);
-    let stored!: () => void;
-    const storing = new Promise<void>((resolve) => (stored = resolve));
-    this.#storing.add(storing);
-    const done = () => {
-      this.#storing.delete(storing);
-      stored();
-    };
-    try {
-      return await this.#storeAndRun(transaction, write, done);
-    } finally {
-      done();
-    }
+    const storing = this.#store(transaction, write);
+    const stored = storing.then(noop, noop);
+    this.#storing.add(stored);
+    void stored.then(() => this.#storing.delete(stored));
+    return (await storing) ? this.#runDirect(write) : never();
   }
 
-  async #storeAndRun(transaction: Transaction<any>, write: PendingWrite, stored: () => void): Promise<unknown> {
+  /**
+   * Assigns the write its writer and clientSeq and stores it, once the
+   * outbox has started and read the write's identity. Resolves `false` when
+   * the outbox was disposed meanwhile (nothing is sent); rejects with the
+   * drop's error when the write was dropped meanwhile.
+   */
+  async #store(transaction: Transaction<any>, write: PendingWrite): Promise<boolean> {
     // Wait for the outbox to start — unless the write is dropped meanwhile
     // (identity switch in a page's first moments): then roll back at once.
     await new Promise<void>((resolve) => {
       write.wake.add(resolve);
       this.#ready.then(resolve, resolve);
     });
+    await this.#identityOf(write); // returns at once for a dropped write
     if (write.dropped) {
-      stored();
       // Never assigned, never queued: nothing else will forget it.
       this.#unregister(write);
       throw write.dropped;
     }
-    await this.#identityOf(write);
-    if (write.dropped) {
-      stored();
-      this.#unregister(write);
-      throw write.dropped;
-    }
-    if (this.#disposed) {
-      stored();
-      return never();
-    }
+    if (this.#disposed) return false;
     this.#assignThrough(write);
     const executor = this.#executor;
     const records = this.#records;
     if (!write.durable || !executor || !records) {
       if (this.#tabWrites) write.tabRecord = await this.#tabWrites.store(write.id, write.meta as AssignedWriteMetadata, write.createdAt!);
-      stored();
-      return this.#runDirect(write);
+      return true;
     }
-
-    const record: OfflineTransaction = {
-      id: write.id,
-      mutationFnName: WRITE_MUTATION_FN,
-      mutations: transaction.mutations,
-      keys: transaction.mutations.map((mutation) => mutation.globalKey),
-      idempotencyKey: `${write.meta.clientId}:${write.meta.clientSeq}`,
-      createdAt: write.createdAt!,
-      retryCount: 0,
-      nextAttemptAt: Date.now(),
-      metadata: transaction.metadata,
-      version: 1,
-    };
     try {
-      write.queuedRecord = await storeOfflineRecord(executor, records, record);
+      write.queuedRecord = await storeOfflineRecord(executor, records, {
+        id: write.id,
+        mutationFnName: WRITE_MUTATION_FN,
+        mutations: transaction.mutations,
+        keys: transaction.mutations.map((mutation) => mutation.globalKey),
+        idempotencyKey: `${write.meta.clientId}:${write.meta.clientSeq}`,
+        createdAt: write.createdAt!,
+        retryCount: 0,
+        nextAttemptAt: Date.now(),
+        metadata: transaction.metadata,
+        version: 1,
+      });
     } catch {
       // Not stored (reported by the guarded storage): the write still goes
       // out while online, it just won't survive a reload.
     }
-    stored();
-    return this.#runDirect(write);
+    return true;
   }
 
   /** A write whose optimistic body touched nothing: TanStack would complete it at once, so it is settled here. */
@@ -596,23 +575,12 @@ export class LunoraOutbox {
 
   async #sendUntilSettled(write: PendingWrite): Promise<unknown> {
     try {
-      for (let failures = 0; ; ) {
-        const outcome = await this.#sender.deliver(write);
-        if (outcome.status === "applied") {
-          this.#settleParked(write, undefined);
-          return outcome.result;
-        }
-        if (outcome.status === "rejected") {
-          const error = this.#rejectionOf(write, outcome.error);
-          this.#settleParked(write, error);
-          throw error;
-        }
-        failures++;
-        write.transientFailures++;
-        if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
+      for (let backoff = DIRECT_RETRY_MIN_MS; ; backoff = Math.min(DIRECT_RETRY_MAX_MS, backoff * 2)) {
+        const outcome = await this.#deliver(write);
+        if (outcome.status === "applied") return outcome.result;
         // A drop (identity switch) or an answer ends the wait: refreshAuth()
         // waits for the old identity's rows to roll back, not for a backoff.
-        await sleepUnlessWoken(write, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        await sleepUnlessWoken(write, backoff);
         if (this.#disposed) return never();
       }
     } finally {
@@ -622,12 +590,29 @@ export class LunoraOutbox {
     }
   }
 
-  /** The outcome of a parked write settles (or rolls back) the overlay that holds its rows. */
-  #settleParked(write: PendingWrite, error: LunoraError | undefined): void {
+  /**
+   * One delivery of `write`, for both senders (this session's, the
+   * executor's): the applied outcome, or a transient failure (counted;
+   * past `maxTransientFailures` the write is parked). A rejection is
+   * reported and thrown as its coded error. The outcome of a write parked
+   * while this session sent it settles (or rolls back) the overlay that
+   * holds its rows; the executor settles the overlays of the writes it runs
+   * itself.
+   */
+  async #deliver(write: PendingWrite): Promise<Exclude<MutationResult, { status: "rejected" }>> {
+    const outcome = await this.#sender.deliver(write);
+    if (outcome.status === "error") {
+      if (++write.transientFailures >= this.#maxTransientFailures) this.#park(write);
+      return outcome;
+    }
+    const error = outcome.status === "rejected" ? this.#rejectionOf(write, outcome.error) : undefined;
     const executor = this.#executor;
-    if (!write.parked || !write.onParked || !executor) return;
-    if (error) executor.rejectTransaction(write.id, error);
-    else executor.resolveTransaction(write.id, undefined);
+    if (write.parked && write.onParked && executor) {
+      if (error) executor.rejectTransaction(write.id, error);
+      else executor.resolveTransaction(write.id, undefined);
+    }
+    if (outcome.status === "applied") return outcome;
+    throw error;
   }
 
   // ---- the durable queue ---------------------------------------------------
@@ -639,26 +624,18 @@ export class LunoraOutbox {
     if (!meta || !isAssigned(meta)) throw new offlineTransactions!.NonRetriableError("not a Lunora write");
     await this.#ready;
     if (this.#disposed) return never();
-    let write = this.#writes.get(transaction.id);
-    if (!write) {
-      write = this.#register(transaction.id, meta);
-      write.assigned = true;
-      write.durable = true;
-    }
+    const write = this.#writes.get(transaction.id) ?? this.#register(transaction.id, meta, { assigned: true, durable: true });
     if (meta.identity !== this.#identity) this.#drop(write, identityChanged());
-    const outcome = await this.#sender.deliver(write);
-    if (outcome.status === "applied") {
+    let outcome;
+    try {
+      outcome = await this.#deliver(write);
+    } catch (error) {
       this.#unregister(write);
-      return outcome.result;
+      throw new offlineTransactions!.NonRetriableError(`${(error as LunoraError).code}: write rejected`);
     }
-    if (outcome.status === "rejected") {
-      this.#rejectionOf(write, outcome.error);
-      this.#unregister(write);
-      throw new offlineTransactions!.NonRetriableError(`${outcome.error.code}: write rejected`);
-    }
-    write.transientFailures++;
-    if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
-    throw new TransientWriteError(outcome.error);
+    if (outcome.status === "error") throw new TransientWriteError(outcome.error);
+    this.#unregister(write);
+    return outcome.result;
   }
 
   /**
@@ -834,29 +811,18 @@ export class LunoraOutbox {
 
   // ---- bookkeeping -----------------------------------------------------------
 
-  #register(id: string, meta: WriteMetadata): PendingWrite {
+  /** Tracks a write from now until it is settled; `state` is what is known of it already (a restored or adopted write is assigned). */
+  #register(id: string, meta: WriteMetadata, state?: Partial<PendingWrite>): PendingWrite {
     const room = this.#sender.roomFor(meta.party, meta.room);
     const write: PendingWrite = {
       id,
       meta,
       room,
-      assigned: false,
-      durable: false,
-      createdAt: undefined,
-      sentGeneration: -1,
-      outcome: undefined,
-      transient: undefined,
-      dropped: undefined,
       waiting: 0,
       wake: new Set(),
-      reported: false,
       transientFailures: 0,
-      parked: false,
       identityGeneration: this.client.identityGeneration,
-      settled: undefined,
-      tabRecord: undefined,
-      queuedRecord: false,
-      onParked: undefined,
+      ...state,
     };
     this.#writes.set(id, write);
     room.writes.add(write);

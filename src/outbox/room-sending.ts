@@ -3,36 +3,42 @@ import { reportListenerError } from "../client/listeners.js";
 import type { ErrorBody, LunoraError, Mutation, MutationResult } from "../protocol/index.js";
 import { chunkMutations, roomKey, type WriteMetadata } from "./write.js";
 
-/** One write the outbox knows of, from enqueue (or restore / adoption) until it is settled. */
+/**
+ * One write the outbox knows of, from enqueue (or restore / adoption) until
+ * it is settled. The optional fields start absent (`undefined` reads as
+ * "no" / "not yet"): fewer bytes in the bundle than spelling each one out.
+ */
 export interface PendingWrite {
   id: string;
   meta: WriteMetadata;
   room: RoomState;
-  assigned: boolean;
-  durable: boolean;
-  createdAt: Date | undefined;
-  /** The room generation it was last sent on; -1 when unsent. */
-  sentGeneration: number;
-  outcome: Extract<MutationResult, { status: "applied" | "rejected" }> | undefined;
-  transient: ErrorBody | undefined;
-  dropped: LunoraError | undefined;
+  /** It has its writer's clientId and clientSeq (in `meta`). */
+  assigned?: boolean;
+  /** Its clientId is the stored writer's (it may be replayed after a reload). */
+  durable?: boolean;
+  createdAt?: Date;
+  /** The room generation it was last sent on; `undefined` when unsent. */
+  sentGeneration?: number;
+  outcome?: Extract<MutationResult, { status: "applied" | "rejected" }>;
+  transient?: ErrorBody;
+  dropped?: LunoraError;
   /** Deliveries awaiting its outcome: only a write someone waits for is sent. */
   waiting: number;
   wake: Set<() => void>;
-  reported: boolean;
+  reported?: boolean;
   transientFailures: number;
   /** Its rows were handed to a pending overlay after too many transient failures (see LunoraOutbox). */
-  parked: boolean;
+  parked?: boolean;
   /** The client's identity generation when the write was made: it belongs to that identity even before being assigned a writer. */
   identityGeneration: number;
   /** Settles when the write's live TanStack transaction has completed or rolled back (this session's writes only). */
-  settled: Promise<void> | undefined;
+  settled?: Promise<void>;
   /** Its `lunora:tab-write:` record, when a follower sends it (see tab-writes.ts); deleted once settled. */
-  tabRecord: string | undefined;
+  tabRecord?: string;
   /** Its `tx:` record is in storage and this session sends it; removed once settled. */
-  queuedRecord: boolean;
+  queuedRecord?: boolean;
   /** Set while this session sends it: releases its live transaction when it is parked. */
-  onParked: (() => void) | undefined;
+  onParked?: () => void;
 }
 
 /** The sending state of one room (party + room name). */
@@ -160,7 +166,7 @@ export class RoomSender {
       if (!write) continue;
       room.inFlight.delete(result.clientSeq);
       if (result.status === "error") {
-        write.sentGeneration = -1;
+        write.sentGeneration = undefined;
         const expected = (result.error.data as { expected?: unknown } | undefined)?.expected;
         if (result.error.code === "OUT_OF_ORDER" && typeof expected === "number" && expected < result.clientSeq) {
           if (!room.gap || room.gap.expected > expected) room.gap = { clientId: write.meta.clientId!, expected };
