@@ -189,7 +189,7 @@ export class LunoraOutbox {
     this.client = client;
     this.pipeline = options.pipeline ?? true;
     this.persistence = options.persistence ?? client.persistence ?? createIndexedDbPersistence();
-    this.#storage = this.#reports.guardStorage(this.persistence.storage, () => void this.#stored.refresh());
+    this.#storage = this.#reports.guardStorage(this.persistence.storage, () => this.#stored.refresh());
     this.#writers = new WriterStore(this.#storage);
     this.#sender = new RoomSender(client, this.pipeline, {
       prepare: (room) => this.#prepareSend(room),
@@ -225,7 +225,7 @@ export class LunoraOutbox {
       // Roll back and report the old identity's writes as soon as the switch is noticed.
       client.onIdentityChange(() => this.#checkIdentity({ fresh: true })),
     );
-    const unwatch = this.persistence.onChange?.(() => void this.#stored.refresh());
+    const unwatch = this.persistence.onChange?.(() => this.#stored.refresh());
     if (unwatch) this.#unsubscribe.push(unwatch);
     // Started after the current task so collections registered in the same
     // task (defineCollections, then bindMutators) are in the executor's registry.
@@ -402,7 +402,7 @@ export class LunoraOutbox {
     } catch (error) {
       this.#reports.storageFailure(error);
     }
-    void this.#stored.refresh();
+    this.#stored.refresh();
   }
 
   /** The identity, waiting out a failing token provider (offline token refresh) instead of guessing. */

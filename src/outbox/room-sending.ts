@@ -1,5 +1,5 @@
 import type { LunoraClient } from "../client/lunora-client.js";
-import { reportListenerError } from "../client/listeners.js";
+import { coalesced } from "./coalesced.js";
 import type { ErrorBody, LunoraError, Mutation, MutationResult } from "../protocol/index.js";
 import { chunkMutations, roomKey, type WriteMetadata } from "./write.js";
 
@@ -51,12 +51,13 @@ export interface RoomState {
   generation: number;
   /** Writes sent on the current socket and not answered yet, by clientSeq (one clientId at a time). */
   inFlight: Map<number, PendingWrite>;
-  inFlightClientId: string | undefined;
+  inFlightClientId?: string;
   /** The room expects a clientSeq no pending write carries (a write lost with storage): filled before the next batch. */
-  gap: { clientId: string; expected: number } | undefined;
-  release: (() => void) | undefined;
-  sending: boolean;
-  again: boolean;
+  gap?: { clientId: string; expected: number };
+  /** Lets the room's socket go (see {@link RoomSender.roomFor}). */
+  release?: () => void;
+  /** Sends what is due on the room's socket (coalesced: one send at a time). */
+  kick: () => void;
 }
 
 /** What the sender asks of the outbox before a batch goes out. */
@@ -96,20 +97,19 @@ export class RoomSender {
     const key = roomKey(party, name);
     let room = this.rooms.get(key);
     if (!room) {
-      room = {
+      const state: RoomState = {
         key,
         party,
         room: name,
         writes: new Set(),
         generation: 0,
         inFlight: new Map(),
-        inFlightClientId: undefined,
-        gap: undefined,
-        release: undefined,
-        sending: false,
-        again: false,
+        kick: coalesced(
+          () => this.#sendPending(state),
+          () => !this.#gate.disposed,
+        ),
       };
-      this.rooms.set(key, room);
+      this.rooms.set(key, (room = state));
       // Writes keep the room's socket open (and open it) until they settle.
       if (!this.#gate.disposed) room.release = this.#client.retainRoom(name, party);
     }
@@ -150,7 +150,7 @@ export class RoomSender {
           if (transient.code === "OUT_OF_ORDER" && outOfOrder++ < 3) continue;
           return { clientSeq: seq, status: "error", error: transient };
         }
-        if (write.sentGeneration !== write.room.generation) this.#kick(write.room);
+        if (write.sentGeneration !== write.room.generation) write.room.kick();
         await new Promise<void>((resolve) => write.wake.add(resolve));
       }
     } finally {
@@ -180,15 +180,13 @@ export class RoomSender {
     }
     if (room.inFlight.size === 0) {
       room.inFlightClientId = undefined;
-      if ([...room.writes].some((write) => write.waiting > 0 && write.sentGeneration !== room.generation)) this.#kick(room);
+      kickIfDue(room);
     }
   }
 
   /** Sends what is due in every room (sending was allowed again). */
   resume(): void {
-    for (const room of this.rooms.values()) {
-      if ([...room.writes].some((write) => write.waiting > 0 && write.sentGeneration !== room.generation)) this.#kick(room);
-    }
+    for (const room of this.rooms.values()) kickIfDue(room);
   }
 
   onRoomStatus(party: string, roomName: string, status: string): void {
@@ -197,27 +195,7 @@ export class RoomSender {
     room.generation++;
     room.inFlight.clear();
     room.inFlightClientId = undefined;
-    if (status === "connected") this.#kick(room);
-  }
-
-  #kick(room: RoomState): void {
-    if (room.sending) {
-      room.again = true;
-      return;
-    }
-    room.sending = true;
-    void (async () => {
-      try {
-        do {
-          room.again = false;
-          await this.#sendPending(room);
-        } while (room.again && !this.#gate.disposed);
-      } catch (error) {
-        reportListenerError(error);
-      } finally {
-        room.sending = false;
-      }
-    })();
+    if (status === "connected") room.kick();
   }
 
   #connected(room: RoomState): boolean {
@@ -264,6 +242,13 @@ export class RoomSender {
         room.inFlight.set(mutation.clientSeq, write);
       }
     }
+  }
+}
+
+/** Sends on `room` when a write someone waits for was not sent on its current socket. */
+function kickIfDue(room: RoomState): void {
+  for (const write of room.writes) {
+    if (write.waiting > 0 && write.sentGeneration !== room.generation) return room.kick();
   }
 }
 

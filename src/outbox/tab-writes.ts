@@ -1,5 +1,5 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
-import { reportListenerError } from "../client/listeners.js";
+import { coalesced } from "./coalesced.js";
 import { isAssigned, type AssignedWriteMetadata } from "./write.js";
 import type { LockManagerLike } from "./leadership.js";
 
@@ -146,8 +146,15 @@ export class TabWrites {
   readonly presence: TabPresence;
   readonly #storage: StorageAdapter;
   readonly #host: TabWritesHost;
-  #adopting: Promise<void> | undefined;
-  #again = false;
+  /**
+   * Adopts the stored writes of tabs that are gone (closed or crashed before
+   * their writes were delivered), and watches the owners of the others so
+   * it hears when they go. Coalesced: one pass at a time.
+   */
+  readonly adoptOrphans = coalesced(
+    () => this.#adoptPass(),
+    () => this.#host.canAdopt(),
+  );
 
   constructor(locks: LockManagerLike, storage: StorageAdapter, host: TabWritesHost) {
     this.presence = new TabPresence(locks);
@@ -164,31 +171,6 @@ export class TabWrites {
     } catch {
       return undefined; // it still goes out from this tab
     }
-  }
-
-  /**
-   * Adopts the stored writes of tabs that are gone (closed or crashed before
-   * their writes were delivered), and watches the owners of the others so
-   * it hears when they go. Coalesced: one pass at a time.
-   */
-  adoptOrphans(): void {
-    if (!this.#host.canAdopt()) return;
-    if (this.#adopting) {
-      this.#again = true;
-      return;
-    }
-    this.#adopting = (async () => {
-      try {
-        do {
-          this.#again = false;
-          await this.#adoptPass();
-        } while (this.#again && this.#host.canAdopt());
-      } catch (error) {
-        reportListenerError(error);
-      } finally {
-        this.#adopting = undefined;
-      }
-    })();
   }
 
   dispose(): void {
