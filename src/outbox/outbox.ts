@@ -277,10 +277,7 @@ export class LunoraOutbox {
     for (const [name, collection] of Object.entries(collections)) {
       if (this.#collections[name] === collection) continue;
       if (this.#executor) {
-        throw new LunoraError(
-          "INVALID_ARGS",
-          `collection "${name}" was registered after the outbox started; create every collection (defineCollections, bindMutators) in the same task`,
-        );
+        throw new LunoraError("INVALID_ARGS", `collection "${name}" registered after the outbox started: call defineCollections and bindMutators in one task`);
       }
       this.#collections[name] = collection;
       if (!this.#collectionNames.has(collection)) this.#collectionNames.set(collection, name);
@@ -324,10 +321,7 @@ export class LunoraOutbox {
       transaction.mutate(request.apply);
       for (const mutation of transaction.mutations) {
         if (!this.#collectionNames.has(mutation.collection)) {
-          throw new LunoraError(
-            "INVALID_ARGS",
-            `a write touched collection "${mutation.collection.id}", which is not registered with the outbox (pass it in \`collections\`)`,
-          );
+          throw new LunoraError("INVALID_ARGS", `a write touched unregistered collection "${mutation.collection.id}" (pass it in \`collections\`)`);
         }
       }
     } catch (error) {
@@ -367,7 +361,7 @@ export class LunoraOutbox {
       peer = await loadOfflineTransactions();
     } catch (error) {
       this.#reports.storageFailure(
-        new LunoraError("STORAGE_FAILURE", `writes need the optional peer @tanstack/offline-transactions (npm install @tanstack/offline-transactions): ${String(error)}`),
+        new LunoraError("STORAGE_FAILURE", `writes need the peer @tanstack/offline-transactions installed: ${String(error)}`),
       );
       throw error;
     }

@@ -41,7 +41,7 @@ export function raiseCounter(writer: Writer, meta: WriteMetadata): void {
 }
 
 export function identityChanged(): LunoraError {
-  return new LunoraError("IDENTITY_CHANGED", "the write was queued under another identity and is not sent under this one");
+  return new LunoraError("IDENTITY_CHANGED", "write queued under another identity: not sent");
 }
 
 /** Loads and saves durable writers; one save at a time (a save in flight is followed by one more when numbers moved meanwhile). */
