@@ -157,8 +157,6 @@ export class LunoraOutbox {
   readonly #sender: RoomSender;
   readonly #writers: WriterStore;
   readonly #writes = new Map<string, PendingWrite>();
-  /** This session's transactions of queued writes, by id (parking needs them). */
-  readonly #liveTransactions = new Map<string, Transaction<any>>();
   readonly #unassigned: PendingWrite[] = [];
   readonly #reports = new OutboxReports();
   readonly #unsubscribe: Array<() => void> = [];
@@ -316,7 +314,7 @@ export class LunoraOutbox {
       metadata: { [WRITE_METADATA_KEY]: meta },
     });
     write = this.#register(transaction.id, meta);
-    this.#liveTransactions.set(transaction.id, transaction as unknown as Transaction<any>);
+    write.transaction = transaction as unknown as Transaction<any>;
     try {
       transaction.mutate(request.apply);
       for (const mutation of transaction.mutations) {
@@ -444,19 +442,26 @@ export class LunoraOutbox {
     // Reported before `isOfflineEnabled` flips; adopt once the executor sees it.
     if (isLeader) queueMicrotask(() => this.#tabWrites?.adoptOrphans());
     // Another tab may have handed out clientSeqs while it led: start from storage.
-    if (isLeader && this.#identity !== undefined) {
-      const identity = this.#identity;
-      const loading = this.#writers.load(identity).then((writer) => {
-        if (this.#identity !== identity) return;
-        // The old leader stores its counter only before sending: writes it
-        // queued offline carry clientSeqs past the stored counter. Those
-        // restored before this load finished were counted on the previous
-        // writer object; count them again so no clientSeq is handed out twice.
-        if (writer) for (const write of this.#writes.values()) raiseCounter(writer, write.meta);
-        this.#durable = writer;
-      });
-      this.#ready = this.#ready.then(() => loading);
-    }
+    if (isLeader && this.#identity !== undefined) this.#loadWriter(this.#identity);
+  }
+
+  /**
+   * Loads `identity`'s durable writer from storage and makes it the one new
+   * writes take (unless the identity changed meanwhile); the outbox is not
+   * ready until then.
+   */
+  #loadWriter(identity: string): Promise<void> {
+    const loading = this.#writers.load(identity).then((writer) => {
+      if (this.#identity !== identity) return;
+      // The old leader stores its counter only before sending: writes it
+      // queued offline carry clientSeqs past the stored counter. Those
+      // restored before this load finished were counted on the previous
+      // writer object; count them again so no clientSeq is handed out twice.
+      if (writer) for (const write of this.#writes.values()) raiseCounter(writer, write.meta);
+      this.#durable = writer;
+    });
+    this.#ready = this.#ready.then(() => loading);
+    return loading;
   }
 
   // ---- the write's own transaction ----------------------------------------
@@ -641,7 +646,7 @@ export class LunoraOutbox {
   #park(write: PendingWrite): void {
     const executor = this.#executor;
     if (write.parked || !executor) return;
-    const live = this.#liveTransactions.get(write.id);
+    const live = write.transaction;
     write.parked = true;
     if (!live || live.state !== "persisting") return;
     const overlay = createTransaction({ id: `${write.id}:parked`, autoCommit: false, mutationFn: async () => undefined });
@@ -727,25 +732,19 @@ export class LunoraOutbox {
           }
         };
         dropOf((write) => !write.assigned && write.identityGeneration !== generation);
-        let identity: string | undefined;
-        try {
-          identity = await this.client.identity();
-        } catch {
-          // token provider failing: nothing is sent on an unknown identity's behalf anyway
-        }
-        // Only once the outbox has started: until then its start reads the identity itself.
-        if (identity !== undefined && this.#identity !== undefined) this.#identityGenerationRead = Math.max(this.#identityGenerationRead, generation);
+        // A failing token provider reads as `undefined`: nothing is sent on an unknown identity's behalf anyway.
+        const current = await this.client.identity().catch(noop);
         let loading: Promise<void> | undefined;
-        if (identity !== undefined && this.#identity !== undefined && identity !== this.#identity) {
-          const current = identity;
-          this.#identity = current;
-          this.#ephemeral = ephemeralWriter(current);
-          this.#durable = undefined;
-          loading = this.#writers.load(current).then((writer) => {
-            if (this.#identity === current) this.#durable = writer;
-          });
-          this.#ready = this.#ready.then(() => loading);
-          dropOf((write) => (write.assigned ? write.meta.identity !== current : write.identityGeneration !== generation));
+        // Only once the outbox has started: until then its start reads the identity itself.
+        if (current !== undefined && this.#identity !== undefined) {
+          this.#identityGenerationRead = Math.max(this.#identityGenerationRead, generation);
+          if (current !== this.#identity) {
+            this.#identity = current;
+            this.#ephemeral = ephemeralWriter(current);
+            this.#durable = undefined;
+            loading = this.#loadWriter(current);
+            dropOf((write) => (write.assigned ? write.meta.identity !== current : write.identityGeneration !== generation));
+          }
         }
         // refreshAuth() resolves only once the old identity's optimistic rows are gone.
         if (rollbacks.length > 0) await Promise.race([Promise.all(rollbacks), new Promise((resolve) => setTimeout(resolve, ROLLBACK_WAIT_MS))]);
@@ -826,7 +825,6 @@ export class LunoraOutbox {
 
   #unregister(write: PendingWrite): void {
     if (this.#writes.get(write.id) === write) this.#writes.delete(write.id);
-    this.#liveTransactions.delete(write.id);
     this.#sender.remove(write);
     this.#reportPending();
   }

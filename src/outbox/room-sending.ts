@@ -1,3 +1,4 @@
+import type { Transaction } from "@tanstack/db";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { coalesced } from "./coalesced.js";
 import type { ErrorBody, LunoraError, Mutation, MutationResult } from "../protocol/index.js";
@@ -37,6 +38,8 @@ export interface PendingWrite {
   tabRecord?: string;
   /** Its `tx:` record is in storage and this session sends it; removed once settled. */
   queuedRecord?: boolean;
+  /** Its live TanStack DB transaction, when this session made it (parking needs it). */
+  transaction?: Transaction<any>;
   /** Set while this session sends it: releases its live transaction when it is parked. */
   onParked?: () => void;
 }
