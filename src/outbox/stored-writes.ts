@@ -1,6 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
 import { coalesced } from "./coalesced.js";
-import { WRITE_METADATA_KEY } from "./write.js";
+import { writeMetadataOf } from "./write.js";
 import { TAB_WRITE_PREFIX, parseTabWrite } from "./tab-writes.js";
 
 /** Key prefix of the records `@tanstack/offline-transactions` keeps (its `OutboxManager`). */
@@ -82,9 +82,8 @@ function entryOf(key: string, value: string): { id: string; identity: string | u
   }
   let identity: string | undefined;
   try {
-    const parsed = JSON.parse(value) as { metadata?: Record<string, { identity?: unknown } | undefined> };
-    const candidate = parsed.metadata?.[WRITE_METADATA_KEY]?.identity;
-    if (typeof candidate === "string") identity = candidate;
+    // (A record whose identity is not a string never matches an identity.)
+    identity = writeMetadataOf((JSON.parse(value) as { metadata?: Record<string, unknown> }).metadata)?.identity;
   } catch {
     // not a record this outbox wrote: nobody's write
   }

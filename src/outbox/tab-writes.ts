@@ -1,6 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
 import { coalesced } from "./coalesced.js";
-import { isAssigned, type AssignedWriteMetadata } from "./write.js";
+import { isAssigned, isWriteMetadata, type AssignedWriteMetadata } from "./write.js";
 import type { LockManagerLike } from "./leadership.js";
 
 /**
@@ -36,34 +36,22 @@ export interface TabWriteRecord {
   meta: AssignedWriteMetadata;
 }
 
-export function tabWriteKey(id: string): string {
-  return TAB_WRITE_PREFIX + id;
-}
-
-export function serializeTabWrite(record: TabWriteRecord): string {
-  return JSON.stringify(record);
-}
-
+/** A stored tab-write record, if it is readable and its write can be sent (assigned). */
 export function parseTabWrite(value: string): TabWriteRecord | undefined {
   try {
     const parsed = JSON.parse(value) as Partial<TabWriteRecord> | null;
-    if (!parsed || parsed.v !== 1 || typeof parsed.owner !== "string" || typeof parsed.createdAt !== "number") return undefined;
-    const meta = parsed.meta;
-    if (typeof meta !== "object" || meta === null || !isAssigned(meta) || typeof meta.name !== "string" || typeof meta.room !== "string" || typeof meta.party !== "string") {
-      return undefined;
+    const meta = parsed?.meta;
+    if (parsed?.v === 1 && typeof parsed.owner === "string" && typeof parsed.createdAt === "number" && isWriteMetadata(meta) && isAssigned(meta)) {
+      return parsed as TabWriteRecord;
     }
-    return parsed as TabWriteRecord;
   } catch {
-    return undefined;
+    // not JSON: unreadable
   }
+  return undefined;
 }
 
 export function tabLockName(tabId: string): string {
   return `lunora-outbox-tab:${tabId}`;
-}
-
-interface LockQuery {
-  query?(): Promise<{ held?: Array<{ name?: string }> }>;
 }
 
 /**
@@ -72,13 +60,13 @@ interface LockQuery {
  */
 export class TabPresence {
   readonly tabId: string = crypto.randomUUID();
-  readonly #locks: LockManagerLike & LockQuery;
+  readonly #locks: LockManagerLike;
   readonly #release: () => void;
   readonly #watched = new Set<string>();
   readonly #abort = new AbortController();
 
   constructor(locks: LockManagerLike) {
-    this.#locks = locks as LockManagerLike & LockQuery;
+    this.#locks = locks;
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     this.#release = release;
@@ -88,17 +76,8 @@ export class TabPresence {
   /** Whether the tab `tabId` is still open (its presence lock is held). */
   async isAlive(tabId: string): Promise<boolean> {
     if (tabId === this.tabId) return true;
-    if (this.#locks.query) {
-      const { held = [] } = await this.#locks.query();
-      return held.some((lock) => lock.name === tabLockName(tabId));
-    }
-    // No query(): the lock is free exactly when we can take it at once.
-    let free = false;
-    await this.#locks.request(tabLockName(tabId), { mode: "exclusive", ifAvailable: true }, (lock) => {
-      free = lock !== null;
-      return undefined;
-    });
-    return !free;
+    const { held = [] } = await this.#locks.query();
+    return held.some((lock) => lock.name === tabLockName(tabId));
   }
 
   /** Calls `onGone` once the tab `tabId` is gone (once per tab, however often asked). */
@@ -164,9 +143,10 @@ export class TabWrites {
 
   /** Stores a write this tab sends itself; resolves its record key, or `undefined` when storage failed (reported by the guarded storage). */
   async store(id: string, meta: AssignedWriteMetadata, createdAt: Date): Promise<string | undefined> {
-    const key = tabWriteKey(id);
+    const key = TAB_WRITE_PREFIX + id;
+    const record: TabWriteRecord = { v: 1, owner: this.presence.tabId, createdAt: createdAt.getTime(), meta };
     try {
-      await this.#storage.set(key, serializeTabWrite({ v: 1, owner: this.presence.tabId, createdAt: createdAt.getTime(), meta }));
+      await this.#storage.set(key, JSON.stringify(record));
       return key;
     } catch {
       return undefined; // it still goes out from this tab

@@ -35,12 +35,16 @@ export interface WriteMetadata {
 
 export type AssignedWriteMetadata = WriteMetadata & { identity: string; clientId: string; clientSeq: number };
 
+/** The Lunora record in a transaction's `metadata`, if it holds a readable one. */
 export function writeMetadataOf(metadata: Record<string, unknown> | undefined): WriteMetadata | undefined {
   const value = metadata?.[WRITE_METADATA_KEY];
-  if (typeof value !== "object" || value === null) return undefined;
-  const meta = value as Partial<WriteMetadata>;
-  if (meta.v !== 1 || typeof meta.name !== "string" || typeof meta.room !== "string" || typeof meta.party !== "string") return undefined;
-  return meta as WriteMetadata;
+  return isWriteMetadata(value) ? value : undefined;
+}
+
+/** Whether a stored value (read back from storage: anything) has the fields every write's record has. */
+export function isWriteMetadata(value: unknown): value is WriteMetadata {
+  const meta = value as Partial<WriteMetadata> | null;
+  return typeof meta === "object" && meta !== null && meta.v === 1 && typeof meta.name === "string" && typeof meta.room === "string" && typeof meta.party === "string";
 }
 
 export function isAssigned(meta: WriteMetadata): meta is AssignedWriteMetadata {
