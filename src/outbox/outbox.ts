@@ -20,7 +20,7 @@ import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type Wri
 import { RoomSender, wake, type PendingWrite, type RoomState } from "./room-sending.js";
 import { WriterStore, ephemeralWriter, identityChanged, raiseCounter, type Writer } from "./writer.js";
 import {
-  TransientWriteError,
+  transientWriteError,
   WRITE_METADATA_KEY,
   WRITE_MUTATION_FN,
   assertWriteFits,
@@ -204,12 +204,16 @@ export class LunoraOutbox {
       ? new TabWrites(locks, this.#storage, {
           canAdopt: () => this.isLeader && !this.#disposed,
           ready: () => this.#ready,
-          identity: () => this.#identity,
           knows: (id) => this.#writes.has(id),
           storedKeys: () => this.#stored.tabWriteKeys(),
-          adopt: (id, record, key) =>
-            void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop),
-          refuse: (record) => this.#reports.rejected(record.meta, identityChanged()),
+          adopt: (id, record, key) => {
+            if (record.meta.identity !== this.#identity) {
+              this.#reports.rejected(record.meta, identityChanged());
+              return false;
+            }
+            void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
+            return true;
+          },
         })
       : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
@@ -297,16 +301,9 @@ export class LunoraOutbox {
     if (this.#writes.size >= this.#maxPendingWrites) {
       throw new LunoraError("QUOTA_EXCEEDED", `the outbox already holds ${this.#writes.size} unsettled writes`, { maxPendingWrites: this.#maxPendingWrites });
     }
-    const meta: WriteMetadata = {
-      v: 1,
-      kind: request.kind,
-      name: request.name,
-      args: request.args,
-      party,
-      room: request.room,
-      ...(request.collection !== undefined ? { collection: request.collection } : {}),
-      ...(request.row !== undefined ? { row: request.row } : {}),
-    };
+    // (An absent collection or row is `undefined` here and left out of the stored JSON.)
+    const { kind, name, args, room, collection, row } = request;
+    const meta: WriteMetadata = { v: 1, kind, name, args, party, room, collection, row };
     let write!: PendingWrite;
     const transaction = createTransaction({
       autoCommit: false,
@@ -403,7 +400,7 @@ export class LunoraOutbox {
       try {
         return await this.client.identity();
       } catch {
-        await sleep(Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** attempt));
+        await sleep(identityRetryDelay(attempt));
       }
     }
   }
@@ -632,7 +629,7 @@ export class LunoraOutbox {
       this.#unregister(write);
       throw new offlineTransactions!.NonRetriableError(`${(error as LunoraError).code}: write rejected`);
     }
-    if (outcome.status === "error") throw new TransientWriteError(outcome.error);
+    if (outcome.status === "error") throw transientWriteError(outcome.error);
     this.#unregister(write);
     return outcome.result;
   }
@@ -697,7 +694,7 @@ export class LunoraOutbox {
         write.wake.add(resolve);
         this.#checkIdentity().then(resolve, resolve);
       });
-      if (attempt > 0 && this.#identityGenerationRead === generation) await sleepUnlessWoken(write, Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** (attempt - 1)));
+      if (attempt > 0 && this.#identityGenerationRead === generation) await sleepUnlessWoken(write, identityRetryDelay(attempt - 1));
     }
   }
 
@@ -846,6 +843,11 @@ export class LunoraOutbox {
     this.#reports.rejected(write.meta, error);
   }
 
+}
+
+/** Backoff while the token provider fails: 250 ms, doubling, capped. */
+function identityRetryDelay(attempt: number): number {
+  return Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** attempt);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -105,15 +105,16 @@ export interface TabWritesHost {
   canAdopt(): boolean;
   /** Resolves once the outbox knows its identity. */
   ready(): Promise<void>;
-  identity(): string | undefined;
   /** Whether the outbox already holds the write `id`. */
   knows(id: string): boolean;
   /** Keys of the tab-write records at the last count of storage. */
   storedKeys(): string[];
-  /** Sends the write of a tab that is gone, under its stored clientId / clientSeq; deletes `key` once settled. */
-  adopt(id: string, record: TabWriteRecord, key: string): void;
-  /** A gone tab's write of another identity: never sent, reported. */
-  refuse(record: TabWriteRecord): void;
+  /**
+   * Sends the write of a tab that is gone, under its stored clientId /
+   * clientSeq, and deletes `key` once settled. `false` for a write of another
+   * identity: never sent, reported (and its record deleted here).
+   */
+  adopt(id: string, record: TabWriteRecord, key: string): boolean;
 }
 
 /**
@@ -174,12 +175,7 @@ export class TabWrites {
         continue;
       }
       if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
-      if (record.meta.identity !== this.#host.identity()) {
-        this.#host.refuse(record);
-        await this.#storage.delete(key);
-        continue;
-      }
-      this.#host.adopt(id, record, key);
+      if (!this.#host.adopt(id, record, key)) await this.#storage.delete(key);
     }
   }
 }

@@ -99,17 +99,14 @@ export function assertWriteFits(name: string, args: unknown): void {
 /**
  * A transient failure of a write (`INTERNAL`, `OUT_OF_ORDER`,
  * `QUOTA_EXCEEDED` outcomes): thrown to `@tanstack/offline-transactions` so it
- * retries with backoff. Its message never carries the server's text: the
- * library's retry policy treats messages containing "400", "401", "403" or
- * "422" as permanent.
+ * retries with backoff. Its message never carries the server's text nor any
+ * digit: the library's retry policy treats messages containing "400", "401",
+ * "403" or "422" as permanent.
  */
-export class TransientWriteError extends Error {
-  readonly code: string;
-  constructor(error: ErrorBody) {
-    super(`transient write failure: ${error.code.replace(/[0-9]/g, "")}`);
-    this.name = "TransientWriteError";
-    this.code = error.code;
-  }
+export function transientWriteError(error: ErrorBody): Error {
+  const failure = new Error(`transient write failure: ${error.code.replace(/[0-9]/g, "")}`);
+  failure.name = "TransientWriteError";
+  return failure;
 }
 
 /** createdAt of an offline record: strictly increasing, so the library's FIFO (sorted by it) is enqueue order. */
