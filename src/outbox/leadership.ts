@@ -4,14 +4,9 @@ import { Listeners } from "../client/listeners.js";
 /** The Web Locks name the outbox leader holds; every tab of an origin competes for it. */
 export const OUTBOX_LEADER_LOCK = "lunora-outbox-leader";
 
-/**
- * The part of the Web Locks API the outbox uses (`navigator.locks`): the
- * election, and tab presence (`query()` is part of the API in every
- * browser that has Web Locks).
- */
+/** The part of the Web Locks API the outbox uses (`navigator.locks`): the election and tab presence. */
 export interface LockManagerLike {
   request(name: string, options: { mode?: "exclusive" | "shared"; ifAvailable?: boolean; signal?: AbortSignal }, callback: (lock: unknown) => unknown): Promise<unknown>;
-  query(): Promise<{ held?: Array<{ name?: string }> }>;
 }
 
 /**

@@ -648,9 +648,7 @@ export class LunoraOutbox {
     if (!live || live.state !== "persisting") return;
     const overlay = createTransaction({ id: `${write.id}:parked`, autoCommit: false, mutationFn: async () => undefined });
     overlay.applyMutations(live.mutations);
-    const touched = new Set<Collection<any, any, any, any, any>>();
-    for (const mutation of live.mutations) touched.add(mutation.collection);
-    for (const collection of touched) {
+    for (const collection of new Set(live.mutations.map((mutation) => mutation.collection))) {
       collection._state.transactions.set(overlay.id, overlay);
       collection._state.recomputeOptimisticState(true);
     }

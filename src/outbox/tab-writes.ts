@@ -63,6 +63,8 @@ export class TabPresence {
   readonly #locks: LockManagerLike;
   readonly #release: () => void;
   readonly #watched = new Set<string>();
+  /** Tabs whose presence lock this tab obtained: gone for good (a tab id is never reused). */
+  readonly #gone = new Set<string>();
   readonly #abort = new AbortController();
 
   constructor(locks: LockManagerLike) {
@@ -73,20 +75,25 @@ export class TabPresence {
     this.#locks.request(tabLockName(this.tabId), { mode: "exclusive" }, () => held).catch(() => undefined);
   }
 
-  /** Whether the tab `tabId` is still open (its presence lock is held). */
-  async isAlive(tabId: string): Promise<boolean> {
-    if (tabId === this.tabId) return true;
-    const { held = [] } = await this.#locks.query();
-    return held.some((lock) => lock.name === tabLockName(tabId));
+  /** Whether the tab `tabId` is known to be gone (see {@link whenGone}). */
+  isGone(tabId: string): boolean {
+    return this.#gone.has(tabId);
   }
 
-  /** Calls `onGone` once the tab `tabId` is gone (once per tab, however often asked). */
+  /**
+   * Calls `onGone` once the tab `tabId` is gone: its presence lock is
+   * granted to this tab at once when the tab is already gone, else when it
+   * goes. Once per tab, however often asked. (A tab that has asked for its
+   * own lock but not been granted it yet is ahead of this request in the
+   * lock's queue, so it counts as alive.)
+   */
   whenGone(tabId: string, onGone: () => void): void {
-    if (tabId === this.tabId || this.#watched.has(tabId)) return;
+    if (tabId === this.tabId || this.#watched.has(tabId) || this.#gone.has(tabId)) return;
     this.#watched.add(tabId);
     this.#locks
       .request(tabLockName(tabId), { mode: "exclusive", signal: this.#abort.signal }, () => {
         this.#watched.delete(tabId);
+        this.#gone.add(tabId);
         onGone();
         return undefined; // released at once: nobody else needs it
       })
@@ -170,7 +177,8 @@ export class TabWrites {
         continue;
       }
       if (record.owner === this.presence.tabId) continue;
-      if (await this.presence.isAlive(record.owner)) {
+      if (!this.presence.isGone(record.owner)) {
+        // The next pass adopts it, once its owner's lock is ours.
         this.presence.whenGone(record.owner, () => this.adoptOrphans());
         continue;
       }
