@@ -72,7 +72,7 @@ export class TabPresence {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     this.#release = release;
-    this.#locks.request(tabLockName(this.tabId), { mode: "exclusive" }, () => held).catch(() => undefined);
+    this.#locks.request(tabLockName(this.tabId), {}, () => held).catch(() => undefined);
   }
 
   /** Whether the tab `tabId` is known to be gone (see {@link whenGone}). */
@@ -91,7 +91,7 @@ export class TabPresence {
     if (tabId === this.tabId || this.#watched.has(tabId) || this.#gone.has(tabId)) return;
     this.#watched.add(tabId);
     this.#locks
-      .request(tabLockName(tabId), { mode: "exclusive", signal: this.#abort.signal }, () => {
+      .request(tabLockName(tabId), { signal: this.#abort.signal }, () => {
         this.#watched.delete(tabId);
         this.#gone.add(tabId);
         onGone();
