@@ -416,21 +416,17 @@ export class LunoraOutbox {
     // stored for the next page, which reports what belongs to another
     // identity — once, not once per page that looked at it.
     if (this.#disposed) return records;
-    const kept: OfflineTransaction[] = [];
-    for (const record of records) {
+    const kept = records.filter((record) => {
       const meta = writeMetadataOf(record.metadata);
-      if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) {
-        kept.push(record);
-        continue;
-      }
+      if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) return true;
       if (meta.identity !== this.#identity) {
         this.#reports.rejected(meta, identityChanged());
-        continue;
+        return false;
       }
       this.#register(record.id, meta, { assigned: true, durable: true, createdAt: record.createdAt });
       if (this.#durable) raiseCounter(this.#durable, meta);
-      kept.push(record);
-    }
+      return true;
+    });
     return kept.sort(compareRecords);
   }
 
