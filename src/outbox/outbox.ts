@@ -225,7 +225,7 @@ export class LunoraOutbox {
       client.onMutationResults((room, results, party) => this.#sender.onResults(party, room, results)),
       client.onRoomStatusChange((room, status, party) => this.#sender.onRoomStatus(party, room, status)),
       // Roll back and report the old identity's writes as soon as the switch is noticed.
-      client.onIdentityChange(() => this.#checkIdentity({ fresh: true })),
+      client.onIdentityChange(() => this.#checkIdentity(/* fresh */ true)),
     );
     const unwatch = this.persistence.onChange?.(() => this.#stored.refresh());
     if (unwatch) this.#unsubscribe.push(unwatch);
@@ -702,10 +702,10 @@ export class LunoraOutbox {
    * answering with it would leave the outbox on the old identity after
    * `refreshAuth()` resolved, so a fresh check runs after it.
    */
-  #checkIdentity(options: { fresh?: boolean } = {}): Promise<void> {
+  #checkIdentity(fresh = false): Promise<void> {
     const running = this.#identityCheck;
-    if (running && options.fresh) {
-      const again = () => this.#checkIdentity(options);
+    if (running && fresh) {
+      const again = () => this.#checkIdentity(true);
       return running.then(again, again);
     }
     this.#identityCheck ??= (async () => {
