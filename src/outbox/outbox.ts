@@ -9,7 +9,7 @@ import type {
 } from "@tanstack/offline-transactions";
 import type { LunoraClient } from "../client/lunora-client.js";
 import { assertRoomName } from "../client/room-name.js";
-import { LunoraError, type ErrorBody, type MutationResult } from "../protocol/index.js";
+import { LunoraError, type ErrorBody } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
 import { StoredWrites } from "./stored-writes.js";
@@ -17,7 +17,7 @@ import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
 import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
 import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type WriteRejectedEvent } from "./reporting.js";
-import { RoomSender, wake, type PendingWrite, type RoomState } from "./room-sending.js";
+import { RoomSender, wake, type Outcome, type PendingWrite, type RoomState } from "./room-sending.js";
 import { WriterStore, ephemeralWriter, identityChanged, raiseCounter, type Writer } from "./writer.js";
 import {
   transientWriteError,
@@ -591,7 +591,7 @@ export class LunoraOutbox {
    * holds its rows; the executor settles the overlays of the writes it runs
    * itself.
    */
-  async #deliver(write: PendingWrite): Promise<Exclude<MutationResult, { status: "rejected" }>> {
+  async #deliver(write: PendingWrite): Promise<Exclude<Outcome, { status: "rejected" }>> {
     const outcome = await this.#sender.deliver(write);
     if (outcome.status === "error") {
       if (++write.transientFailures >= this.#maxTransientFailures) this.#park(write);

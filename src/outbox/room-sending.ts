@@ -44,6 +44,9 @@ export interface PendingWrite {
   onParked?: () => void;
 }
 
+/** What a delivery ends with: the room's answer for the write (its `clientSeq` aside), or a drop as a rejection. */
+export type Outcome = { status: "applied"; result?: unknown } | { status: "rejected"; error: ErrorBody } | { status: "error"; error: ErrorBody };
+
 /** The sending state of one room (party + room name). */
 export interface RoomState {
   key: string;
@@ -139,19 +142,18 @@ export class RoomSender {
    * other pending write of its room) whenever its room is connected and it
    * has not been sent on the current socket.
    */
-  async deliver(write: PendingWrite): Promise<MutationResult> {
-    const seq = write.meta.clientSeq ?? 0;
+  async deliver(write: PendingWrite): Promise<Outcome> {
     write.waiting++;
     try {
       for (let outOfOrder = 0; ; ) {
-        if (write.dropped) return { clientSeq: seq, status: "rejected", error: write.dropped.toBody() };
+        if (write.dropped) return { status: "rejected", error: write.dropped.toBody() };
         if (write.outcome) return write.outcome;
         const transient = write.transient;
         if (transient) {
           write.transient = undefined;
           // A gap or an earlier write still in flight: resend at once (the gap is filled), a few times.
           if (transient.code === "OUT_OF_ORDER" && outOfOrder++ < 3) continue;
-          return { clientSeq: seq, status: "error", error: transient };
+          return { status: "error", error: transient };
         }
         if (write.sentGeneration !== write.room.generation) write.room.kick();
         await new Promise<void>((resolve) => write.wake.add(resolve));
