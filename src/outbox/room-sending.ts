@@ -57,7 +57,6 @@ export interface RoomState {
   generation: number;
   /** Writes sent on the current socket and not answered yet, by clientSeq (one clientId at a time). */
   inFlight: Map<number, PendingWrite>;
-  inFlightClientId?: string;
   /** The room expects a clientSeq no pending write carries (a write lost with storage): filled before the next batch. */
   gap?: { clientId: string; expected: number };
   /** Lets the room's socket go (see {@link RoomSender.roomFor}). */
@@ -183,10 +182,7 @@ export class RoomSender {
       }
       wake(write);
     }
-    if (room.inFlight.size === 0) {
-      room.inFlightClientId = undefined;
-      kickIfDue(room);
-    }
+    if (room.inFlight.size === 0) kickIfDue(room);
   }
 
   /** Sends what is due in every room (sending was allowed again). */
@@ -199,7 +195,6 @@ export class RoomSender {
     if (!room) return;
     room.generation++;
     room.inFlight.clear();
-    room.inFlightClientId = undefined;
     if (status === "connected") room.kick();
   }
 
@@ -218,8 +213,10 @@ export class RoomSender {
     if (armed.length === 0) return;
     armed.sort((a, b) => a.createdAt!.getTime() - b.createdAt!.getTime());
     const clientId = armed[0].meta.clientId!;
-    // Outcomes carry no clientId: one writer in flight per socket at a time.
-    if (room.inFlight.size > 0 && (room.inFlightClientId !== clientId || !this.#pipeline)) return;
+    // Outcomes carry no clientId: one writer in flight per socket at a time
+    // (so any write in flight names it).
+    const inFlight = room.inFlight.values().next().value;
+    if (inFlight && (inFlight.meta.clientId !== clientId || !this.#pipeline)) return;
     const pending = [...room.writes]
       .filter((write) => current(write) && write.meta.clientId === clientId)
       .sort((a, b) => a.meta.clientSeq! - b.meta.clientSeq!);
@@ -239,7 +236,6 @@ export class RoomSender {
     const bySeq = new Map(batch.map((write) => [write.meta.clientSeq!, write]));
     for (const chunk of chunkMutations(mutations)) {
       if (!this.#client.push(room.room, { clientId, mutations: chunk }, room.party)) return;
-      room.inFlightClientId = clientId;
       for (const mutation of chunk) {
         const write = bySeq.get(mutation.clientSeq);
         if (!write) continue;
