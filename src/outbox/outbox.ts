@@ -659,7 +659,7 @@ export class LunoraOutbox {
   /** Before a batch goes out on `room`'s socket: the identity to send as, or `undefined` to send nothing now. */
   async #prepareSend(room: RoomState): Promise<string | undefined> {
     // The online detector gates sending ("allowed to send"); going online resumes every room.
-    if (!this.#executor || !this.#executor.isOnline()) return undefined;
+    if (!this.#executor?.isOnline()) return undefined;
     await this.#checkIdentity();
     const presented = await this.client.roomIdentity(room.room, room.party);
     if (presented !== undefined && presented !== this.#identity) {
@@ -780,7 +780,7 @@ export class LunoraOutbox {
   }
 
   #assign(write: PendingWrite): void {
-    const writer = this.#executor?.isOfflineEnabled && this.#durable ? this.#durable : this.#ephemeral!;
+    const writer = (this.isLeader && this.#durable) || this.#ephemeral!;
     const key = write.room.key;
     const seq = (writer.seqs.get(key) ?? 0) + 1;
     writer.seqs.set(key, seq);
