@@ -4,9 +4,13 @@ import { Listeners } from "../client/listeners.js";
 /** The Web Locks name the outbox leader holds; every tab of an origin competes for it. */
 export const OUTBOX_LEADER_LOCK = "lunora-outbox-leader";
 
-/** The part of the Web Locks API the election uses (`navigator.locks`). */
+/**
+ * The part of the Web Locks API the outbox uses (`navigator.locks`): the
+ * election and tab presence. Every lock it takes is exclusive (the API's
+ * default mode, so requests leave `mode` out).
+ */
 export interface LockManagerLike {
-  request(name: string, options: { mode?: "exclusive" | "shared"; ifAvailable?: boolean; signal?: AbortSignal }, callback: (lock: unknown) => unknown): Promise<unknown>;
+  request(name: string, options: { ifAvailable?: boolean; signal?: AbortSignal }, callback: (lock: unknown) => unknown): Promise<unknown>;
 }
 
 /**
@@ -36,7 +40,6 @@ export class WebLocksLeadership implements LeaderElection {
   /** Resolving it ends the lock callback, which releases the lock. */
   #release: (() => void) | undefined;
   #waiting: AbortController | undefined;
-  #requested: Promise<boolean> | undefined;
   #released = false;
 
   constructor(locks: LockManagerLike, name: string = OUTBOX_LEADER_LOCK) {
@@ -44,38 +47,36 @@ export class WebLocksLeadership implements LeaderElection {
     this.#name = name;
   }
 
+  /**
+   * Asked once per election: each outbox makes its own, and its executor
+   * asks when it starts (after `releaseLeadership()` the election is over).
+   */
   requestLeadership(): Promise<boolean> {
-    this.#released = false;
-    this.#requested ??= new Promise<boolean>((decided) => {
+    return new Promise<boolean>((decided) => {
       // First ask without waiting, only to answer "leader now or not" at once;
       // the lock stays held by the callback's pending promise.
       this.#locks
-        .request(this.#name, { mode: "exclusive", ifAvailable: true }, (lock) => {
+        .request(this.#name, { ifAvailable: true }, (lock) => {
           if (lock === null || this.#released) {
             decided(false);
             if (!this.#released) this.#wait();
             return undefined;
           }
           decided(true);
-          return this.#hold(false);
+          this.#leader = true; // the executor learns it from the answer
+          return this.#hold();
         })
         .catch((error: unknown) => {
           console.warn("[lunora] Web Locks leadership request failed:", error);
           decided(false);
         });
-    }).finally(() => {
-      this.#requested = undefined;
     });
-    return this.#requested;
   }
 
   releaseLeadership(): void {
     this.#released = true;
     this.#waiting?.abort();
-    this.#waiting = undefined;
-    const release = this.#release;
-    this.#release = undefined;
-    release?.();
+    this.#release?.();
   }
 
   isLeader(): boolean {
@@ -88,33 +89,31 @@ export class WebLocksLeadership implements LeaderElection {
 
   /** Queues a request that is granted when every earlier holder and waiter is gone. */
   #wait(): void {
-    if (this.#waiting) return;
-    const waiting = new AbortController();
-    this.#waiting = waiting;
+    const waiting = (this.#waiting = new AbortController());
     this.#locks
-      .request(this.#name, { mode: "exclusive", signal: waiting.signal }, () => {
-        if (this.#waiting === waiting) this.#waiting = undefined;
+      .request(this.#name, { signal: waiting.signal }, () => {
+        this.#waiting = undefined;
         if (this.#released) return undefined;
-        return this.#hold(true);
+        const held = this.#hold();
+        this.#setLeader(true); // a promotion: the executor hears it from the listeners
+        return held;
       })
       .catch((error: unknown) => {
-        if (this.#waiting === waiting) this.#waiting = undefined;
+        this.#waiting = undefined;
         // AbortError: releaseLeadership() cancelled the wait.
         if ((error as { name?: unknown } | null)?.name !== "AbortError") console.warn("[lunora] Web Locks leadership wait failed:", error);
       });
   }
 
-  /** Holds the lock until {@link releaseLeadership}; `announce` tells listeners (a promotion, not the first answer). */
-  #hold(announce: boolean): Promise<void> {
-    if (!announce) this.#leader = true;
-    const held = new Promise<void>((resolve) => {
+  /** Holds the lock until {@link releaseLeadership}. */
+  #hold(): Promise<void> {
+    return new Promise<void>((resolve) => {
       this.#release = () => {
+        this.#release = undefined;
         this.#setLeader(false);
         resolve();
       };
     });
-    if (announce) this.#setLeader(true);
-    return held;
   }
 
   #setLeader(isLeader: boolean): void {

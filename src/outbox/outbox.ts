@@ -17,10 +17,10 @@ import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
 import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
 import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type WriteRejectedEvent } from "./reporting.js";
-import { RoomSender, wake, type PendingWrite, type RoomState } from "./room-sending.js";
+import { RoomSender, wake, type Outcome, type PendingWrite, type RoomState } from "./room-sending.js";
 import { WriterStore, ephemeralWriter, identityChanged, raiseCounter, type Writer } from "./writer.js";
 import {
-  TransientWriteError,
+  transientWriteError,
   WRITE_METADATA_KEY,
   WRITE_MUTATION_FN,
   assertWriteFits,
@@ -148,7 +148,7 @@ export class LunoraOutbox {
   readonly pipeline: boolean;
   readonly persistence: OutboxPersistence;
   readonly #storage: StorageAdapter;
-  readonly #leaderElection: LeaderElection | undefined;
+  readonly #leaderElection: LeaderElection;
   readonly #onlineDetector: OnlineDetector | undefined;
   readonly #maxTransientFailures: number;
   readonly #maxPendingWrites: number;
@@ -157,8 +157,6 @@ export class LunoraOutbox {
   readonly #sender: RoomSender;
   readonly #writers: WriterStore;
   readonly #writes = new Map<string, PendingWrite>();
-  /** This session's transactions of queued writes, by id (parking needs them). */
-  readonly #liveTransactions = new Map<string, Transaction<any>>();
   readonly #unassigned: PendingWrite[] = [];
   readonly #reports = new OutboxReports();
   readonly #unsubscribe: Array<() => void> = [];
@@ -189,7 +187,7 @@ export class LunoraOutbox {
     this.client = client;
     this.pipeline = options.pipeline ?? true;
     this.persistence = options.persistence ?? client.persistence ?? createIndexedDbPersistence();
-    this.#storage = this.#reports.guardStorage(this.persistence.storage, () => void this.#stored.refresh());
+    this.#storage = this.#reports.guardStorage(this.persistence.storage, () => this.#stored.refresh());
     this.#writers = new WriterStore(this.#storage);
     this.#sender = new RoomSender(client, this.pipeline, {
       prepare: (room) => this.#prepareSend(room),
@@ -206,17 +204,16 @@ export class LunoraOutbox {
       ? new TabWrites(locks, this.#storage, {
           canAdopt: () => this.isLeader && !this.#disposed,
           ready: () => this.#ready,
-          identity: () => this.#identity,
           knows: (id) => this.#writes.has(id),
           storedKeys: () => this.#stored.tabWriteKeys(),
           adopt: (id, record, key) => {
-            const write = this.#register(id, record.meta);
-            write.assigned = true;
-            write.createdAt = new Date(record.createdAt);
-            write.tabRecord = key;
-            void this.#runDirect(write).catch(noop);
+            if (record.meta.identity !== this.#identity) {
+              this.#reports.rejected(record.meta, identityChanged());
+              return false;
+            }
+            void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
+            return true;
           },
-          refuse: (record) => this.#reports.rejected(record.meta, identityChanged()),
         })
       : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
@@ -228,9 +225,9 @@ export class LunoraOutbox {
       client.onMutationResults((room, results, party) => this.#sender.onResults(party, room, results)),
       client.onRoomStatusChange((room, status, party) => this.#sender.onRoomStatus(party, room, status)),
       // Roll back and report the old identity's writes as soon as the switch is noticed.
-      client.onIdentityChange(() => this.#checkIdentity({ fresh: true })),
+      client.onIdentityChange(() => this.#checkIdentity(/* fresh */ true)),
     );
-    const unwatch = this.persistence.onChange?.(() => void this.#stored.refresh());
+    const unwatch = this.persistence.onChange?.(() => this.#stored.refresh());
     if (unwatch) this.#unsubscribe.push(unwatch);
     // Started after the current task so collections registered in the same
     // task (defineCollections, then bindMutators) are in the executor's registry.
@@ -282,10 +279,7 @@ export class LunoraOutbox {
     for (const [name, collection] of Object.entries(collections)) {
       if (this.#collections[name] === collection) continue;
       if (this.#executor) {
-        throw new LunoraError(
-          "INVALID_ARGS",
-          `collection "${name}" was registered after the outbox started; create every collection (defineCollections, bindMutators) in the same task`,
-        );
+        throw new LunoraError("INVALID_ARGS", `collection "${name}" registered after the outbox started: call defineCollections and bindMutators in one task`);
       }
       this.#collections[name] = collection;
       if (!this.#collectionNames.has(collection)) this.#collectionNames.set(collection, name);
@@ -307,16 +301,9 @@ export class LunoraOutbox {
     if (this.#writes.size >= this.#maxPendingWrites) {
       throw new LunoraError("QUOTA_EXCEEDED", `the outbox already holds ${this.#writes.size} unsettled writes`, { maxPendingWrites: this.#maxPendingWrites });
     }
-    const meta: WriteMetadata = {
-      v: 1,
-      kind: request.kind,
-      name: request.name,
-      args: request.args,
-      party,
-      room: request.room,
-      ...(request.collection !== undefined ? { collection: request.collection } : {}),
-      ...(request.row !== undefined ? { row: request.row } : {}),
-    };
+    // (An absent collection or row is `undefined` here and left out of the stored JSON.)
+    const { kind, name, args, room, collection, row } = request;
+    const meta: WriteMetadata = { v: 1, kind, name, args, party, room, collection, row };
     let write!: PendingWrite;
     const transaction = createTransaction({
       autoCommit: false,
@@ -324,15 +311,12 @@ export class LunoraOutbox {
       metadata: { [WRITE_METADATA_KEY]: meta },
     });
     write = this.#register(transaction.id, meta);
-    this.#liveTransactions.set(transaction.id, transaction as unknown as Transaction<any>);
+    write.transaction = transaction as unknown as Transaction<any>;
     try {
       transaction.mutate(request.apply);
       for (const mutation of transaction.mutations) {
         if (!this.#collectionNames.has(mutation.collection)) {
-          throw new LunoraError(
-            "INVALID_ARGS",
-            `a write touched collection "${mutation.collection.id}", which is not registered with the outbox (pass it in \`collections\`)`,
-          );
+          throw new LunoraError("INVALID_ARGS", `a write touched unregistered collection "${mutation.collection.id}" (pass it in \`collections\`)`);
         }
       }
     } catch (error) {
@@ -372,7 +356,7 @@ export class LunoraOutbox {
       peer = await loadOfflineTransactions();
     } catch (error) {
       this.#reports.storageFailure(
-        new LunoraError("STORAGE_FAILURE", `writes need the optional peer @tanstack/offline-transactions (npm install @tanstack/offline-transactions): ${String(error)}`),
+        new LunoraError("STORAGE_FAILURE", `writes need the peer @tanstack/offline-transactions installed: ${String(error)}`),
       );
       throw error;
     }
@@ -394,8 +378,9 @@ export class LunoraOutbox {
       collections: this.#collections,
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
       storage: this.#storage,
-      ...(this.#leaderElection ? { leaderElection: this.#leaderElection } : {}),
-      ...(this.#onlineDetector ? { onlineDetector: this.#onlineDetector } : {}),
+      // The library falls back to its own detector for `undefined` (browsers).
+      leaderElection: this.#leaderElection,
+      onlineDetector: this.#onlineDetector,
       beforeRetry: (records) => this.#restore(records),
       onLeadershipChange: (isLeader) => this.#onLeadershipChange(isLeader),
     });
@@ -406,7 +391,7 @@ export class LunoraOutbox {
     } catch (error) {
       this.#reports.storageFailure(error);
     }
-    void this.#stored.refresh();
+    this.#stored.refresh();
   }
 
   /** The identity, waiting out a failing token provider (offline token refresh) instead of guessing. */
@@ -415,7 +400,7 @@ export class LunoraOutbox {
       try {
         return await this.client.identity();
       } catch {
-        await sleep(Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** attempt));
+        await sleep(identityRetryDelay(attempt));
       }
     }
   }
@@ -431,24 +416,17 @@ export class LunoraOutbox {
     // stored for the next page, which reports what belongs to another
     // identity — once, not once per page that looked at it.
     if (this.#disposed) return records;
-    const kept: OfflineTransaction[] = [];
-    for (const record of records) {
+    const kept = records.filter((record) => {
       const meta = writeMetadataOf(record.metadata);
-      if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) {
-        kept.push(record);
-        continue;
-      }
+      if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) return true;
       if (meta.identity !== this.#identity) {
         this.#reports.rejected(meta, identityChanged());
-        continue;
+        return false;
       }
-      const write = this.#register(record.id, meta);
-      write.assigned = true;
-      write.durable = true;
-      write.createdAt = record.createdAt;
+      this.#register(record.id, meta, { assigned: true, durable: true, createdAt: record.createdAt });
       if (this.#durable) raiseCounter(this.#durable, meta);
-      kept.push(record);
-    }
+      return true;
+    });
     return kept.sort(compareRecords);
   }
 
@@ -457,19 +435,26 @@ export class LunoraOutbox {
     // Reported before `isOfflineEnabled` flips; adopt once the executor sees it.
     if (isLeader) queueMicrotask(() => this.#tabWrites?.adoptOrphans());
     // Another tab may have handed out clientSeqs while it led: start from storage.
-    if (isLeader && this.#identity !== undefined) {
-      const identity = this.#identity;
-      const loading = this.#writers.load(identity).then((writer) => {
-        if (this.#identity !== identity) return;
-        // The old leader stores its counter only before sending: writes it
-        // queued offline carry clientSeqs past the stored counter. Those
-        // restored before this load finished were counted on the previous
-        // writer object; count them again so no clientSeq is handed out twice.
-        if (writer) for (const write of this.#writes.values()) raiseCounter(writer, write.meta);
-        this.#durable = writer;
-      });
-      this.#ready = this.#ready.then(() => loading);
-    }
+    if (isLeader && this.#identity !== undefined) this.#loadWriter(this.#identity);
+  }
+
+  /**
+   * Loads `identity`'s durable writer from storage and makes it the one new
+   * writes take (unless the identity changed meanwhile); the outbox is not
+   * ready until then.
+   */
+  #loadWriter(identity: string): Promise<void> {
+    const loading = this.#writers.load(identity).then((writer) => {
+      if (this.#identity !== identity) return;
+      // The old leader stores its counter only before sending: writes it
+      // queued offline carry clientSeqs past the stored counter. Those
+      // restored before this load finished were counted on the previous
+      // writer object; count them again so no clientSeq is handed out twice.
+      if (writer) for (const write of this.#writes.values()) raiseCounter(writer, write.meta);
+      this.#durable = writer;
+    });
+    this.#ready = this.#ready.then(() => loading);
+    return loading;
   }
 
   // ---- the write's own transaction ----------------------------------------
@@ -494,75 +479,61 @@ export class LunoraOutbox {
     while (this.#storing.size > 0) await Promise.all([...this.#storing]);
   }
 
-  /** mutationFn of a write's TanStack DB transaction. */
+  /** mutationFn of a write's TanStack DB transaction: stores the write, then sends it. */
   async #commitWrite(transaction: Transaction<any>, write: PendingWrite): Promise<unknown> {
     write.settled ??= transaction.isPersisted.promise.then(noop, noop);
-    let stored!: () => void;
-    const storing = new Promise<void>((resolve) => (stored = resolve));
-    this.#storing.add(storing);
-    const done = () => {
-      this.#storing.delete(storing);
-      stored();
-    };
-    try {
-      return await this.#storeAndRun(transaction, write, done);
-    } finally {
-      done();
-    }
+    const storing = this.#store(transaction, write);
+    const stored = storing.then(noop, noop);
+    this.#storing.add(stored);
+    void stored.then(() => this.#storing.delete(stored));
+    return (await storing) ? this.#runDirect(write) : never();
   }
 
-  async #storeAndRun(transaction: Transaction<any>, write: PendingWrite, stored: () => void): Promise<unknown> {
+  /**
+   * Assigns the write its writer and clientSeq and stores it, once the
+   * outbox has started and read the write's identity. Resolves `false` when
+   * the outbox was disposed meanwhile (nothing is sent); rejects with the
+   * drop's error when the write was dropped meanwhile.
+   */
+  async #store(transaction: Transaction<any>, write: PendingWrite): Promise<boolean> {
     // Wait for the outbox to start — unless the write is dropped meanwhile
     // (identity switch in a page's first moments): then roll back at once.
     await new Promise<void>((resolve) => {
       write.wake.add(resolve);
       this.#ready.then(resolve, resolve);
     });
+    await this.#identityOf(write); // returns at once for a dropped write
     if (write.dropped) {
-      stored();
       // Never assigned, never queued: nothing else will forget it.
       this.#unregister(write);
       throw write.dropped;
     }
-    await this.#identityOf(write);
-    if (write.dropped) {
-      stored();
-      this.#unregister(write);
-      throw write.dropped;
-    }
-    if (this.#disposed) {
-      stored();
-      return never();
-    }
+    if (this.#disposed) return false;
     this.#assignThrough(write);
     const executor = this.#executor;
     const records = this.#records;
     if (!write.durable || !executor || !records) {
       if (this.#tabWrites) write.tabRecord = await this.#tabWrites.store(write.id, write.meta as AssignedWriteMetadata, write.createdAt!);
-      stored();
-      return this.#runDirect(write);
+      return true;
     }
-
-    const record: OfflineTransaction = {
-      id: write.id,
-      mutationFnName: WRITE_MUTATION_FN,
-      mutations: transaction.mutations,
-      keys: transaction.mutations.map((mutation) => mutation.globalKey),
-      idempotencyKey: `${write.meta.clientId}:${write.meta.clientSeq}`,
-      createdAt: write.createdAt!,
-      retryCount: 0,
-      nextAttemptAt: Date.now(),
-      metadata: transaction.metadata,
-      version: 1,
-    };
     try {
-      write.queuedRecord = await storeOfflineRecord(executor, records, record);
+      write.queuedRecord = await storeOfflineRecord(executor, records, {
+        id: write.id,
+        mutationFnName: WRITE_MUTATION_FN,
+        mutations: transaction.mutations,
+        keys: transaction.mutations.map((mutation) => mutation.globalKey),
+        idempotencyKey: `${write.meta.clientId}:${write.meta.clientSeq}`,
+        createdAt: write.createdAt!,
+        retryCount: 0,
+        nextAttemptAt: Date.now(),
+        metadata: transaction.metadata,
+        version: 1,
+      });
     } catch {
       // Not stored (reported by the guarded storage): the write still goes
       // out while online, it just won't survive a reload.
     }
-    stored();
-    return this.#runDirect(write);
+    return true;
   }
 
   /** A write whose optimistic body touched nothing: TanStack would complete it at once, so it is settled here. */
@@ -596,23 +567,12 @@ export class LunoraOutbox {
 
   async #sendUntilSettled(write: PendingWrite): Promise<unknown> {
     try {
-      for (let failures = 0; ; ) {
-        const outcome = await this.#sender.deliver(write);
-        if (outcome.status === "applied") {
-          this.#settleParked(write, undefined);
-          return outcome.result;
-        }
-        if (outcome.status === "rejected") {
-          const error = this.#rejectionOf(write, outcome.error);
-          this.#settleParked(write, error);
-          throw error;
-        }
-        failures++;
-        write.transientFailures++;
-        if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
+      for (let backoff = DIRECT_RETRY_MIN_MS; ; backoff = Math.min(DIRECT_RETRY_MAX_MS, backoff * 2)) {
+        const outcome = await this.#deliver(write);
+        if (outcome.status === "applied") return outcome.result;
         // A drop (identity switch) or an answer ends the wait: refreshAuth()
         // waits for the old identity's rows to roll back, not for a backoff.
-        await sleepUnlessWoken(write, Math.min(DIRECT_RETRY_MAX_MS, DIRECT_RETRY_MIN_MS * 2 ** (failures - 1)));
+        await sleepUnlessWoken(write, backoff);
         if (this.#disposed) return never();
       }
     } finally {
@@ -622,12 +582,29 @@ export class LunoraOutbox {
     }
   }
 
-  /** The outcome of a parked write settles (or rolls back) the overlay that holds its rows. */
-  #settleParked(write: PendingWrite, error: LunoraError | undefined): void {
+  /**
+   * One delivery of `write`, for both senders (this session's, the
+   * executor's): the applied outcome, or a transient failure (counted;
+   * past `maxTransientFailures` the write is parked). A rejection is
+   * reported and thrown as its coded error. The outcome of a write parked
+   * while this session sent it settles (or rolls back) the overlay that
+   * holds its rows; the executor settles the overlays of the writes it runs
+   * itself.
+   */
+  async #deliver(write: PendingWrite): Promise<Exclude<Outcome, { status: "rejected" }>> {
+    const outcome = await this.#sender.deliver(write);
+    if (outcome.status === "error") {
+      if (++write.transientFailures >= this.#maxTransientFailures) this.#park(write);
+      return outcome;
+    }
+    const error = outcome.status === "rejected" ? this.#rejectionOf(write, outcome.error) : undefined;
     const executor = this.#executor;
-    if (!write.parked || !write.onParked || !executor) return;
-    if (error) executor.rejectTransaction(write.id, error);
-    else executor.resolveTransaction(write.id, undefined);
+    if (write.parked && write.onParked && executor) {
+      if (error) executor.rejectTransaction(write.id, error);
+      else executor.resolveTransaction(write.id, undefined);
+    }
+    if (outcome.status === "applied") return outcome;
+    throw error;
   }
 
   // ---- the durable queue ---------------------------------------------------
@@ -639,26 +616,18 @@ export class LunoraOutbox {
     if (!meta || !isAssigned(meta)) throw new offlineTransactions!.NonRetriableError("not a Lunora write");
     await this.#ready;
     if (this.#disposed) return never();
-    let write = this.#writes.get(transaction.id);
-    if (!write) {
-      write = this.#register(transaction.id, meta);
-      write.assigned = true;
-      write.durable = true;
-    }
+    const write = this.#writes.get(transaction.id) ?? this.#register(transaction.id, meta, { assigned: true, durable: true });
     if (meta.identity !== this.#identity) this.#drop(write, identityChanged());
-    const outcome = await this.#sender.deliver(write);
-    if (outcome.status === "applied") {
+    let outcome;
+    try {
+      outcome = await this.#deliver(write);
+    } catch (error) {
       this.#unregister(write);
-      return outcome.result;
+      throw new offlineTransactions!.NonRetriableError(`${(error as LunoraError).code}: write rejected`);
     }
-    if (outcome.status === "rejected") {
-      this.#rejectionOf(write, outcome.error);
-      this.#unregister(write);
-      throw new offlineTransactions!.NonRetriableError(`${outcome.error.code}: write rejected`);
-    }
-    write.transientFailures++;
-    if (write.transientFailures >= this.#maxTransientFailures) this.#park(write);
-    throw new TransientWriteError(outcome.error);
+    if (outcome.status === "error") throw transientWriteError(outcome.error);
+    this.#unregister(write);
+    return outcome.result;
   }
 
   /**
@@ -670,14 +639,12 @@ export class LunoraOutbox {
   #park(write: PendingWrite): void {
     const executor = this.#executor;
     if (write.parked || !executor) return;
-    const live = this.#liveTransactions.get(write.id);
+    const live = write.transaction;
     write.parked = true;
     if (!live || live.state !== "persisting") return;
     const overlay = createTransaction({ id: `${write.id}:parked`, autoCommit: false, mutationFn: async () => undefined });
     overlay.applyMutations(live.mutations);
-    const touched = new Set<Collection<any, any, any, any, any>>();
-    for (const mutation of live.mutations) touched.add(mutation.collection);
-    for (const collection of touched) {
+    for (const collection of new Set(live.mutations.map((mutation) => mutation.collection))) {
       collection._state.transactions.set(overlay.id, overlay);
       collection._state.recomputeOptimisticState(true);
     }
@@ -692,7 +659,7 @@ export class LunoraOutbox {
   /** Before a batch goes out on `room`'s socket: the identity to send as, or `undefined` to send nothing now. */
   async #prepareSend(room: RoomState): Promise<string | undefined> {
     // The online detector gates sending ("allowed to send"); going online resumes every room.
-    if (!this.#executor || !this.#executor.isOnline()) return undefined;
+    if (!this.#executor?.isOnline()) return undefined;
     await this.#checkIdentity();
     const presented = await this.client.roomIdentity(room.room, room.party);
     if (presented !== undefined && presented !== this.#identity) {
@@ -721,7 +688,7 @@ export class LunoraOutbox {
         write.wake.add(resolve);
         this.#checkIdentity().then(resolve, resolve);
       });
-      if (attempt > 0 && this.#identityGenerationRead === generation) await sleepUnlessWoken(write, Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** (attempt - 1)));
+      if (attempt > 0 && this.#identityGenerationRead === generation) await sleepUnlessWoken(write, identityRetryDelay(attempt - 1));
     }
   }
 
@@ -735,10 +702,10 @@ export class LunoraOutbox {
    * answering with it would leave the outbox on the old identity after
    * `refreshAuth()` resolved, so a fresh check runs after it.
    */
-  #checkIdentity(options: { fresh?: boolean } = {}): Promise<void> {
+  #checkIdentity(fresh = false): Promise<void> {
     const running = this.#identityCheck;
-    if (running && options.fresh) {
-      const again = () => this.#checkIdentity(options);
+    if (running && fresh) {
+      const again = () => this.#checkIdentity(true);
       return running.then(again, again);
     }
     this.#identityCheck ??= (async () => {
@@ -756,25 +723,19 @@ export class LunoraOutbox {
           }
         };
         dropOf((write) => !write.assigned && write.identityGeneration !== generation);
-        let identity: string | undefined;
-        try {
-          identity = await this.client.identity();
-        } catch {
-          // token provider failing: nothing is sent on an unknown identity's behalf anyway
-        }
-        // Only once the outbox has started: until then its start reads the identity itself.
-        if (identity !== undefined && this.#identity !== undefined) this.#identityGenerationRead = Math.max(this.#identityGenerationRead, generation);
+        // A failing token provider reads as `undefined`: nothing is sent on an unknown identity's behalf anyway.
+        const current = await this.client.identity().catch(noop);
         let loading: Promise<void> | undefined;
-        if (identity !== undefined && this.#identity !== undefined && identity !== this.#identity) {
-          const current = identity;
-          this.#identity = current;
-          this.#ephemeral = ephemeralWriter(current);
-          this.#durable = undefined;
-          loading = this.#writers.load(current).then((writer) => {
-            if (this.#identity === current) this.#durable = writer;
-          });
-          this.#ready = this.#ready.then(() => loading);
-          dropOf((write) => (write.assigned ? write.meta.identity !== current : write.identityGeneration !== generation));
+        // Only once the outbox has started: until then its start reads the identity itself.
+        if (current !== undefined && this.#identity !== undefined) {
+          this.#identityGenerationRead = Math.max(this.#identityGenerationRead, generation);
+          if (current !== this.#identity) {
+            this.#identity = current;
+            this.#ephemeral = ephemeralWriter(current);
+            this.#durable = undefined;
+            loading = this.#loadWriter(current);
+            dropOf((write) => (write.assigned ? write.meta.identity !== current : write.identityGeneration !== generation));
+          }
         }
         // refreshAuth() resolves only once the old identity's optimistic rows are gone.
         if (rollbacks.length > 0) await Promise.race([Promise.all(rollbacks), new Promise((resolve) => setTimeout(resolve, ROLLBACK_WAIT_MS))]);
@@ -819,7 +780,7 @@ export class LunoraOutbox {
   }
 
   #assign(write: PendingWrite): void {
-    const writer = this.#executor?.isOfflineEnabled && this.#durable ? this.#durable : this.#ephemeral!;
+    const writer = (this.isLeader && this.#durable) || this.#ephemeral!;
     const key = write.room.key;
     const seq = (writer.seqs.get(key) ?? 0) + 1;
     writer.seqs.set(key, seq);
@@ -834,29 +795,18 @@ export class LunoraOutbox {
 
   // ---- bookkeeping -----------------------------------------------------------
 
-  #register(id: string, meta: WriteMetadata): PendingWrite {
+  /** Tracks a write from now until it is settled; `state` is what is known of it already (a restored or adopted write is assigned). */
+  #register(id: string, meta: WriteMetadata, state?: Partial<PendingWrite>): PendingWrite {
     const room = this.#sender.roomFor(meta.party, meta.room);
     const write: PendingWrite = {
       id,
       meta,
       room,
-      assigned: false,
-      durable: false,
-      createdAt: undefined,
-      sentGeneration: -1,
-      outcome: undefined,
-      transient: undefined,
-      dropped: undefined,
       waiting: 0,
       wake: new Set(),
-      reported: false,
       transientFailures: 0,
-      parked: false,
       identityGeneration: this.client.identityGeneration,
-      settled: undefined,
-      tabRecord: undefined,
-      queuedRecord: false,
-      onParked: undefined,
+      ...state,
     };
     this.#writes.set(id, write);
     room.writes.add(write);
@@ -866,7 +816,6 @@ export class LunoraOutbox {
 
   #unregister(write: PendingWrite): void {
     if (this.#writes.get(write.id) === write) this.#writes.delete(write.id);
-    this.#liveTransactions.delete(write.id);
     this.#sender.remove(write);
     this.#reportPending();
   }
@@ -888,6 +837,11 @@ export class LunoraOutbox {
     this.#reports.rejected(write.meta, error);
   }
 
+}
+
+/** Backoff while the token provider fails: 250 ms, doubling, capped. */
+function identityRetryDelay(attempt: number): number {
+  return Math.min(IDENTITY_RETRY_MAX_MS, 250 * 2 ** attempt);
 }
 
 function sleep(ms: number): Promise<void> {

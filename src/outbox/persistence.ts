@@ -62,69 +62,44 @@ const STORE = "entries";
  */
 export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions = {}): OutboxPersistence {
   const name = options.databaseName ?? "lunora-outbox";
-  const changes = new ChangeFeed(`lunora-outbox:${name}`);
-  return {
-    kind: "indexeddb",
-    storage: new IndexedDbStorage(name, options.indexedDB, () => changes.announce()),
-    onChange: (listener) => changes.subscribe(listener),
-  };
-}
-
-/**
- * "Entries changed" notices: to listeners in this realm directly, and to
- * other tabs (and workers) of the origin over a `BroadcastChannel`, which
- * does not deliver a message to the object that posted it. The channel is
- * opened only while someone listens and is `unref`'d under Node, so it
- * never keeps a process alive.
- */
-class ChangeFeed {
-  readonly #name: string;
-  readonly #listeners = new Listeners<[]>();
-  #channel: BroadcastChannel | undefined;
-
-  constructor(name: string) {
-    this.#name = name;
-  }
-
-  subscribe(listener: () => void): () => void {
-    const remove = this.#listeners.add(listener);
-    this.#open();
-    return () => {
-      remove();
-      if (this.#listeners.size === 0) {
-        this.#channel?.close();
-        this.#channel = undefined;
-      }
-    };
-  }
-
-  announce(): void {
-    this.#listeners.emit();
+  // "Entries changed" notices: to listeners in this realm directly, and to
+  // other tabs (and workers) of the origin over a `BroadcastChannel`, which
+  // does not deliver a message to the object that posted it. The channel is
+  // opened only while someone listens and is `unref`'d under Node, so it
+  // never keeps a process alive.
+  const channelName = `lunora-outbox:${name}`;
+  const listeners = new Listeners<[]>();
+  const hasChannels = typeof BroadcastChannel !== "undefined";
+  let channel: BroadcastChannel | undefined;
+  const announce = () => {
+    listeners.emit();
+    if (!hasChannels) return;
     try {
-      (this.#open() ?? transientChannel(this.#name))?.postMessage("changed");
+      // Nobody in this realm listens: a channel for this one post.
+      const poster = channel ?? new BroadcastChannel(channelName);
+      poster.postMessage("changed");
+      if (poster !== channel) poster.close();
     } catch {
       // closed concurrently: other tabs re-count on their next own change
     }
-  }
-
-  #open(): BroadcastChannel | undefined {
-    if (this.#channel || this.#listeners.size === 0 || typeof BroadcastChannel === "undefined") return this.#channel;
-    const channel = new BroadcastChannel(this.#name);
-    (channel as { unref?: () => void }).unref?.();
-    channel.onmessage = () => this.#listeners.emit();
-    this.#channel = channel;
-    return channel;
-  }
-}
-
-/** A channel for one post when nobody in this realm listens (closed right after). */
-function transientChannel(name: string): { postMessage(message: unknown): void } | undefined {
-  if (typeof BroadcastChannel === "undefined") return undefined;
+  };
   return {
-    postMessage(message) {
-      const channel = new BroadcastChannel(name);
-      channel.postMessage(message);
-      channel.close();
+    kind: "indexeddb",
+    storage: indexedDbStorage(name, options.indexedDB, announce),
+    onChange: (listener) => {
+      const remove = listeners.add(listener);
+      if (!channel && hasChannels) {
+        channel = new BroadcastChannel(channelName);
+        (channel as { unref?: () => void }).unref?.();
+        channel.onmessage = () => listeners.emit();
+      }
+      return () => {
+        remove();
+        if (listeners.size === 0) {
+          channel?.close();
+          channel = undefined;
+        }
+      };
     },
   };
 }
@@ -167,67 +142,29 @@ export function createInMemoryPersistence(): OutboxPersistence {
   };
 }
 
-class IndexedDbStorage implements StorageAdapter {
-  readonly #name: string;
-  readonly #factory: IDBFactory | undefined;
-  readonly #changed: () => void;
-  #db: Promise<IDBDatabase> | undefined;
-
-  constructor(name: string, factory: IDBFactory | undefined, changed: () => void) {
-    this.#name = name;
-    this.#factory = factory;
-    this.#changed = changed;
-  }
-
-  get(key: string): Promise<string | null> {
-    return this.#run("readonly", (store) => store.get(key)).then((value) => (typeof value === "string" ? value : null));
-  }
-
-  async set(key: string, value: string): Promise<void> {
-    await this.#run("readwrite", (store) => store.put(value, key));
-    this.#changed();
-  }
-
-  async delete(key: string): Promise<void> {
-    await this.#run("readwrite", (store) => store.delete(key));
-    this.#changed();
-  }
-
-  async keys(): Promise<string[]> {
-    const keys = await this.#run("readonly", (store) => store.getAllKeys());
-    return (keys as IDBValidKey[]).filter((key): key is string => typeof key === "string");
-  }
-
-  async clear(): Promise<void> {
-    await this.#run("readwrite", (store) => store.clear());
-    this.#changed();
-  }
-
-  #open(): Promise<IDBDatabase> {
-    if (this.#db) return this.#db;
-    const opening = (async () => {
-      const factory = indexedDbFactory(this.#factory, "pass `indexedDB` or use createInMemoryPersistence()");
-      const upgrade = (db: IDBDatabase) => {
-        if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE);
+/** The IndexedDB store behind {@link createIndexedDbPersistence}; `changed` runs after each change. */
+function indexedDbStorage(name: string, factory: IDBFactory | undefined, changed: () => void): StorageAdapter {
+  let db: Promise<IDBDatabase> | undefined;
+  const open = (): Promise<IDBDatabase> =>
+    // A failed open is retried on the next call (private mode may be left, quota freed).
+    (db ??= (async () => {
+      const upgrade = (database: IDBDatabase) => {
+        if (!database.objectStoreNames.contains(STORE)) database.createObjectStore(STORE);
       };
       // Another tab upgrading the schema, or the browser closing it: reopen on next use.
-      return openDatabase(factory, this.#name, 1, upgrade, () => (this.#db = undefined));
-    })();
-    // A failed open is retried on the next call (private mode may be left, quota freed).
-    this.#db = opening.catch((error: unknown) => {
-      this.#db = undefined;
+      return openDatabase(indexedDbFactory(factory, "pass `indexedDB` or use createInMemoryPersistence()"), name, 1, upgrade, () => (db = undefined));
+    })().catch((error: unknown) => {
+      db = undefined;
       throw error;
-    });
-    return this.#db;
-  }
+    }));
 
   /**
    * Runs one request in its own transaction; resolves with its result once
    * the transaction completed (the write is durable), rejects with the
    * original `DOMException` otherwise.
    */
-  async #run<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
-    const transaction = (await this.#open()).transaction(STORE, mode);
+  const run = async <T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> => {
+    const transaction = (await open()).transaction(STORE, mode);
     const done = transactionDone(transaction);
     let req: IDBRequest<T>;
     try {
@@ -244,7 +181,19 @@ class IndexedDbStorage implements StorageAdapter {
     }
     await done;
     return req.result;
-  }
+  };
+  const change = async (request: (store: IDBObjectStore) => IDBRequest) => {
+    await run("readwrite", request);
+    changed();
+  };
+
+  return {
+    get: (key) => run("readonly", (store) => store.get(key)).then((value) => (typeof value === "string" ? value : null)),
+    set: (key, value) => change((store) => store.put(value, key)),
+    delete: (key) => change((store) => store.delete(key)),
+    keys: async () => (await run("readonly", (store) => store.getAllKeys())).filter((key): key is string => typeof key === "string"),
+    clear: () => change((store) => store.clear()),
+  };
 }
 
 /** The `onStorageFailure` code of a storage error. */

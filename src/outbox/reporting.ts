@@ -70,7 +70,7 @@ export class OutboxReports {
     const message = error instanceof Error ? error.message : String(error);
     this.#storageFailures.emit({
       code,
-      message: `the write outbox could not use its storage (${message}); writes still go out online but will not survive a reload`,
+      message: `outbox storage failed (${message}): writes still go out online but will not survive a reload`,
     });
   }
 
@@ -79,27 +79,31 @@ export class OutboxReports {
    * `changed` runs after each successful change (set, delete, clear).
    */
   guardStorage(storage: StorageAdapter, changed: () => void): StorageAdapter {
-    const guard =
-      <A extends unknown[], R>(operation: (...args: A) => Promise<R>, options: { swallow?: R; resets?: boolean; changes?: boolean } = {}) =>
-      async (...args: A): Promise<R> => {
-        try {
-          const result = await operation(...args);
-          if (options.resets) this.#lastStorageFailure = undefined;
-          if (options.changes) changed();
-          return result;
-        } catch (error) {
-          this.storageFailure(error);
-          if ("swallow" in options) return options.swallow as R;
-          throw error;
-        }
-      };
+    /** Runs `operation`, then `succeeded`; a failure (also a synchronous throw) is reported and rethrown. */
+    const guard = async <R>(operation: () => Promise<R>, succeeded?: () => void): Promise<R> => {
+      try {
+        const result = await operation();
+        succeeded?.();
+        return result;
+      } catch (error) {
+        this.storageFailure(error);
+        throw error;
+      }
+    };
     return {
-      get: guard((key: string) => storage.get(key)),
-      set: guard((key: string, value: string) => storage.set(key, value), { resets: true, changes: true }),
+      get: (key) => guard(() => storage.get(key)),
+      set: (key, value) =>
+        guard(
+          () => storage.set(key, value),
+          () => {
+            this.#lastStorageFailure = undefined; // a new streak of failures is reported again
+            changed();
+          },
+        ),
       // A record that cannot be deleted is replayed after a reload and answered from the room's stored outcome.
-      delete: guard((key: string) => storage.delete(key), { swallow: undefined, changes: true }),
-      keys: guard(() => storage.keys()),
-      clear: guard(() => storage.clear(), { changes: true }),
+      delete: (key) => guard(() => storage.delete(key), changed).catch(() => undefined),
+      keys: () => guard(() => storage.keys()),
+      clear: () => guard(() => storage.clear(), changed),
     };
   }
 }

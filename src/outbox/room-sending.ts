@@ -1,39 +1,51 @@
+import type { Transaction } from "@tanstack/db";
 import type { LunoraClient } from "../client/lunora-client.js";
-import { reportListenerError } from "../client/listeners.js";
+import { coalesced } from "./coalesced.js";
 import type { ErrorBody, LunoraError, Mutation, MutationResult } from "../protocol/index.js";
 import { chunkMutations, roomKey, type WriteMetadata } from "./write.js";
 
-/** One write the outbox knows of, from enqueue (or restore / adoption) until it is settled. */
+/**
+ * One write the outbox knows of, from enqueue (or restore / adoption) until
+ * it is settled. The optional fields start absent (`undefined` reads as
+ * "no" / "not yet"): fewer bytes in the bundle than spelling each one out.
+ */
 export interface PendingWrite {
   id: string;
   meta: WriteMetadata;
   room: RoomState;
-  assigned: boolean;
-  durable: boolean;
-  createdAt: Date | undefined;
-  /** The room generation it was last sent on; -1 when unsent. */
-  sentGeneration: number;
-  outcome: Extract<MutationResult, { status: "applied" | "rejected" }> | undefined;
-  transient: ErrorBody | undefined;
-  dropped: LunoraError | undefined;
+  /** It has its writer's clientId and clientSeq (in `meta`). */
+  assigned?: boolean;
+  /** Its clientId is the stored writer's (it may be replayed after a reload). */
+  durable?: boolean;
+  createdAt?: Date;
+  /** The room generation it was last sent on; `undefined` when unsent. */
+  sentGeneration?: number;
+  outcome?: Extract<MutationResult, { status: "applied" | "rejected" }>;
+  transient?: ErrorBody;
+  dropped?: LunoraError;
   /** Deliveries awaiting its outcome: only a write someone waits for is sent. */
   waiting: number;
   wake: Set<() => void>;
-  reported: boolean;
+  reported?: boolean;
   transientFailures: number;
   /** Its rows were handed to a pending overlay after too many transient failures (see LunoraOutbox). */
-  parked: boolean;
+  parked?: boolean;
   /** The client's identity generation when the write was made: it belongs to that identity even before being assigned a writer. */
   identityGeneration: number;
   /** Settles when the write's live TanStack transaction has completed or rolled back (this session's writes only). */
-  settled: Promise<void> | undefined;
+  settled?: Promise<void>;
   /** Its `lunora:tab-write:` record, when a follower sends it (see tab-writes.ts); deleted once settled. */
-  tabRecord: string | undefined;
+  tabRecord?: string;
   /** Its `tx:` record is in storage and this session sends it; removed once settled. */
-  queuedRecord: boolean;
+  queuedRecord?: boolean;
+  /** Its live TanStack DB transaction, when this session made it (parking needs it). */
+  transaction?: Transaction<any>;
   /** Set while this session sends it: releases its live transaction when it is parked. */
-  onParked: (() => void) | undefined;
+  onParked?: () => void;
 }
+
+/** What a delivery ends with: the room's answer for the write (its `clientSeq` aside), or a drop as a rejection. */
+export type Outcome = { status: "applied"; result?: unknown } | { status: "rejected"; error: ErrorBody } | { status: "error"; error: ErrorBody };
 
 /** The sending state of one room (party + room name). */
 export interface RoomState {
@@ -45,12 +57,12 @@ export interface RoomState {
   generation: number;
   /** Writes sent on the current socket and not answered yet, by clientSeq (one clientId at a time). */
   inFlight: Map<number, PendingWrite>;
-  inFlightClientId: string | undefined;
   /** The room expects a clientSeq no pending write carries (a write lost with storage): filled before the next batch. */
-  gap: { clientId: string; expected: number } | undefined;
-  release: (() => void) | undefined;
-  sending: boolean;
-  again: boolean;
+  gap?: { clientId: string; expected: number };
+  /** Lets the room's socket go (see {@link RoomSender.roomFor}). */
+  release?: () => void;
+  /** Sends what is due on the room's socket (coalesced: one send at a time). */
+  kick: () => void;
 }
 
 /** What the sender asks of the outbox before a batch goes out. */
@@ -90,20 +102,19 @@ export class RoomSender {
     const key = roomKey(party, name);
     let room = this.rooms.get(key);
     if (!room) {
-      room = {
+      const state: RoomState = {
         key,
         party,
         room: name,
         writes: new Set(),
         generation: 0,
         inFlight: new Map(),
-        inFlightClientId: undefined,
-        gap: undefined,
-        release: undefined,
-        sending: false,
-        again: false,
+        kick: coalesced(
+          () => this.#sendPending(state),
+          () => !this.#gate.disposed,
+        ),
       };
-      this.rooms.set(key, room);
+      this.rooms.set(key, (room = state));
       // Writes keep the room's socket open (and open it) until they settle.
       if (!this.#gate.disposed) room.release = this.#client.retainRoom(name, party);
     }
@@ -130,21 +141,20 @@ export class RoomSender {
    * other pending write of its room) whenever its room is connected and it
    * has not been sent on the current socket.
    */
-  async deliver(write: PendingWrite): Promise<MutationResult> {
-    const seq = write.meta.clientSeq ?? 0;
+  async deliver(write: PendingWrite): Promise<Outcome> {
     write.waiting++;
     try {
       for (let outOfOrder = 0; ; ) {
-        if (write.dropped) return { clientSeq: seq, status: "rejected", error: write.dropped.toBody() };
+        if (write.dropped) return { status: "rejected", error: write.dropped.toBody() };
         if (write.outcome) return write.outcome;
         const transient = write.transient;
         if (transient) {
           write.transient = undefined;
           // A gap or an earlier write still in flight: resend at once (the gap is filled), a few times.
           if (transient.code === "OUT_OF_ORDER" && outOfOrder++ < 3) continue;
-          return { clientSeq: seq, status: "error", error: transient };
+          return { status: "error", error: transient };
         }
-        if (write.sentGeneration !== write.room.generation) this.#kick(write.room);
+        if (write.sentGeneration !== write.room.generation) write.room.kick();
         await new Promise<void>((resolve) => write.wake.add(resolve));
       }
     } finally {
@@ -160,7 +170,7 @@ export class RoomSender {
       if (!write) continue;
       room.inFlight.delete(result.clientSeq);
       if (result.status === "error") {
-        write.sentGeneration = -1;
+        write.sentGeneration = undefined;
         const expected = (result.error.data as { expected?: unknown } | undefined)?.expected;
         if (result.error.code === "OUT_OF_ORDER" && typeof expected === "number" && expected < result.clientSeq) {
           if (!room.gap || room.gap.expected > expected) room.gap = { clientId: write.meta.clientId!, expected };
@@ -172,17 +182,12 @@ export class RoomSender {
       }
       wake(write);
     }
-    if (room.inFlight.size === 0) {
-      room.inFlightClientId = undefined;
-      if ([...room.writes].some((write) => write.waiting > 0 && write.sentGeneration !== room.generation)) this.#kick(room);
-    }
+    if (room.inFlight.size === 0) kickIfDue(room);
   }
 
   /** Sends what is due in every room (sending was allowed again). */
   resume(): void {
-    for (const room of this.rooms.values()) {
-      if ([...room.writes].some((write) => write.waiting > 0 && write.sentGeneration !== room.generation)) this.#kick(room);
-    }
+    for (const room of this.rooms.values()) kickIfDue(room);
   }
 
   onRoomStatus(party: string, roomName: string, status: string): void {
@@ -190,28 +195,7 @@ export class RoomSender {
     if (!room) return;
     room.generation++;
     room.inFlight.clear();
-    room.inFlightClientId = undefined;
-    if (status === "connected") this.#kick(room);
-  }
-
-  #kick(room: RoomState): void {
-    if (room.sending) {
-      room.again = true;
-      return;
-    }
-    room.sending = true;
-    void (async () => {
-      try {
-        do {
-          room.again = false;
-          await this.#sendPending(room);
-        } while (room.again && !this.#gate.disposed);
-      } catch (error) {
-        reportListenerError(error);
-      } finally {
-        room.sending = false;
-      }
-    })();
+    if (status === "connected") room.kick();
   }
 
   #connected(room: RoomState): boolean {
@@ -229,8 +213,10 @@ export class RoomSender {
     if (armed.length === 0) return;
     armed.sort((a, b) => a.createdAt!.getTime() - b.createdAt!.getTime());
     const clientId = armed[0].meta.clientId!;
-    // Outcomes carry no clientId: one writer in flight per socket at a time.
-    if (room.inFlight.size > 0 && (room.inFlightClientId !== clientId || !this.#pipeline)) return;
+    // Outcomes carry no clientId: one writer in flight per socket at a time
+    // (so any write in flight names it).
+    const inFlight = room.inFlight.values().next().value;
+    if (inFlight && (inFlight.meta.clientId !== clientId || !this.#pipeline)) return;
     const pending = [...room.writes]
       .filter((write) => current(write) && write.meta.clientId === clientId)
       .sort((a, b) => a.meta.clientSeq! - b.meta.clientSeq!);
@@ -250,7 +236,6 @@ export class RoomSender {
     const bySeq = new Map(batch.map((write) => [write.meta.clientSeq!, write]));
     for (const chunk of chunkMutations(mutations)) {
       if (!this.#client.push(room.room, { clientId, mutations: chunk }, room.party)) return;
-      room.inFlightClientId = clientId;
       for (const mutation of chunk) {
         const write = bySeq.get(mutation.clientSeq);
         if (!write) continue;
@@ -258,6 +243,13 @@ export class RoomSender {
         room.inFlight.set(mutation.clientSeq, write);
       }
     }
+  }
+}
+
+/** Sends on `room` when a write someone waits for was not sent on its current socket. */
+function kickIfDue(room: RoomState): void {
+  for (const write of room.writes) {
+    if (write.waiting > 0 && write.sentGeneration !== room.generation) return room.kick();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
-import { WRITE_METADATA_KEY } from "./write.js";
+import { coalesced } from "./coalesced.js";
+import { writeMetadataOf } from "./write.js";
 import { TAB_WRITE_PREFIX, parseTabWrite } from "./tab-writes.js";
 
 /** Key prefix of the records `@tanstack/offline-transactions` keeps (its `OutboxManager`). */
@@ -22,9 +23,12 @@ export class StoredWrites {
   readonly #onCounted: () => void;
   /** Key → (write id, identity), for the keys present at the last count. */
   #known = new Map<string, { id: string; identity: string | undefined }>();
-  #running: Promise<void> | undefined;
-  #again = false;
   #disposed = false;
+  /** Schedules a re-count. */
+  readonly refresh = coalesced(
+    () => this.#count(),
+    () => !this.#disposed,
+  );
 
   constructor(storage: StorageAdapter, onCounted: () => void) {
     this.#storage = storage;
@@ -44,44 +48,26 @@ export class StoredWrites {
     return [...this.#known.keys()].filter((key) => key.startsWith(TAB_WRITE_PREFIX));
   }
 
-  /** Schedules a re-count; resolves once a count that started after this call has finished. */
-  refresh(): Promise<void> {
-    if (this.#disposed) return Promise.resolve();
-    if (this.#running) {
-      this.#again = true;
-      return this.#running;
-    }
-    this.#running = (async () => {
-      try {
-        do {
-          this.#again = false;
-          await this.#count();
-        } while (this.#again && !this.#disposed);
-      } catch {
-        // Storage failing is reported by the guarded storage; the last count stands.
-      } finally {
-        this.#running = undefined;
-      }
-    })();
-    return this.#running;
-  }
-
   dispose(): void {
     this.#disposed = true;
   }
 
   async #count(): Promise<void> {
-    const keys = (await this.#storage.keys()).filter((key) => key.startsWith(QUEUED_RECORD_PREFIX) || key.startsWith(TAB_WRITE_PREFIX));
     const known = new Map<string, { id: string; identity: string | undefined }>();
-    for (const key of keys) {
-      const previous = this.#known.get(key);
-      if (previous) {
-        known.set(key, previous);
-        continue;
+    try {
+      for (const key of await this.#storage.keys()) {
+        if (!key.startsWith(QUEUED_RECORD_PREFIX) && !key.startsWith(TAB_WRITE_PREFIX)) continue;
+        const previous = this.#known.get(key);
+        if (previous) {
+          known.set(key, previous);
+          continue;
+        }
+        const value = await this.#storage.get(key);
+        if (value !== null) known.set(key, entryOf(key, value)); // null: delivered meanwhile
       }
-      const value = await this.#storage.get(key);
-      if (value === null) continue; // delivered meanwhile
-      known.set(key, entryOf(key, value));
+    } catch {
+      // Storage failing is reported by the guarded storage; the last count stands.
+      return;
     }
     if (this.#disposed) return;
     this.#known = known;
@@ -96,9 +82,8 @@ function entryOf(key: string, value: string): { id: string; identity: string | u
   }
   let identity: string | undefined;
   try {
-    const parsed = JSON.parse(value) as { metadata?: Record<string, { identity?: unknown } | undefined> };
-    const candidate = parsed.metadata?.[WRITE_METADATA_KEY]?.identity;
-    if (typeof candidate === "string") identity = candidate;
+    // (A record whose identity is not a string never matches an identity.)
+    identity = writeMetadataOf((JSON.parse(value) as { metadata?: Record<string, unknown> }).metadata)?.identity;
   } catch {
     // not a record this outbox wrote: nobody's write
   }

@@ -1,6 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
-import { reportListenerError } from "../client/listeners.js";
-import { isAssigned, type AssignedWriteMetadata } from "./write.js";
+import { coalesced } from "./coalesced.js";
+import { isAssigned, isWriteMetadata, type AssignedWriteMetadata } from "./write.js";
 import type { LockManagerLike } from "./leadership.js";
 
 /**
@@ -36,34 +36,22 @@ export interface TabWriteRecord {
   meta: AssignedWriteMetadata;
 }
 
-export function tabWriteKey(id: string): string {
-  return TAB_WRITE_PREFIX + id;
-}
-
-export function serializeTabWrite(record: TabWriteRecord): string {
-  return JSON.stringify(record);
-}
-
+/** A stored tab-write record, if it is readable and its write can be sent (assigned). */
 export function parseTabWrite(value: string): TabWriteRecord | undefined {
   try {
     const parsed = JSON.parse(value) as Partial<TabWriteRecord> | null;
-    if (!parsed || parsed.v !== 1 || typeof parsed.owner !== "string" || typeof parsed.createdAt !== "number") return undefined;
-    const meta = parsed.meta;
-    if (typeof meta !== "object" || meta === null || !isAssigned(meta) || typeof meta.name !== "string" || typeof meta.room !== "string" || typeof meta.party !== "string") {
-      return undefined;
+    const meta = parsed?.meta;
+    if (parsed?.v === 1 && typeof parsed.owner === "string" && typeof parsed.createdAt === "number" && isWriteMetadata(meta) && isAssigned(meta)) {
+      return parsed as TabWriteRecord;
     }
-    return parsed as TabWriteRecord;
   } catch {
-    return undefined;
+    // not JSON: unreadable
   }
+  return undefined;
 }
 
 export function tabLockName(tabId: string): string {
   return `lunora-outbox-tab:${tabId}`;
-}
-
-interface LockQuery {
-  query?(): Promise<{ held?: Array<{ name?: string }> }>;
 }
 
 /**
@@ -72,42 +60,40 @@ interface LockQuery {
  */
 export class TabPresence {
   readonly tabId: string = crypto.randomUUID();
-  readonly #locks: LockManagerLike & LockQuery;
+  readonly #locks: LockManagerLike;
   readonly #release: () => void;
   readonly #watched = new Set<string>();
+  /** Tabs whose presence lock this tab obtained: gone for good (a tab id is never reused). */
+  readonly #gone = new Set<string>();
   readonly #abort = new AbortController();
 
   constructor(locks: LockManagerLike) {
-    this.#locks = locks as LockManagerLike & LockQuery;
+    this.#locks = locks;
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     this.#release = release;
-    this.#locks.request(tabLockName(this.tabId), { mode: "exclusive" }, () => held).catch(() => undefined);
+    this.#locks.request(tabLockName(this.tabId), {}, () => held).catch(() => undefined);
   }
 
-  /** Whether the tab `tabId` is still open (its presence lock is held). */
-  async isAlive(tabId: string): Promise<boolean> {
-    if (tabId === this.tabId) return true;
-    if (this.#locks.query) {
-      const { held = [] } = await this.#locks.query();
-      return held.some((lock) => lock.name === tabLockName(tabId));
-    }
-    // No query(): the lock is free exactly when we can take it at once.
-    let free = false;
-    await this.#locks.request(tabLockName(tabId), { mode: "exclusive", ifAvailable: true }, (lock) => {
-      free = lock !== null;
-      return undefined;
-    });
-    return !free;
+  /** Whether the tab `tabId` is known to be gone (see {@link whenGone}). */
+  isGone(tabId: string): boolean {
+    return this.#gone.has(tabId);
   }
 
-  /** Calls `onGone` once the tab `tabId` is gone (once per tab, however often asked). */
+  /**
+   * Calls `onGone` once the tab `tabId` is gone: its presence lock is
+   * granted to this tab at once when the tab is already gone, else when it
+   * goes. Once per tab, however often asked. (A tab that has asked for its
+   * own lock but not been granted it yet is ahead of this request in the
+   * lock's queue, so it counts as alive.)
+   */
   whenGone(tabId: string, onGone: () => void): void {
-    if (tabId === this.tabId || this.#watched.has(tabId)) return;
+    if (tabId === this.tabId || this.#watched.has(tabId) || this.#gone.has(tabId)) return;
     this.#watched.add(tabId);
     this.#locks
-      .request(tabLockName(tabId), { mode: "exclusive", signal: this.#abort.signal }, () => {
+      .request(tabLockName(tabId), { signal: this.#abort.signal }, () => {
         this.#watched.delete(tabId);
+        this.#gone.add(tabId);
         onGone();
         return undefined; // released at once: nobody else needs it
       })
@@ -126,15 +112,16 @@ export interface TabWritesHost {
   canAdopt(): boolean;
   /** Resolves once the outbox knows its identity. */
   ready(): Promise<void>;
-  identity(): string | undefined;
   /** Whether the outbox already holds the write `id`. */
   knows(id: string): boolean;
   /** Keys of the tab-write records at the last count of storage. */
   storedKeys(): string[];
-  /** Sends the write of a tab that is gone, under its stored clientId / clientSeq; deletes `key` once settled. */
-  adopt(id: string, record: TabWriteRecord, key: string): void;
-  /** A gone tab's write of another identity: never sent, reported. */
-  refuse(record: TabWriteRecord): void;
+  /**
+   * Sends the write of a tab that is gone, under its stored clientId /
+   * clientSeq, and deletes `key` once settled. `false` for a write of another
+   * identity: never sent, reported (and its record deleted here).
+   */
+  adopt(id: string, record: TabWriteRecord, key: string): boolean;
 }
 
 /**
@@ -146,8 +133,15 @@ export class TabWrites {
   readonly presence: TabPresence;
   readonly #storage: StorageAdapter;
   readonly #host: TabWritesHost;
-  #adopting: Promise<void> | undefined;
-  #again = false;
+  /**
+   * Adopts the stored writes of tabs that are gone (closed or crashed before
+   * their writes were delivered), and watches the owners of the others so
+   * it hears when they go. Coalesced: one pass at a time.
+   */
+  readonly adoptOrphans = coalesced(
+    () => this.#adoptPass(),
+    () => this.#host.canAdopt(),
+  );
 
   constructor(locks: LockManagerLike, storage: StorageAdapter, host: TabWritesHost) {
     this.presence = new TabPresence(locks);
@@ -157,38 +151,14 @@ export class TabWrites {
 
   /** Stores a write this tab sends itself; resolves its record key, or `undefined` when storage failed (reported by the guarded storage). */
   async store(id: string, meta: AssignedWriteMetadata, createdAt: Date): Promise<string | undefined> {
-    const key = tabWriteKey(id);
+    const key = TAB_WRITE_PREFIX + id;
+    const record: TabWriteRecord = { v: 1, owner: this.presence.tabId, createdAt: createdAt.getTime(), meta };
     try {
-      await this.#storage.set(key, serializeTabWrite({ v: 1, owner: this.presence.tabId, createdAt: createdAt.getTime(), meta }));
+      await this.#storage.set(key, JSON.stringify(record));
       return key;
     } catch {
       return undefined; // it still goes out from this tab
     }
-  }
-
-  /**
-   * Adopts the stored writes of tabs that are gone (closed or crashed before
-   * their writes were delivered), and watches the owners of the others so
-   * it hears when they go. Coalesced: one pass at a time.
-   */
-  adoptOrphans(): void {
-    if (!this.#host.canAdopt()) return;
-    if (this.#adopting) {
-      this.#again = true;
-      return;
-    }
-    this.#adopting = (async () => {
-      try {
-        do {
-          this.#again = false;
-          await this.#adoptPass();
-        } while (this.#again && this.#host.canAdopt());
-      } catch (error) {
-        reportListenerError(error);
-      } finally {
-        this.#adopting = undefined;
-      }
-    })();
   }
 
   dispose(): void {
@@ -207,17 +177,13 @@ export class TabWrites {
         continue;
       }
       if (record.owner === this.presence.tabId) continue;
-      if (await this.presence.isAlive(record.owner)) {
+      if (!this.presence.isGone(record.owner)) {
+        // The next pass adopts it, once its owner's lock is ours.
         this.presence.whenGone(record.owner, () => this.adoptOrphans());
         continue;
       }
       if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
-      if (record.meta.identity !== this.#host.identity()) {
-        this.#host.refuse(record);
-        await this.#storage.delete(key);
-        continue;
-      }
-      this.#host.adopt(id, record, key);
+      if (!this.#host.adopt(id, record, key)) await this.#storage.delete(key);
     }
   }
 }

@@ -35,12 +35,16 @@ export interface WriteMetadata {
 
 export type AssignedWriteMetadata = WriteMetadata & { identity: string; clientId: string; clientSeq: number };
 
+/** The Lunora record in a transaction's `metadata`, if it holds a readable one. */
 export function writeMetadataOf(metadata: Record<string, unknown> | undefined): WriteMetadata | undefined {
   const value = metadata?.[WRITE_METADATA_KEY];
-  if (typeof value !== "object" || value === null) return undefined;
-  const meta = value as Partial<WriteMetadata>;
-  if (meta.v !== 1 || typeof meta.name !== "string" || typeof meta.room !== "string" || typeof meta.party !== "string") return undefined;
-  return meta as WriteMetadata;
+  return isWriteMetadata(value) ? value : undefined;
+}
+
+/** Whether a stored value (read back from storage: anything) has the fields every write's record has. */
+export function isWriteMetadata(value: unknown): value is WriteMetadata {
+  const meta = value as Partial<WriteMetadata> | null;
+  return typeof meta === "object" && meta !== null && meta.v === 1 && typeof meta.name === "string" && typeof meta.room === "string" && typeof meta.party === "string";
 }
 
 export function isAssigned(meta: WriteMetadata): meta is AssignedWriteMetadata {
@@ -95,17 +99,14 @@ export function assertWriteFits(name: string, args: unknown): void {
 /**
  * A transient failure of a write (`INTERNAL`, `OUT_OF_ORDER`,
  * `QUOTA_EXCEEDED` outcomes): thrown to `@tanstack/offline-transactions` so it
- * retries with backoff. Its message never carries the server's text: the
- * library's retry policy treats messages containing "400", "401", "403" or
- * "422" as permanent.
+ * retries with backoff. Its message never carries the server's text nor any
+ * digit: the library's retry policy treats messages containing "400", "401",
+ * "403" or "422" as permanent.
  */
-export class TransientWriteError extends Error {
-  readonly code: string;
-  constructor(error: ErrorBody) {
-    super(`transient write failure: ${error.code.replace(/[0-9]/g, "")}`);
-    this.name = "TransientWriteError";
-    this.code = error.code;
-  }
+export function transientWriteError(error: ErrorBody): Error {
+  const failure = new Error(`transient write failure: ${error.code.replace(/[0-9]/g, "")}`);
+  failure.name = "TransientWriteError";
+  return failure;
 }
 
 /** createdAt of an offline record: strictly increasing, so the library's FIFO (sorted by it) is enqueue order. */

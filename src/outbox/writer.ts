@@ -22,8 +22,13 @@ export interface Writer {
   dirty: boolean;
 }
 
+/** A writer of `identity`; without `clientId`, a new one (and no numbers handed out yet). */
+function writerOf(identity: string, durable: boolean, clientId: string = crypto.randomUUID(), seqs = new Map<string, number>()): Writer {
+  return { identity, clientId, seqs, durable, dirty: false };
+}
+
 export function ephemeralWriter(identity: string): Writer {
-  return { identity, clientId: crypto.randomUUID(), seqs: new Map(), durable: false, dirty: false };
+  return writerOf(identity, false);
 }
 
 export function writerKey(identity: string): string {
@@ -41,7 +46,7 @@ export function raiseCounter(writer: Writer, meta: WriteMetadata): void {
 }
 
 export function identityChanged(): LunoraError {
-  return new LunoraError("IDENTITY_CHANGED", "the write was queued under another identity and is not sent under this one");
+  return new LunoraError("IDENTITY_CHANGED", "write queued under another identity: not sent");
 }
 
 /** Loads and saves durable writers; one save at a time (a save in flight is followed by one more when numbers moved meanwhile). */
@@ -60,10 +65,10 @@ export class WriterStore {
       const stored = await this.#storage.get(writerKey(identity));
       const parsed = stored ? (JSON.parse(stored) as { clientId?: unknown; seqs?: unknown }) : undefined;
       if (parsed && typeof parsed.clientId === "string" && typeof parsed.seqs === "object" && parsed.seqs !== null) {
-        const seqs = new Map(Object.entries(parsed.seqs as Record<string, number>).filter(([, seq]) => Number.isInteger(seq)));
-        return { identity, clientId: parsed.clientId, seqs, durable: true, dirty: false };
+        return writerOf(identity, true, parsed.clientId, new Map(Object.entries(parsed.seqs as Record<string, number>).filter(([, seq]) => Number.isInteger(seq))));
       }
-      const writer: Writer = { identity, clientId: crypto.randomUUID(), seqs: new Map(), durable: true, dirty: true };
+      const writer = writerOf(identity, true);
+      writer.dirty = true; // stored before its first number goes out
       await this.save(writer);
       return writer.dirty ? undefined : writer;
     } catch {
