@@ -56,7 +56,12 @@ export class SyncedRows<TRow extends object, TKey extends string | number> {
     }
     const key = this.#getKey(row);
     this.rows.set(wireKey, row);
-    if (previous !== undefined && previous !== key) {
+    if (previous === key && this.present.has(key)) {
+      // The common case, an update of a held row: the key maps already say so.
+      write({ type: "update", value: row });
+      return;
+    }
+    if (previous !== undefined) {
       write({ type: "delete", key: previous });
       this.present.delete(previous);
     }
