@@ -513,7 +513,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    */
   #dropAllRows(byDelete = false): void {
     const synced = this.#synced;
-    if (synced.present.size > 0 || synced.keys.size > 0) synced.drop(byDelete);
+    if (synced.present.size > 0 || synced.keys.size > 0 || synced.diverged) synced.drop(byDelete);
     this.#holders.clear();
     synced.clear();
     this.#rowsIdentity = undefined;
