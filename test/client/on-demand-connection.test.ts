@@ -113,7 +113,7 @@ describe("on-demand subsets: patches (protocol 4)", () => {
     expect(socket.subscribes.slice(2).every((frame) => frame.cursor === undefined)).toBe(true);
   });
 
-  it("a failed poke subscribes each subset again exactly once, the one the poke did not cover too", async () => {
+  it("a failed poke subscribes each of its subsets again exactly once (not by the collection and the connection both)", async () => {
     const { props, socket, window, tie } = await servedOnDemand();
     // Fails the group: a patch via the window for a row it does not hold (the poke covers both subsets).
     socket.pokeFrame({ pokeId: "p3", ops: [patch(window.id!, "r7", { a: 7.5 })], cursor: { seq: 11, epoch: "e1" } });
