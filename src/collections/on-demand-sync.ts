@@ -361,7 +361,6 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     return true;
   }
 
-  /** {@link #cover} for a subset whose load promise TanStack already holds (its own `done` carries any failure). */
   /**
    * Serves `subset` from the whole shape: settles with it, then gives up its
    * own rows. Returns what TanStack awaits for a new load: `subset.done`,
