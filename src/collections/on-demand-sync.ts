@@ -105,7 +105,8 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
           const owner = this.#byHandler.get(handler);
           if (owner && owner.subset.generation === owner.generation) items.push({ subset: owner.subset, update });
         }
-        if (items.length > 0) this.#apply(items, { fromCache: false });
+        // On a failure the connection subscribes these again itself (with reset).
+        if (items.length > 0) this.#apply(items, { fromCache: false, restartedByCaller: true });
       },
       // TanStack DB's multi-collection commit: state now, events once the whole poke is in.
       deferPublication: () => (this.#stopped ? undefined : this.#params.collection._deferPublication()),
@@ -360,7 +361,6 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
     return true;
   }
 
-  /** {@link #cover} for a subset whose load promise TanStack already holds (its own `done` carries any failure). */
   /**
    * Serves `subset` from the whole shape: settles with it, then gives up its
    * own rows. Returns what TanStack awaits for a new load: `subset.done`,
@@ -394,7 +394,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    * latest image, held by none → delete. A patch (via any subset that holds
    * the row) merges into the shared row, so every subset sees it.
    */
-  #apply(items: Array<{ subset: LoadedSubset; update: SubsetUpdate }>, mode: { fromCache?: boolean; release?: boolean }): void {
+  #apply(items: Array<{ subset: LoadedSubset; update: SubsetUpdate }>, mode: { fromCache?: boolean; release?: boolean; restartedByCaller?: boolean }): void {
     const { begin, commit } = this.#params;
     const synced = this.#synced;
     const touched = new Set<RowKey>();
@@ -441,9 +441,11 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
         receipt = commit();
       } catch (error) {
         synced.abandonTransaction();
-        // The counts no longer match the collection: start every subset over.
+        // The counts no longer match the collection: start every subset over —
+        // once: the subsets of a failed poke the connection resubscribes itself.
         this.#dropAllRows();
-        for (const subset of this.#subsets.values()) subset.subscription?.resubscribe();
+        const restarted = mode.restartedByCaller ? new Set(items.map(({ subset }) => subset)) : undefined;
+        for (const subset of this.#subsets.values()) if (!restarted?.has(subset)) subset.subscription?.resubscribe();
         this.#notifySyncState();
         throw error;
       }
@@ -510,7 +512,7 @@ export class OnDemandSyncRun<TRow extends object, TKey extends string | number> 
    */
   #dropAllRows(byDelete = false): void {
     const synced = this.#synced;
-    if (synced.present.size > 0 || synced.keys.size > 0) synced.drop(byDelete);
+    if (synced.present.size > 0 || synced.keys.size > 0 || synced.diverged) synced.drop(byDelete);
     this.#holders.clear();
     synced.clear();
     this.#rowsIdentity = undefined;

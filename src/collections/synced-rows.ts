@@ -30,6 +30,12 @@ export class SyncedRows<TRow extends object, TKey extends string | number> {
    */
   readonly keys = new Map<RowKey, TKey>();
   readonly present = new Set<TKey>();
+  /**
+   * A transaction was abandoned after writes had already changed the maps
+   * above: they may no longer say what the collection holds (a row deleted
+   * from them may still be shown), so only a truncate clears it for sure.
+   */
+  diverged = false;
   readonly #params: SyncParams<TRow, TKey>;
   readonly #getKey: (row: TRow) => TKey;
 
@@ -78,10 +84,21 @@ export class SyncedRows<TRow extends object, TKey extends string | number> {
   drop(byDelete?: boolean): void {
     const { begin, truncate, write, commit } = this.#params;
     begin();
-    if (byDelete) for (const key of this.present) write({ type: "delete", key });
+    if (byDelete && !this.diverged) for (const key of this.present) write({ type: "delete", key });
     else truncate({ markReady: false });
     commit();
     this.clear();
+    this.diverged = false;
+  }
+
+  /**
+   * Inside an open transaction: empties the collection for a reset (a
+   * truncate, when it may hold rows) and forgets every row.
+   */
+  truncateForReset(): void {
+    if (this.keys.size > 0 || this.diverged) this.#params.truncate();
+    this.clear();
+    this.diverged = false;
   }
 
   /** Forgets every row (the collection has dropped them, or is about to). */
@@ -97,6 +114,7 @@ export class SyncedRows<TRow extends object, TKey extends string | number> {
    * with `AbortError`, which is expected here.
    */
   abandonTransaction(): void {
+    this.diverged = true;
     try {
       const receipt = this.#params.commit(AbortSignal.abort());
       if (receipt !== true) receipt.catch(() => undefined);

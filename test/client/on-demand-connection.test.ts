@@ -112,6 +112,29 @@ describe("on-demand subsets: patches (protocol 4)", () => {
     await eventually(() => expect(socket.subscribes.length).toBeGreaterThanOrEqual(4));
     expect(socket.subscribes.slice(2).every((frame) => frame.cursor === undefined)).toBe(true);
   });
+
+  it("a failed poke subscribes each of its subsets again exactly once (not by the collection and the connection both)", async () => {
+    const { props, socket, window, tie } = await servedOnDemand();
+    // Fails the group: a patch via the window for a row it does not hold (the poke covers both subsets).
+    socket.pokeFrame({ pokeId: "p3", ops: [patch(window.id!, "r7", { a: 7.5 })], cursor: { seq: 11, epoch: "e1" } });
+    await eventually(() => expect(socket.subscribes.length).toBeGreaterThanOrEqual(4));
+    // A marker: a query of its own subscribes after every resubscribe the failure caused has been sent.
+    const other = createLiveQueryCollection((q: any) => q.from({ p: props }).where(({ p }: any) => eq(p.grp, "marker"))) as unknown as Collection<
+      Record<string, unknown>,
+      string
+    >;
+    const reader = other.subscribeChanges(() => undefined);
+    onCleanup(async () => {
+      reader.unsubscribe();
+      await other.cleanup();
+    });
+    await eventually(() => expect(socket.subscribes.some((frame) => JSON.stringify(frame.subset ?? {}).includes("marker"))).toBe(true));
+    const marker = socket.subscribes.findIndex((frame) => JSON.stringify(frame.subset ?? {}).includes("marker"));
+    // (TanStack reloads its windows after the reset's truncate under new subscriptions: not counted here.)
+    const again = socket.subscribes.slice(2, marker).filter((frame) => frame.id === window.id || frame.id === tie.id);
+    expect(again.map((frame) => frame.id).sort()).toEqual([window.id, tie.id].sort());
+    expect(again.every((frame) => frame.cursor === undefined)).toBe(true);
+  });
 });
 
 describe("on-demand subsets: rows restored from the query cache (protocol 4)", () => {

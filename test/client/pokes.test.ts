@@ -494,6 +494,22 @@ describe("protocol 4: bindings, shared groups and patches", () => {
     await eventually(() => expect(rowsOf(collection)).toEqual([{ id: "m9", text: "fresh", author: "z" }]));
   });
 
+  it("a failed poke that deleted every held row first still lets the reset replace the rows the collection shows", async () => {
+    const { socket, sub, collection, clientErrors, errors } = await withAuthors();
+    // Deletes both rows, then fails: nothing of it applies, the collection still shows m1 and m2.
+    socket.poke({ pokeId: "p2", parts: [[del(sub, "m1", "m2"), patch(sub, { id: "ghost", text: "boo" })]], cursor: cursor(2) });
+    await eventually(() => expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]));
+    expect(rowsOf(collection).map((row) => row.id)).toEqual(["m1", "m2"]);
+    expect((await socket.subscribeFrame(1)).cursor).toBeUndefined();
+    // The reset brings m1 back and not m2: the collection shows exactly the reset's rows.
+    socket.poke({ pokeId: "p3", subs: [sub], columns: ["id", "text", "author"], resets: [sub], parts: [[put(sub, { id: "m1", text: "fresh", author: "z" })]], cursor: cursor(3) });
+    await eventually(() => expect(collection.utils.cursor()).toEqual(cursor(3)));
+    expect(rowsOf(collection)).toEqual([{ id: "m1", text: "fresh", author: "z" }]);
+    expect(errors).toEqual([]);
+    expect(clientErrors.map((e) => e.error.code)).toEqual(["PROTOCOL_ERROR"]);
+    expect(socket.subscribes).toHaveLength(2);
+  });
+
   it("the query cache stores the merged row of a patch", async () => {
     const queryCache = createInMemoryQueryCache();
     const h = await startHarness({ queryCache });
