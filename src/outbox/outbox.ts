@@ -12,7 +12,7 @@ import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
-import { StoredWrites } from "./stored-writes.js";
+import { QUEUED_RECORD_PREFIX, StoredWrites } from "./stored-writes.js";
 import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
 import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
@@ -420,7 +420,8 @@ export class LunoraOutbox {
       const meta = writeMetadataOf(record.metadata);
       if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) return true;
       if (meta.identity !== this.#identity) {
-        this.#reports.rejected(meta, identityChanged());
+        // (The library deletes it too, once it has loaded everything.)
+        void this.#forgetOtherIdentity(QUEUED_RECORD_PREFIX + record.id, meta);
         return false;
       }
       this.#register(record.id, meta, { assigned: true, durable: true, createdAt: record.createdAt });
@@ -428,6 +429,20 @@ export class LunoraOutbox {
       return true;
     });
     return kept.sort(compareRecords);
+  }
+
+  /**
+   * Deletes the stored record `key` of another identity's write, then
+   * reports the write. In that order: a page reloaded between the two would
+   * find the record again and report it twice; this way a page gone before
+   * the delete committed has not reported it, and the next page does. The
+   * report follows the delete in the same task (no reload falls between
+   * them); a delete that fails is reported through `onStorageFailure` and
+   * the write is reported all the same.
+   */
+  async #forgetOtherIdentity(key: string, meta: WriteMetadata): Promise<void> {
+    await this.#storage.delete(key);
+    this.#reports.rejected(meta, identityChanged());
   }
 
   #onLeadershipChange(isLeader: boolean): void {

@@ -532,4 +532,42 @@ describe("storage and identity", () => {
     expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
     expect(await queued(second)).toBe(0);
   });
+
+  // A page that reported the old identity's write and was reloaded before
+  // the record's delete committed found the record again and reported it a
+  // second time. The record now goes first, the report right after: a page
+  // gone before the delete committed has not reported it yet, the next one
+  // does — once.
+  test("an old identity's write found after a reload is reported once, also when a reload cut the first report's delete short", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
+    const a = first.db.actions.items({ listId: "L", title: "alice's" });
+    await waitFor(async () => (await queued(first)) === 1);
+    first.close();
+
+    // Bob's page goes away while the delete of alice's record is in progress (it never completes).
+    let deleting = false;
+    const cutShort = {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    };
+    const second = openSession({ host: proxy.host, room, persistence: cutShort, token: "user:bob" });
+    await waitFor(() => deleting, { message: "the second page deletes alice's record" });
+    second.close();
+
+    const third = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await waitFor(() => third.rejected.length === 1, { message: "reported by the page that deleted it" });
+    await waitFor(async () => (await queued(third)) === 0, { message: "record gone" });
+    const reports = [...second.rejected, ...third.rejected];
+    expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", a.id]]);
+  });
 });
