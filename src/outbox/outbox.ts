@@ -83,6 +83,8 @@ const DIRECT_RETRY_MAX_MS = 30_000;
 const IDENTITY_RETRY_MAX_MS = 10_000;
 /** How long an identity switch waits for the old identity's writes to roll back. */
 const ROLLBACK_WAIT_MS = 2_000;
+/** How long a dropped write's report and rollback wait for its record's delete (under ROLLBACK_WAIT_MS). */
+const DROP_DELETE_WAIT_MS = 1_000;
 /** Default bound of {@link OutboxOptions.maxPendingWrites}. */
 export const DEFAULT_MAX_PENDING_WRITES = 10_000;
 
@@ -612,6 +614,8 @@ export class LunoraOutbox {
       if (++write.transientFailures >= this.#maxTransientFailures) this.#park(write);
       return outcome;
     }
+    // A drop is reported once its record is deleted (see #drop).
+    if (outcome.status === "rejected" && write.forgotten) await write.forgotten;
     const error = outcome.status === "rejected" ? this.#rejectionOf(write, outcome.error) : undefined;
     const executor = this.#executor;
     if (write.parked && write.onParked && executor) {
@@ -735,6 +739,7 @@ export class LunoraOutbox {
             if (write.dropped || write.outcome || !belongsElsewhere(write)) continue;
             this.#drop(write, identityChanged());
             if (write.settled) rollbacks.push(write.settled);
+            if (write.forgotten) rollbacks.push(write.forgotten);
           }
         };
         dropOf((write) => !write.assigned && write.identityGeneration !== generation);
@@ -766,6 +771,23 @@ export class LunoraOutbox {
   #drop(write: PendingWrite, error: LunoraError): void {
     if (write.dropped || write.outcome) return;
     write.dropped = error;
+    this.#reportPending();
+    // A stored write's record goes first, then the report and the rollback
+    // (see #forgetOtherIdentity): reported first, a reload before the delete
+    // committed reported it again. Bounded: storage that does not answer
+    // must not keep the old identity's rows on screen (the record then
+    // stays, and a page that reloads reports it — never nobody).
+    const key = write.tabRecord ?? (write.durable ? QUEUED_RECORD_PREFIX + write.id : undefined);
+    if (key === undefined) return this.#settleDrop(write, error);
+    let deleted = false;
+    const deleting = this.#storage.delete(key).then(() => void (deleted = true)); // (a failure is reported, and counts as done)
+    write.forgotten = Promise.race([deleting, sleep(DROP_DELETE_WAIT_MS)]).then(() => {
+      if (deleted || !this.#disposed) this.#settleDrop(write, error);
+    });
+  }
+
+  /** Reports a dropped write and rolls it back. */
+  #settleDrop(write: PendingWrite, error: LunoraError): void {
     this.#report(write, error);
     wake(write);
     if (write.durable && this.#executor) {
@@ -776,7 +798,6 @@ export class LunoraOutbox {
       // Not running now: out of storage now rather than when it reaches the head.
       if (write.waiting === 0) void this.#executor.removeFromOutbox(write.id).catch(noop);
     }
-    this.#reportPending();
   }
 
   // ---- writers ---------------------------------------------------------------

@@ -570,4 +570,41 @@ describe("storage and identity", () => {
     const reports = [...second.rejected, ...third.rejected];
     expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", a.id]]);
   });
+
+  // The same race during a session: refreshAuth() reported alice's queued
+  // write at once and deleted its record later; a reload in between found
+  // the record and reported the write again.
+  test("a write dropped by a switch during the session is reported once, also when a reload cut its record's delete short", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    let deleting = false;
+    const cutShort = {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    };
+    let token = "user:alice";
+    const first = openSession({ host: proxy.host, room, persistence: cutShort, token: () => token });
+    await first.db.executor.waitForInit();
+    const a = first.db.actions.items({ listId: "L", title: "alice's" });
+    await waitFor(async () => (await queued(first)) === 1);
+    token = "user:bob";
+    void first.client.refreshAuth();
+    await waitFor(() => deleting || first.rejected.length > 0, { message: "the switch drops alice's write" });
+    await waitFor(() => deleting, { message: "its record is being deleted" });
+    first.close(); // the page goes away before the delete completed
+
+    const second = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await waitFor(async () => (await queued(second)) === 0, { message: "record gone" });
+    await waitFor(() => first.rejected.length + second.rejected.length > 0, { message: "reported" });
+    const reports = [...first.rejected, ...second.rejected];
+    expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", a.id]]);
+  });
 });
