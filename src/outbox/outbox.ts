@@ -83,8 +83,8 @@ const DIRECT_RETRY_MAX_MS = 30_000;
 const IDENTITY_RETRY_MAX_MS = 10_000;
 /** How long an identity switch waits for the old identity's writes to roll back. */
 const ROLLBACK_WAIT_MS = 2_000;
-/** How long a dropped write's report and rollback wait for its record's delete (under ROLLBACK_WAIT_MS). */
-const DROP_DELETE_WAIT_MS = 1_000;
+/** How long the report and rollback of a rejected or dropped write wait for its record's delete (under ROLLBACK_WAIT_MS). */
+const RECORD_DELETE_WAIT_MS = 1_000;
 /** Default bound of {@link OutboxOptions.maxPendingWrites}. */
 export const DEFAULT_MAX_PENDING_WRITES = 10_000;
 
@@ -433,18 +433,9 @@ export class LunoraOutbox {
     return kept.sort(compareRecords);
   }
 
-  /**
-   * Deletes the stored record `key` of another identity's write, then
-   * reports the write. In that order: a page reloaded between the two would
-   * find the record again and report it twice; this way a page gone before
-   * the delete committed has not reported it, and the next page does. The
-   * report follows the delete in the same task (no reload falls between
-   * them); a delete that fails is reported through `onStorageFailure` and
-   * the write is reported all the same.
-   */
+  /** Deletes the stored record `key` of another identity's write, then reports the write (see #forgetRecord). */
   async #forgetOtherIdentity(key: string, meta: WriteMetadata): Promise<void> {
-    await this.#storage.delete(key);
-    this.#reports.rejected(meta, identityChanged());
+    if (await this.#forgetRecord(key)) this.#reports.rejected(meta, identityChanged());
   }
 
   #onLeadershipChange(isLeader: boolean): void {
@@ -614,8 +605,12 @@ export class LunoraOutbox {
       if (++write.transientFailures >= this.#maxTransientFailures) this.#park(write);
       return outcome;
     }
-    // A drop is reported once its record is deleted (see #drop).
-    if (outcome.status === "rejected" && write.forgotten) await write.forgotten;
+    if (outcome.status === "rejected") {
+      // Reported once its record is deleted (see #forgetRecord; a drop deletes it itself).
+      const key = write.forgotten ? undefined : recordKeyOf(write);
+      if (write.forgotten) await write.forgotten;
+      else if (key !== undefined && !(await this.#forgetRecord(key))) return never();
+    }
     const error = outcome.status === "rejected" ? this.#rejectionOf(write, outcome.error) : undefined;
     const executor = this.#executor;
     if (write.parked && write.onParked && executor) {
@@ -777,13 +772,28 @@ export class LunoraOutbox {
     // committed reported it again. Bounded: storage that does not answer
     // must not keep the old identity's rows on screen (the record then
     // stays, and a page that reloads reports it — never nobody).
-    const key = write.tabRecord ?? (write.durable ? QUEUED_RECORD_PREFIX + write.id : undefined);
+    const key = recordKeyOf(write);
     if (key === undefined) return this.#settleDrop(write, error);
-    let deleted = false;
-    const deleting = this.#storage.delete(key).then(() => void (deleted = true)); // (a failure is reported, and counts as done)
-    write.forgotten = Promise.race([deleting, sleep(DROP_DELETE_WAIT_MS)]).then(() => {
-      if (deleted || !this.#disposed) this.#settleDrop(write, error);
+    write.forgotten = this.#forgetRecord(key).then((report) => {
+      if (report) this.#settleDrop(write, error);
     });
+  }
+
+  /**
+   * Deletes a settled write's stored record before the write is reported:
+   * reported first, a page reloaded before the delete committed found the
+   * record again and reported the write twice. The report follows the
+   * delete in the same task, so no reload falls between them. Resolves
+   * whether to report now: yes once deleted (a delete that fails is reported
+   * through `onStorageFailure`, and counts); bounded, so storage that does
+   * not answer keeps no rows of a finished write on screen — unless the
+   * outbox was disposed meanwhile (the page is gone: the record stays, and
+   * the next page reports it; never nobody).
+   */
+  async #forgetRecord(key: string): Promise<boolean> {
+    let deleted = false;
+    await Promise.race([this.#storage.delete(key).then(() => void (deleted = true)), sleep(RECORD_DELETE_WAIT_MS)]);
+    return deleted || !this.#disposed;
   }
 
   /** Reports a dropped write and rolls it back. */
@@ -873,6 +883,11 @@ export class LunoraOutbox {
     this.#reports.rejected(write.meta, error);
   }
 
+}
+
+/** The key of `write`'s stored record, if it may have one: its tab-write record, else (a durable writer's) its `tx:` record. */
+function recordKeyOf(write: PendingWrite): string | undefined {
+  return write.tabRecord ?? (write.durable ? QUEUED_RECORD_PREFIX + write.id : undefined);
 }
 
 /** Backoff while the token provider fails: 250 ms, doubling, capped. */

@@ -233,6 +233,38 @@ describe("rejections", () => {
     await waitFor(() => second.client.pendingWrites === 0 && !second.items.has(bad.id), { message: "rolled back" });
     expect(second.rejected).toHaveLength(1);
   });
+
+  // Reported first and deleted after, a rejected write whose page reloaded
+  // in between was restored (its rows back on screen), replayed, answered
+  // from the room's stored outcome and reported a second time.
+  test("a rejected write is reported once, also when a reload cut its record's delete short", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    let deleting = false;
+    const cutShort = {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    };
+    const first = openSession({ host: worker.host, room, persistence: cutShort });
+    await first.db.executor.waitForInit();
+    const bad = first.db.actions.items({ listId: "L", title: "" });
+    await waitFor(() => deleting, { message: "the rejected write's record is being deleted" });
+    first.close(); // the page goes away before the delete completed
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(async () => (await queued(second)) === 0, { message: "record gone" });
+    await waitFor(() => first.rejected.length + second.rejected.length > 0, { message: "reported" });
+    await waitFor(() => second.client.pendingWrites === 0 && !second.items.has(bad.id), { message: "rolled back" });
+    const reports = [...first.rejected, ...second.rejected];
+    expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["INVALID_ARGS", bad.id]]);
+  });
 });
 
 describe("settling", () => {
