@@ -607,9 +607,8 @@ export class LunoraOutbox {
     }
     if (outcome.status === "rejected") {
       // Reported once its record is deleted (see #forgetRecord; a drop deletes it itself).
-      const key = write.forgotten ? undefined : recordKeyOf(write);
-      if (write.forgotten) await write.forgotten;
-      else if (key !== undefined && !(await this.#forgetRecord(key))) return never();
+      const key = recordKeyOf(write);
+      if (!(await (write.forgotten ?? (key === undefined || this.#forgetRecord(key))))) return never();
     }
     const error = outcome.status === "rejected" ? this.#rejectionOf(write, outcome.error) : undefined;
     const executor = this.#executor;
@@ -728,7 +727,7 @@ export class LunoraOutbox {
         // an earlier identity, whether or not the outbox had resolved it yet
         // (a write made in the first milliseconds of a page, then a switch).
         const generation = this.client.identityGeneration;
-        const rollbacks: Promise<void>[] = [];
+        const rollbacks: Promise<unknown>[] = [];
         const dropOf = (belongsElsewhere: (write: PendingWrite) => boolean) => {
           for (const write of [...this.#writes.values()]) {
             if (write.dropped || write.outcome || !belongsElsewhere(write)) continue;
@@ -776,6 +775,7 @@ export class LunoraOutbox {
     if (key === undefined) return this.#settleDrop(write, error);
     write.forgotten = this.#forgetRecord(key).then((report) => {
       if (report) this.#settleDrop(write, error);
+      return report;
     });
   }
 
