@@ -12,7 +12,7 @@ import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody } from "../protocol/index.js";
 import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
-import { StoredWrites } from "./stored-writes.js";
+import { QUEUED_RECORD_PREFIX, StoredWrites } from "./stored-writes.js";
 import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
 import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
@@ -83,6 +83,8 @@ const DIRECT_RETRY_MAX_MS = 30_000;
 const IDENTITY_RETRY_MAX_MS = 10_000;
 /** How long an identity switch waits for the old identity's writes to roll back. */
 const ROLLBACK_WAIT_MS = 2_000;
+/** How long the report and rollback of a rejected or dropped write wait for its record's delete (under ROLLBACK_WAIT_MS). */
+const RECORD_DELETE_WAIT_MS = 1_000;
 /** Default bound of {@link OutboxOptions.maxPendingWrites}. */
 export const DEFAULT_MAX_PENDING_WRITES = 10_000;
 
@@ -420,7 +422,8 @@ export class LunoraOutbox {
       const meta = writeMetadataOf(record.metadata);
       if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) return true;
       if (meta.identity !== this.#identity) {
-        this.#reports.rejected(meta, identityChanged());
+        // (The library deletes it too, once it has loaded everything.)
+        void this.#forgetOtherIdentity(QUEUED_RECORD_PREFIX + record.id, meta);
         return false;
       }
       this.#register(record.id, meta, { assigned: true, durable: true, createdAt: record.createdAt });
@@ -428,6 +431,11 @@ export class LunoraOutbox {
       return true;
     });
     return kept.sort(compareRecords);
+  }
+
+  /** Deletes the stored record `key` of another identity's write, then reports the write (see #forgetRecord). */
+  async #forgetOtherIdentity(key: string, meta: WriteMetadata): Promise<void> {
+    if (await this.#forgetRecord(key)) this.#reports.rejected(meta, identityChanged());
   }
 
   #onLeadershipChange(isLeader: boolean): void {
@@ -597,6 +605,11 @@ export class LunoraOutbox {
       if (++write.transientFailures >= this.#maxTransientFailures) this.#park(write);
       return outcome;
     }
+    if (outcome.status === "rejected") {
+      // Reported once its record is deleted (see #forgetRecord; a drop deletes it itself).
+      const key = recordKeyOf(write);
+      if (!(await (write.forgotten ?? (key === undefined || this.#forgetRecord(key))))) return never();
+    }
     const error = outcome.status === "rejected" ? this.#rejectionOf(write, outcome.error) : undefined;
     const executor = this.#executor;
     if (write.parked && write.onParked && executor) {
@@ -714,12 +727,13 @@ export class LunoraOutbox {
         // an earlier identity, whether or not the outbox had resolved it yet
         // (a write made in the first milliseconds of a page, then a switch).
         const generation = this.client.identityGeneration;
-        const rollbacks: Promise<void>[] = [];
+        const rollbacks: Promise<unknown>[] = [];
         const dropOf = (belongsElsewhere: (write: PendingWrite) => boolean) => {
           for (const write of [...this.#writes.values()]) {
             if (write.dropped || write.outcome || !belongsElsewhere(write)) continue;
             this.#drop(write, identityChanged());
             if (write.settled) rollbacks.push(write.settled);
+            if (write.forgotten) rollbacks.push(write.forgotten);
           }
         };
         dropOf((write) => !write.assigned && write.identityGeneration !== generation);
@@ -751,6 +765,39 @@ export class LunoraOutbox {
   #drop(write: PendingWrite, error: LunoraError): void {
     if (write.dropped || write.outcome) return;
     write.dropped = error;
+    this.#reportPending();
+    // A stored write's record goes first, then the report and the rollback
+    // (see #forgetOtherIdentity): reported first, a reload before the delete
+    // committed reported it again. Bounded: storage that does not answer
+    // must not keep the old identity's rows on screen (the record then
+    // stays, and a page that reloads reports it — never nobody).
+    const key = recordKeyOf(write);
+    if (key === undefined) return this.#settleDrop(write, error);
+    write.forgotten = this.#forgetRecord(key).then((report) => {
+      if (report) this.#settleDrop(write, error);
+      return report;
+    });
+  }
+
+  /**
+   * Deletes a settled write's stored record before the write is reported:
+   * reported first, a page reloaded before the delete committed found the
+   * record again and reported the write twice. The report follows the
+   * delete in the same task, so no reload falls between them. Resolves
+   * whether to report now: yes once deleted (a delete that fails is reported
+   * through `onStorageFailure`, and counts); bounded, so storage that does
+   * not answer keeps no rows of a finished write on screen — unless the
+   * outbox was disposed meanwhile (the page is gone: the record stays, and
+   * the next page reports it; never nobody).
+   */
+  async #forgetRecord(key: string): Promise<boolean> {
+    let deleted = false;
+    await Promise.race([this.#storage.delete(key).then(() => void (deleted = true)), sleep(RECORD_DELETE_WAIT_MS)]);
+    return deleted || !this.#disposed;
+  }
+
+  /** Reports a dropped write and rolls it back. */
+  #settleDrop(write: PendingWrite, error: LunoraError): void {
     this.#report(write, error);
     wake(write);
     if (write.durable && this.#executor) {
@@ -761,7 +808,6 @@ export class LunoraOutbox {
       // Not running now: out of storage now rather than when it reaches the head.
       if (write.waiting === 0) void this.#executor.removeFromOutbox(write.id).catch(noop);
     }
-    this.#reportPending();
   }
 
   // ---- writers ---------------------------------------------------------------
@@ -837,6 +883,11 @@ export class LunoraOutbox {
     this.#reports.rejected(write.meta, error);
   }
 
+}
+
+/** The key of `write`'s stored record, if it may have one: its tab-write record, else (a durable writer's) its `tx:` record. */
+function recordKeyOf(write: PendingWrite): string | undefined {
+  return write.tabRecord ?? (write.durable ? QUEUED_RECORD_PREFIX + write.id : undefined);
 }
 
 /** Backoff while the token provider fails: 250 ms, doubling, capped. */

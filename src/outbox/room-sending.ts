@@ -23,6 +23,8 @@ export interface PendingWrite {
   outcome?: Extract<MutationResult, { status: "applied" | "rejected" }>;
   transient?: ErrorBody;
   dropped?: LunoraError;
+  /** Set when it was dropped with a stored record: settles once the record is deleted and the drop reported (`false`: not reported, see LunoraOutbox). */
+  forgotten?: Promise<boolean>;
   /** Deliveries awaiting its outcome: only a write someone waits for is sent. */
   waiting: number;
   wake: Set<() => void>;

@@ -233,6 +233,38 @@ describe("rejections", () => {
     await waitFor(() => second.client.pendingWrites === 0 && !second.items.has(bad.id), { message: "rolled back" });
     expect(second.rejected).toHaveLength(1);
   });
+
+  // Reported first and deleted after, a rejected write whose page reloaded
+  // in between was restored (its rows back on screen), replayed, answered
+  // from the room's stored outcome and reported a second time.
+  test("a rejected write is reported once, also when a reload cut its record's delete short", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    let deleting = false;
+    const cutShort = {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    };
+    const first = openSession({ host: worker.host, room, persistence: cutShort });
+    await first.db.executor.waitForInit();
+    const bad = first.db.actions.items({ listId: "L", title: "" });
+    await waitFor(() => deleting, { message: "the rejected write's record is being deleted" });
+    first.close(); // the page goes away before the delete completed
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(async () => (await queued(second)) === 0, { message: "record gone" });
+    await waitFor(() => first.rejected.length + second.rejected.length > 0, { message: "reported" });
+    await waitFor(() => second.client.pendingWrites === 0 && !second.items.has(bad.id), { message: "rolled back" });
+    const reports = [...first.rejected, ...second.rejected];
+    expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["INVALID_ARGS", bad.id]]);
+  });
 });
 
 describe("settling", () => {
@@ -531,5 +563,80 @@ describe("storage and identity", () => {
     await second.db.actions.items({ listId: "L", title: "bob's" }).transaction.isPersisted.promise;
     expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["bob's"]);
     expect(await queued(second)).toBe(0);
+  });
+
+  // A page that reported the old identity's write and was reloaded before
+  // the record's delete committed found the record again and reported it a
+  // second time. The record now goes first, the report right after: a page
+  // gone before the delete committed has not reported it yet, the next one
+  // does — once.
+  test("an old identity's write found after a reload is reported once, also when a reload cut the first report's delete short", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
+    const a = first.db.actions.items({ listId: "L", title: "alice's" });
+    await waitFor(async () => (await queued(first)) === 1);
+    first.close();
+
+    // Bob's page goes away while the delete of alice's record is in progress (it never completes).
+    let deleting = false;
+    const cutShort = {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    };
+    const second = openSession({ host: proxy.host, room, persistence: cutShort, token: "user:bob" });
+    await waitFor(() => deleting, { message: "the second page deletes alice's record" });
+    second.close();
+
+    const third = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await waitFor(() => third.rejected.length === 1, { message: "reported by the page that deleted it" });
+    await waitFor(async () => (await queued(third)) === 0, { message: "record gone" });
+    const reports = [...second.rejected, ...third.rejected];
+    expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", a.id]]);
+  });
+
+  // The same race during a session: refreshAuth() reported alice's queued
+  // write at once and deleted its record later; a reload in between found
+  // the record and reported the write again.
+  test("a write dropped by a switch during the session is reported once, also when a reload cut its record's delete short", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    let deleting = false;
+    const cutShort = {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    };
+    let token = "user:alice";
+    const first = openSession({ host: proxy.host, room, persistence: cutShort, token: () => token });
+    await first.db.executor.waitForInit();
+    const a = first.db.actions.items({ listId: "L", title: "alice's" });
+    await waitFor(async () => (await queued(first)) === 1);
+    token = "user:bob";
+    void first.client.refreshAuth();
+    await waitFor(() => deleting || first.rejected.length > 0, { message: "the switch drops alice's write" });
+    await waitFor(() => deleting, { message: "its record is being deleted" });
+    first.close(); // the page goes away before the delete completed
+
+    const second = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await waitFor(async () => (await queued(second)) === 0, { message: "record gone" });
+    await waitFor(() => first.rejected.length + second.rejected.length > 0, { message: "reported" });
+    const reports = [...first.rejected, ...second.rejected];
+    expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", a.id]]);
   });
 });
