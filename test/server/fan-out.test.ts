@@ -4,40 +4,23 @@
  * never carry another identity's rows, bind/flush ordering, group-id
  * collisions. Raw sockets against the fixture room in real workerd.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { MAX_FRAME_BYTES, type OpBlock } from "../../src/protocol/index.js";
-import type { LocalWorker } from "../../src/testing/index.js";
-import { RawSocket } from "../helpers/raw-socket.js";
-import { putItems, roomCall, startFixtureRoom, updateItem } from "../helpers/fixture-room.js";
+import { putItems, roomCall, updateItem } from "../helpers/fixture-room.js";
+import type { RawSocket } from "../helpers/raw-socket.js";
+import { useRawFixtureRoom } from "../helpers/raw-fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 
-let worker: LocalWorker;
-const sockets: RawSocket[] = [];
-let counter = 0;
-const freshRoom = () => `fanout-${Date.now().toString(36)}-${counter++}`;
-
-beforeAll(async () => {
-  worker = await startFixtureRoom();
-});
-afterAll(async () => {
-  await Promise.all(sockets.map((socket) => socket.close().catch(() => undefined)));
-  await worker?.stop();
-});
-
-async function connect(room: string, token = "user:alice"): Promise<RawSocket> {
-  const socket = await RawSocket.connect(worker.host, room, { token });
-  sockets.push(socket);
-  await waitFor(() => socket.frames.some((frame) => frame.type === "hello"), { message: "hello" });
-  return socket;
-}
+const fixture = useRawFixtureRoom("fanout");
+const { freshRoom, connect } = fixture;
 
 type Cols10 = Record<"id" | "grp" | "a" | "b" | "c" | "d" | "e" | "f" | "g" | "h", string | null>;
 const row10 = (id: string, grp = "g"): Cols10 => ({ id, grp, a: `${id}a`, b: `${id}b`, c: `${id}c`, d: `${id}d`, e: `${id}e`, f: `${id}f`, g: `${id}g`, h: `${id}h` });
-const put10 = (room: string, rows: Cols10[]) => roomCall(worker, room, "/cols10/put", rows);
+const put10 = (room: string, rows: Cols10[]) => roomCall(fixture.worker, room, "/cols10/put", rows);
 /** Updates in order, one UPDATE statement each, in one transaction (so one flush). */
-const set10 = (room: string, updates: Array<{ id: string; column: string; value: string | null }>) => roomCall(worker, room, "/cols10/set", updates);
+const set10 = (room: string, updates: Array<{ id: string; column: string; value: string | null }>) => roomCall(fixture.worker, room, "/cols10/set", updates);
 type Stats = { flushes: number; pokeFramesBuilt: number; pokeFramesSent: number };
-const stats = (room: string) => roomCall<Stats>(worker, room, "/lunora/stats");
+const stats = (room: string) => roomCall<Stats>(fixture.worker, room, "/lunora/stats");
 
 /** Subscribes and waits for the poke that answers it. */
 async function subscribe(socket: RawSocket, id: string, source: Parameters<RawSocket["subscribe"]>[1]): Promise<void> {
@@ -145,7 +128,7 @@ describe("shared frames", () => {
 
     const before = await stats(room);
     const seen = readers.map((socket) => socket.raw.length);
-    await putItems(worker, room, { id: "i1", listId: "L", title: "hello" });
+    await putItems(fixture.worker, room, { id: "i1", listId: "L", title: "hello" });
     await waitFor(() => readers.every((socket) => socket.rows("s").has("i1")), { message: "every reader has i1" });
     const after = await stats(room);
     expect(after.flushes - before.flushes).toBe(1);
@@ -176,7 +159,7 @@ describe("shared frames", () => {
 
   test("a writer whose outcomes would push the shared frame past the bound gets its own frames, split; the others keep the shared one", async () => {
     const room = freshRoom();
-    await putItems(worker, room, { id: "big", listId: "BIG", title: "short" });
+    await putItems(fixture.worker, room, { id: "big", listId: "BIG", title: "short" });
     const writer = await connect(room);
     const reader = await connect(room);
     for (const socket of [writer, reader]) await subscribe(socket, "s", { shape: "itemsByList", args: { listId: "BIG" } });
@@ -218,11 +201,11 @@ describe("shared frames", () => {
 
     const seen = [admin, bob, carol].map((socket) => socket.raw.length);
     // Rows for every group: each reader must get only its own.
-    await roomCall(worker, room, "/sql", {
+    await roomCall(fixture.worker, room, "/sql", {
       statement: `INSERT INTO items (id, listId, title, secret) VALUES ('open-1', 'L', 'open', 0), ('secret-1', 'L', 'classified', 1)`,
     });
-    await roomCall(worker, room, "/notes/put", { id: "note-of-carol", ownerId: "carol", body: "carol only" });
-    await roomCall(worker, room, "/notes/put", { id: "note-of-bob", ownerId: "bob", body: "bob only" });
+    await roomCall(fixture.worker, room, "/notes/put", { id: "note-of-carol", ownerId: "carol", body: "carol only" });
+    await roomCall(fixture.worker, room, "/notes/put", { id: "note-of-bob", ownerId: "bob", body: "bob only" });
     await waitFor(() => admin.rows("items").has("secret-1") && bob.rows("items").has("open-1") && carol.rows("notes").has("note-of-carol") && bob.rows("notes").has("note-of-bob"), {
       message: "every reader has its rows",
     });
@@ -243,7 +226,7 @@ describe("bindings and cursors", () => {
     const socket = await connect(room);
     await subscribe(socket, "a", { list: "items" });
     // Written by an RPC method with plain SQL: in the log, not flushed.
-    const response = await worker.fetch(`/rpc/${room}/put-item-unflushed`, { method: "POST", body: JSON.stringify({ id: "pending", listId: "L", title: "unflushed" }) });
+    const response = await fixture.worker.fetch(`/rpc/${room}/put-item-unflushed`, { method: "POST", body: JSON.stringify({ id: "pending", listId: "L", title: "unflushed" }) });
     const { seq } = (await response.json()) as { seq: number };
     expect(socket.rows("a").has("pending")).toBe(false);
     const seen = socket.pokes.length;
@@ -258,7 +241,7 @@ describe("bindings and cursors", () => {
   test("a group id taken by another definition (a hash collision) ends the new subscription with INTERNAL; the first keeps its frames", async () => {
     const room = freshRoom();
     const socket = await connect(room);
-    await roomCall(worker, room, "/lunora/collide-groups");
+    await roomCall(fixture.worker, room, "/lunora/collide-groups");
     await subscribe(socket, "first", { shape: "itemsByList", args: { listId: "A" } });
     expect(socket.binding("first")!.group).toBe("collision");
     const errors = socket.errors.length;
@@ -268,7 +251,7 @@ describe("bindings and cursors", () => {
     // Same definition again: the same group, no collision.
     await subscribe(socket, "again", { shape: "itemsByList", args: { listId: "A" } });
     const seen = socket.pokes.length;
-    await putItems(worker, room, [{ id: "b1", listId: "B", title: "b" }, { id: "a1", listId: "A", title: "a" }]);
+    await putItems(fixture.worker, room, [{ id: "b1", listId: "B", title: "b" }, { id: "a1", listId: "A", title: "a" }]);
     const poke = await socket.nextPoke("first", seen);
     expect(poke.ops.map((op) => [op.sub, op.key]).sort()).toEqual([
       ["again", "a1"],

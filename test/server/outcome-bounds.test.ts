@@ -6,33 +6,15 @@
  */
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { LunoraClient } from "../../src/client/index.js";
 import { MAX_FRAME_BYTES, type Mutation, type MutationResult } from "../../src/protocol/index.js";
-import type { LocalWorker } from "../../src/testing/index.js";
-import { RawSocket } from "../helpers/raw-socket.js";
-import { startFixtureRoom } from "../helpers/fixture-room.js";
+import type { RawSocket } from "../helpers/raw-socket.js";
+import { useRawFixtureRoom } from "../helpers/raw-fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 
-let worker: LocalWorker;
-const sockets: RawSocket[] = [];
-let counter = 0;
-const freshRoom = () => `outcomes-${Date.now().toString(36)}-${counter++}`;
-
-beforeAll(async () => {
-  worker = await startFixtureRoom();
-});
-afterAll(async () => {
-  await Promise.all(sockets.map((socket) => socket.close().catch(() => undefined)));
-  await worker?.stop();
-});
-
-async function connect(room: string, token = "user:alice"): Promise<RawSocket> {
-  const socket = await RawSocket.connect(worker.host, room, { token });
-  sockets.push(socket);
-  await waitFor(() => socket.frames.some((frame) => frame.type === "hello"), { message: "hello" });
-  return socket;
-}
+const fixture = useRawFixtureRoom("outcomes");
+const { freshRoom, connect } = fixture;
 
 const echo = (clientSeq: number, bytes: number): Mutation => ({ clientSeq, name: "results:echo", args: { bytes } });
 const outcomesOf = (socket: RawSocket): MutationResult[] => socket.pokes.flatMap((poke) => poke.mutations ?? []);
@@ -113,7 +95,7 @@ describe("mutation outcomes respect the frame bound", () => {
 
   test("a LunoraClient receives every outcome of a flush whose outcomes pass 1 MiB, and no error", async () => {
     const room = freshRoom();
-    const client = new LunoraClient({ host: worker.host, party: "room", auth: "user:alice", WebSocket, pingIntervalMs: 0 });
+    const client = new LunoraClient({ host: fixture.worker.host, party: "room", auth: "user:alice", WebSocket, pingIntervalMs: 0 });
     const received: MutationResult[] = [];
     const errors: string[] = [];
     client.onMutationResults((_room, results) => received.push(...results));

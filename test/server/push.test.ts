@@ -4,32 +4,15 @@
  * they produced, coded rejections recorded, transient failures retried.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { Mutation } from "../../src/protocol/index.js";
-import type { LocalWorker } from "../../src/testing/index.js";
-import { RawSocket, type AssembledPoke } from "../helpers/raw-socket.js";
-import { roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
+import type { AssembledPoke, RawSocket } from "../helpers/raw-socket.js";
+import { roomCall, serverItems } from "../helpers/fixture-room.js";
+import { useRawFixtureRoom } from "../helpers/raw-fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 
-let worker: LocalWorker;
-const sockets: RawSocket[] = [];
-let counter = 0;
-const freshRoom = () => `push-${Date.now().toString(36)}-${counter++}`;
-
-beforeAll(async () => {
-  worker = await startFixtureRoom();
-});
-afterAll(async () => {
-  await Promise.all(sockets.map((socket) => socket.close().catch(() => undefined)));
-  await worker?.stop();
-});
-
-async function connect(room: string, token = "user:alice"): Promise<RawSocket> {
-  const socket = await RawSocket.connect(worker.host, room, { token });
-  sockets.push(socket);
-  await waitFor(() => socket.frames.some((frame) => frame.type === "hello"));
-  return socket;
-}
+const fixture = useRawFixtureRoom("push");
+const { freshRoom, connect } = fixture;
 
 /** Sends a push and waits for the poke that carries its outcomes. */
 async function push(socket: RawSocket, clientId: string, mutations: Mutation[]): Promise<AssembledPoke> {
@@ -47,15 +30,15 @@ describe("exactly once", () => {
     const room = freshRoom();
     const socket = await connect(room);
     const clientId = randomUUID();
-    await roomCall(worker, room, "/items/put", { id: "b", listId: "L", title: "bump me" });
+    await roomCall(fixture.worker, room, "/items/put", { id: "b", listId: "L", title: "bump me" });
     const first = await push(socket, clientId, [{ clientSeq: 1, name: "items:bump", args: { id: "b" } }]);
     expect(first.mutations).toEqual([{ clientSeq: 1, status: "applied" }]);
     // The same write again, as after a lost acknowledgement, on a new socket.
     const again = await connect(room);
     const replay = await push(again, clientId, [{ clientSeq: 1, name: "items:bump", args: { id: "b" } }]);
     expect(replay.mutations).toEqual([{ clientSeq: 1, status: "applied" }]);
-    expect(await roomCall(worker, room, "/bumps")).toEqual([`bump:${clientId}:1`]);
-    expect((await serverItems(worker, room)).find((item) => item.id === "b")!.rank).toBe(1);
+    expect(await roomCall(fixture.worker, room, "/bumps")).toEqual([`bump:${clientId}:1`]);
+    expect((await serverItems(fixture.worker, room)).find((item) => item.id === "b")!.rank).toBe(1);
   });
 
   test("a batch is applied in order; a gap is OUT_OF_ORDER with the expected seq and nothing after it runs", async () => {
@@ -67,7 +50,7 @@ describe("exactly once", () => {
     expect(poke.mutations!.map((m) => m.status)).toEqual(["applied", "applied"]);
     const gap = await push(socket, clientId, [create(4, ids[2])]);
     expect(gap.mutations).toEqual([{ clientSeq: 4, status: "error", error: { code: "OUT_OF_ORDER", message: "expected clientSeq 3", data: { expected: 3 } } }]);
-    expect((await serverItems(worker, room)).map((item) => item.id).sort()).toEqual([ids[0], ids[1]].sort());
+    expect((await serverItems(fixture.worker, room)).map((item) => item.id).sort()).toEqual([ids[0], ids[1]].sort());
   });
 
   test("identity B using A's clientId cannot move A's watermark or read A's outcomes", async () => {
@@ -90,14 +73,14 @@ describe("exactly once", () => {
   test("a coded rejection rolls back the body, is recorded, and advances the watermark", async () => {
     const room = freshRoom();
     const socket = await connect(room);
-    await roomCall(worker, room, "/items/put", { id: "lk", listId: "L", title: "locked item" });
+    await roomCall(fixture.worker, room, "/items/put", { id: "lk", listId: "L", title: "locked item" });
     const clientId = randomUUID();
     const poke = await push(socket, clientId, [{ clientSeq: 1, name: "items:rename", args: { id: "lk", title: "mine now" } }, create(2, randomUUID(), "after")]);
     expect(poke.mutations).toEqual([
       { clientSeq: 1, status: "rejected", error: { code: "CONFLICT", message: "item is locked", data: { id: "lk" } } },
       expect.objectContaining({ clientSeq: 2, status: "applied" }),
     ]);
-    expect((await serverItems(worker, room)).find((item) => item.id === "lk")!.title).toBe("locked item");
+    expect((await serverItems(fixture.worker, room)).find((item) => item.id === "lk")!.title).toBe("locked item");
   });
 
   test("an uncoded exception commits nothing and leaves the watermark, so the retry runs", async () => {
@@ -105,20 +88,20 @@ describe("exactly once", () => {
     const socket = await connect(room);
     const clientId = randomUUID();
     const id = randomUUID();
-    await roomCall(worker, room, "/faults", { flaky: true });
+    await roomCall(fixture.worker, room, "/faults", { flaky: true });
     try {
       const failed = await push(socket, clientId, [{ clientSeq: 1, name: "items:flaky", args: { id, listId: "L", title: "x" } }, create(2, randomUUID())]);
       expect(failed.mutations!.map((m) => [m.status, "error" in m ? m.error.code : null])).toEqual([
         ["error", "INTERNAL"],
         ["error", "INTERNAL"],
       ]);
-      expect(await serverItems(worker, room)).toEqual([]);
+      expect(await serverItems(fixture.worker, room)).toEqual([]);
     } finally {
-      await roomCall(worker, room, "/faults", { flaky: false });
+      await roomCall(fixture.worker, room, "/faults", { flaky: false });
     }
     const retried = await push(socket, clientId, [{ clientSeq: 1, name: "items:flaky", args: { id, listId: "L", title: "x" } }]);
     expect(retried.mutations).toEqual([{ clientSeq: 1, status: "applied" }]);
-    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
+    expect((await serverItems(fixture.worker, room)).map((item) => item.id)).toEqual([id]);
   });
 
   test("unknown mutators and invalid args are permanent rejections", async () => {
@@ -182,6 +165,6 @@ describe("confirmation travels with the data", () => {
     await push(alice, randomUUID(), [create(1, id, "alice's")]);
     const poke = await push(mallory, randomUUID(), [create(1, id, "mallory's")]);
     expect(poke.mutations![0]).toMatchObject({ status: "rejected", error: { code: "CONFLICT" } });
-    expect((await serverItems(worker, room)).find((item) => item.id === id)!.title).toBe("alice's");
+    expect((await serverItems(fixture.worker, room)).find((item) => item.id === id)!.title).toBe("alice's");
   });
 });

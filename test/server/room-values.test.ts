@@ -7,40 +7,23 @@
  * through mutators.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { Mutation } from "../../src/protocol/index.js";
-import type { LocalWorker } from "../../src/testing/index.js";
-import { RawSocket, type AssembledPoke } from "../helpers/raw-socket.js";
-import { roomCall, startFixtureRoom } from "../helpers/fixture-room.js";
+import type { AssembledPoke, RawSocket } from "../helpers/raw-socket.js";
+import { roomCall } from "../helpers/fixture-room.js";
+import { useRawFixtureRoom } from "../helpers/raw-fixture-room.js";
 import { waitFor } from "../helpers/wait-for.js";
 import { WIDE_COLUMNS } from "../fixtures/room/wide-columns.js";
 
-let worker: LocalWorker;
-const sockets: RawSocket[] = [];
-let counter = 0;
-const freshRoom = () => `integrity-${Date.now().toString(36)}-${counter++}`;
-
-beforeAll(async () => {
-  worker = await startFixtureRoom();
-});
-afterAll(async () => {
-  await Promise.all(sockets.map((socket) => socket.close().catch(() => undefined)));
-  await worker?.stop();
-});
-
-async function connect(room: string, token = "user:alice"): Promise<RawSocket> {
-  const socket = await RawSocket.connect(worker.host, room, { token });
-  sockets.push(socket);
-  await waitFor(() => socket.frames.some((frame) => frame.type === "hello"));
-  return socket;
-}
+const fixture = useRawFixtureRoom("integrity");
+const { freshRoom, connect } = fixture;
 
 /** Raw SQL of the room's own code (plain `sql.exec`, no ctx.db). */
-const exec = (room: string, statement: string, params: Array<string | number | null> = []) => roomCall<unknown[]>(worker, room, "/sql", { statement, params });
+const exec = (room: string, statement: string, params: Array<string | number | null> = []) => roomCall<unknown[]>(fixture.worker, room, "/sql", { statement, params });
 
 /** Raw SQL expected to fail; returns the SQLite message. */
 async function execFailing(room: string, statement: string, params: Array<string | number | null> = []): Promise<string> {
-  const response = await worker.fetch(`/rooms/${encodeURIComponent(room)}/sql`, { method: "POST", body: JSON.stringify({ statement, params }) });
+  const response = await fixture.worker.fetch(`/rooms/${encodeURIComponent(room)}/sql`, { method: "POST", body: JSON.stringify({ statement, params }) });
   expect(response.status).toBe(422);
   return ((await response.json()) as { error: string }).error;
 }
@@ -158,9 +141,9 @@ describe("REPLACE is captured whole", () => {
     const bob = await connect(room, "user:bob");
     await subscribe(alice, "notes", { list: "notes" });
     await subscribe(bob, "notes", { list: "notes" });
-    await roomCall(worker, room, "/notes/put", { id: "n1", ownerId: "alice", body: "mine" });
+    await roomCall(fixture.worker, room, "/notes/put", { id: "n1", ownerId: "alice", body: "mine" });
     await waitFor(() => alice.rows("notes").has("n1"), { message: "alice's note" });
-    await roomCall(worker, room, "/notes/put", { id: "n1", ownerId: "bob", body: "now bob's" });
+    await roomCall(fixture.worker, room, "/notes/put", { id: "n1", ownerId: "bob", body: "now bob's" });
     await waitFor(() => bob.rows("notes").get("n1")?.body === "now bob's", { message: "bob receives the note" });
     await waitFor(() => !alice.rows("notes").has("n1"), { message: "alice loses the note" });
   });
