@@ -31,6 +31,29 @@ export function freshIndexedDb(): OutboxPersistence {
 }
 
 /**
+ * `persistence` as a page sees it when it goes away (a reload) while
+ * deleting a write's record: every delete of a `tx:` record starts and
+ * never finishes. `deleting()` says whether one has started.
+ */
+export function cutTxDeletesShort(persistence: OutboxPersistence): { persistence: OutboxPersistence; deleting(): boolean } {
+  let deleting = false;
+  return {
+    persistence: {
+      ...persistence,
+      storage: {
+        ...persistence.storage,
+        delete: (key: string) => {
+          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
+          deleting = true;
+          return new Promise<void>(() => undefined);
+        },
+      },
+    },
+    deleting: () => deleting,
+  };
+}
+
+/**
  * A `ws` class recording sent frames, and able to go deaf: while `deaf` is
  * set, frames from the room are swallowed before the client sees them (the
  * answer to a write is lost in transit).

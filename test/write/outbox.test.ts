@@ -14,7 +14,7 @@ import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, itemMutators, onCleanup, openSession, rowsOf, type Item } from "./helpers.js";
+import { cutTxDeletesShort, freshIndexedDb, freshRoom, itemMutators, onCleanup, openSession, rowsOf, type Item } from "./helpers.js";
 
 let worker: LocalWorker;
 
@@ -240,22 +240,11 @@ describe("rejections", () => {
   test("a rejected write is reported once, also when a reload cut its record's delete short", async () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
-    let deleting = false;
-    const cutShort = {
-      ...persistence,
-      storage: {
-        ...persistence.storage,
-        delete: (key: string) => {
-          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
-          deleting = true;
-          return new Promise<void>(() => undefined);
-        },
-      },
-    };
-    const first = openSession({ host: worker.host, room, persistence: cutShort });
+    const cutShort = cutTxDeletesShort(persistence);
+    const first = openSession({ host: worker.host, room, persistence: cutShort.persistence });
     await first.db.executor.waitForInit();
     const bad = first.db.actions.items({ listId: "L", title: "" });
-    await waitFor(() => deleting, { message: "the rejected write's record is being deleted" });
+    await waitFor(() => cutShort.deleting(), { message: "the rejected write's record is being deleted" });
     first.close(); // the page goes away before the delete completed
 
     const second = openSession({ host: worker.host, room, persistence });
@@ -580,20 +569,9 @@ describe("storage and identity", () => {
     first.close();
 
     // Bob's page goes away while the delete of alice's record is in progress (it never completes).
-    let deleting = false;
-    const cutShort = {
-      ...persistence,
-      storage: {
-        ...persistence.storage,
-        delete: (key: string) => {
-          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
-          deleting = true;
-          return new Promise<void>(() => undefined);
-        },
-      },
-    };
-    const second = openSession({ host: proxy.host, room, persistence: cutShort, token: "user:bob" });
-    await waitFor(() => deleting, { message: "the second page deletes alice's record" });
+    const cutShort = cutTxDeletesShort(persistence);
+    const second = openSession({ host: proxy.host, room, persistence: cutShort.persistence, token: "user:bob" });
+    await waitFor(() => cutShort.deleting(), { message: "the second page deletes alice's record" });
     second.close();
 
     const third = openSession({ host: worker.host, room, persistence, token: "user:bob" });
@@ -610,27 +588,16 @@ describe("storage and identity", () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
     const proxy = await offlineProxy();
-    let deleting = false;
-    const cutShort = {
-      ...persistence,
-      storage: {
-        ...persistence.storage,
-        delete: (key: string) => {
-          if (!key.startsWith("tx:")) return persistence.storage.delete(key);
-          deleting = true;
-          return new Promise<void>(() => undefined);
-        },
-      },
-    };
+    const cutShort = cutTxDeletesShort(persistence);
     let token = "user:alice";
-    const first = openSession({ host: proxy.host, room, persistence: cutShort, token: () => token });
+    const first = openSession({ host: proxy.host, room, persistence: cutShort.persistence, token: () => token });
     await first.db.executor.waitForInit();
     const a = first.db.actions.items({ listId: "L", title: "alice's" });
     await waitFor(async () => (await queued(first)) === 1);
     token = "user:bob";
     void first.client.refreshAuth();
-    await waitFor(() => deleting || first.rejected.length > 0, { message: "the switch drops alice's write" });
-    await waitFor(() => deleting, { message: "its record is being deleted" });
+    await waitFor(() => cutShort.deleting() || first.rejected.length > 0, { message: "the switch drops alice's write" });
+    await waitFor(() => cutShort.deleting(), { message: "its record is being deleted" });
     first.close(); // the page goes away before the delete completed
 
     const second = openSession({ host: worker.host, room, persistence, token: "user:bob" });
