@@ -144,6 +144,18 @@ describe("a published write that rolls back (the room flushed inside its own tra
   const hellos = (socket: RawSocket) => socket.frames.filter((frame) => frame.type === "hello").length;
   const outcomeOf = (socket: RawSocket, clientSeq: number) => socket.pokes.flatMap((poke) => poke.mutations ?? []).find((outcome) => outcome.clientSeq === clientSeq);
   const rejectedCreate = (clientSeq: number) => ({ clientSeq, name: "items:create", args: { id: randomUUID(), listId: "L", title: " " } });
+  /**
+   * Pushes a write of no synced row (the flush after it finds the log behind
+   * what was published: a new epoch), then another after the new hello;
+   * resolves once the second's outcome arrived, so the first's must have.
+   */
+  const pushAcrossNewEpoch = async (writer: RawSocket) => {
+    const clientId = randomUUID();
+    writer.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
+    await waitFor(() => hellos(writer) === 2, { message: "the new epoch's hello" });
+    writer.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
+    await waitFor(() => outcomeOf(writer, 2), { message: "the second outcome" });
+  };
 
   test("outcomes taken by the flush that starts a new epoch reach their socket, in the reset poke that carries their data", async () => {
     const room = freshRoom();
@@ -152,13 +164,7 @@ describe("a published write that rolls back (the room flushed inside its own tra
     await socket.nextPoke("s");
     await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
     await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
-    const clientId = randomUUID();
-    // Writes no synced row: the flush after it finds the log behind what was published.
-    socket.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
-    await waitFor(() => hellos(socket) === 2, { message: "the new epoch's hello" });
-    // Another write after the new epoch: its outcome arrives; the first must have arrived before it.
-    socket.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
-    await waitFor(() => outcomeOf(socket, 2), { message: "the second outcome" });
+    await pushAcrossNewEpoch(socket);
     expect(outcomeOf(socket, 1)).toMatchObject({ clientSeq: 1, status: "rejected", error: { code: "INVALID_ARGS" } });
     const carrying = socket.pokes.find((poke) => poke.mutations?.some((outcome) => outcome.clientSeq === 1))!;
     expect(carrying.resets).toEqual(["s"]);
@@ -173,11 +179,7 @@ describe("a published write that rolls back (the room flushed inside its own tra
     const writer = await connect(room);
     await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
     await waitFor(() => watcher.rows("s").has("phantom"), { message: "the published write" });
-    const clientId = randomUUID();
-    writer.send({ type: "push", clientId, mutations: [rejectedCreate(1)] });
-    await waitFor(() => hellos(writer) === 2, { message: "the new epoch's hello" });
-    writer.send({ type: "push", clientId, mutations: [rejectedCreate(2)] });
-    await waitFor(() => outcomeOf(writer, 2), { message: "the second outcome" });
+    await pushAcrossNewEpoch(writer);
     expect(outcomeOf(writer, 1)).toMatchObject({ clientSeq: 1, status: "rejected" });
   });
 
