@@ -28,18 +28,27 @@ async function withSnapshot() {
 }
 
 /**
- * A harness with two `messages` collections subscribed and reset at seq 1,
- * then the second cleaned up: its `unsubscribe` (id `b`) has gone out.
+ * A harness with two `messages` collections preloading on one socket, both
+ * subscribed (ids `a`, `b`); `ready` resolves once both are ready.
  */
-async function twoSubscribedThenOneUnsubscribed() {
+async function twoSubscribed() {
   const h = await startHarness();
-  const kept = messagesCollection(h.client);
-  const gone = messagesCollection(h.client);
-  const ready = Promise.all([kept.collection.preload(), gone.collection.preload()]);
+  const first = messagesCollection(h.client);
+  const second = messagesCollection(h.client);
+  const ready = Promise.all([first.collection.preload(), second.collection.preload()]);
   const socket = await h.room.socket();
   socket.hello();
   const a = (await socket.subscribeFrame(0)).id!;
   const b = (await socket.subscribeFrame(1)).id!;
+  return { h, first, second, ready, socket, a, b };
+}
+
+/**
+ * A harness with two `messages` collections subscribed and reset at seq 1,
+ * then the second cleaned up: its `unsubscribe` (id `b`) has gone out.
+ */
+async function twoSubscribedThenOneUnsubscribed() {
+  const { h, first: kept, second: gone, ready, socket, a, b } = await twoSubscribed();
   socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], cursor: cursor(1) });
   await ready;
   await gone.collection.cleanup();
@@ -138,14 +147,7 @@ describe("pokes", () => {
   });
 
   it("a poke covering two collections is applied to both with the same cursor", async () => {
-    const h = await startHarness();
-    const first = messagesCollection(h.client);
-    const second = messagesCollection(h.client);
-    const ready = Promise.all([first.collection.preload(), second.collection.preload()]);
-    const socket = await h.room.socket();
-    socket.hello();
-    const a = (await socket.subscribeFrame(0)).id!;
-    const b = (await socket.subscribeFrame(1)).id!;
+    const { h, first, second, ready, socket, a, b } = await twoSubscribed();
     expect(a).not.toBe(b);
     socket.poke({
       pokeId: "p1",
@@ -529,14 +531,7 @@ describe("protocol 4: bindings, shared groups and patches", () => {
   });
 
   it("a group bound to two subscriptions applies each block to both", async () => {
-    const h = await startHarness();
-    const first = messagesCollection(h.client);
-    const second = messagesCollection(h.client);
-    const ready = Promise.all([first.collection.preload(), second.collection.preload()]);
-    const socket = await h.room.socket();
-    socket.hello();
-    const a = (await socket.subscribeFrame(0)).id!;
-    const b = (await socket.subscribeFrame(1)).id!;
+    const { h, first, second, ready, socket, a, b } = await twoSubscribed();
     const columns = ["id", "text"];
     const shared = (sub: string) => ({ sub, group: "shared", key: "id", columns });
     socket.poke({ pokeId: "p1", bind: [shared(a), shared(b)], resets: [a, b], parts: [[["shared", "p", { id: "x", text: "one" }, { id: "y", text: "two" }]]], cursor: cursor(1) });
@@ -717,14 +712,7 @@ describe("protocol 4: bindings, shared groups and patches", () => {
   });
 
   it("a poke moves every bound subscription to its cursor, also one it has nothing for, which sees no change", async () => {
-    const h = await startHarness();
-    const busy = messagesCollection(h.client);
-    const quiet = messagesCollection(h.client);
-    const ready = Promise.all([busy.collection.preload(), quiet.collection.preload()]);
-    const socket = await h.room.socket();
-    socket.hello();
-    const a = (await socket.subscribeFrame(0)).id!;
-    const b = (await socket.subscribeFrame(1)).id!;
+    const { h, first: busy, second: quiet, ready, socket, a, b } = await twoSubscribed();
     socket.poke({ pokeId: "p1", subs: [a, b], resets: [a, b], parts: [[put(a, { id: "x" }), put(b, { id: "y" })]], cursor: cursor(1) });
     await ready;
     const quietBatches = recordBatches(quiet.collection);
