@@ -13,7 +13,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { build } from "esbuild";
+import { CLIENT_PEERS, bundleForBrowser } from "./lib/browser-bundle.js";
 import type { BenchContext, Metric } from "./lib/context.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -32,7 +32,7 @@ const ENTRIES = [
 const READS_ONLY = `export { LunoraClient, lunoraCollectionOptions, createIndexedDbQueryCache } from "./src/index.ts";`;
 /** Reads and writes: what the example app imports from the core entry. */
 const READS_AND_WRITES = `export { LunoraClient, lunoraCollectionOptions, defineCollections, createIndexedDbQueryCache } from "./src/index.ts";`;
-const PEERS = ["@tanstack/*", "partysocket", "partysocket/*", "react", "react/*", "react-dom", "react-dom/*", "vue", "solid-js", "solid-js/*", "svelte", "svelte/*"];
+const PEERS = CLIENT_PEERS;
 /**
  * The framework bindings besides React. Each is measured alone (an app uses
  * one framework), with the framework and the other peers external; they are
@@ -57,19 +57,7 @@ interface BundleSize {
 }
 
 async function gzipOf(contents: string, external: string[]): Promise<BundleSize> {
-  const result = await build({
-    stdin: { contents, resolveDir: root, loader: "ts", sourcefile: "bench-bundle-entry.ts" },
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-    external,
-    logLevel: "silent",
-    define: { "process.env.NODE_ENV": '"production"' },
-    metafile: true,
-  });
+  const result = await bundleForBrowser(contents, external);
   const code = result.outputFiles[0].contents;
   const byArea: Record<string, number> = {};
   const byFile: Record<string, number> = {};

@@ -3,29 +3,14 @@
  * collection source, query cache) must not carry the write outbox, and the
  * client's own modules must not bring a validator in (names and sources are
  * checked by hand; the protocol's schemas are the room's business). Built
- * like bench/bundle-size.ts: esbuild, browser, peers external, tree-shaken.
+ * as bench/bundle-size.ts builds it (bench/lib/browser-bundle.ts).
  */
-import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { build, type Metafile } from "esbuild";
+import type { Metafile } from "esbuild";
 import { describe, expect, it } from "vitest";
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const PEERS = ["@tanstack/*", "partysocket", "partysocket/*", "react", "react/*", "react-dom", "react-dom/*"];
+import { bundleForBrowser } from "../../bench/lib/browser-bundle.js";
 
 async function inputsOf(contents: string): Promise<Metafile["inputs"]> {
-  const result = await build({
-    stdin: { contents, resolveDir: root, loader: "ts", sourcefile: "entry.ts" },
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-    external: PEERS,
-    logLevel: "silent",
-    metafile: true,
-  });
+  const result = await bundleForBrowser(contents);
   // Only modules that put bytes in the output (a type-only or fully shaken import is not shipped).
   const kept = new Set(Object.entries(Object.values(result.metafile.outputs)[0].inputs).filter(([, input]) => input.bytesInOutput > 0).map(([file]) => file));
   return Object.fromEntries(Object.entries(result.metafile.inputs).filter(([file]) => kept.has(file)));
