@@ -157,13 +157,19 @@ describe("a published write that rolls back (the room flushed inside its own tra
     await waitFor(() => outcomeOf(writer, 2), { message: "the second outcome" });
   };
 
-  test("outcomes taken by the flush that starts a new epoch reach their socket, in the reset poke that carries their data", async () => {
-    const room = freshRoom();
+  /** A socket subscribed to `items` that has received the row `phantom` of a write the room then rolled back. */
+  const watchRolledBackPublish = async (room: string) => {
     const socket = await connect(room);
     socket.subscribe("s", { list: "items" });
     await socket.nextPoke("s");
     await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
     await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
+    return socket;
+  };
+
+  test("outcomes taken by the flush that starts a new epoch reach their socket, in the reset poke that carries their data", async () => {
+    const room = freshRoom();
+    const socket = await watchRolledBackPublish(room);
     await pushAcrossNewEpoch(socket);
     expect(outcomeOf(socket, 1)).toMatchObject({ clientSeq: 1, status: "rejected", error: { code: "INVALID_ARGS" } });
     const carrying = socket.pokes.find((poke) => poke.mutations?.some((outcome) => outcome.clientSeq === 1))!;
@@ -173,23 +179,15 @@ describe("a published write that rolls back (the room flushed inside its own tra
 
   test("a socket without subscriptions gets the outcomes of such a flush after the new hello", async () => {
     const room = freshRoom();
-    const watcher = await connect(room);
-    watcher.subscribe("s", { list: "items" });
-    await watcher.nextPoke("s");
     const writer = await connect(room);
-    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
-    await waitFor(() => watcher.rows("s").has("phantom"), { message: "the published write" });
+    await watchRolledBackPublish(room);
     await pushAcrossNewEpoch(writer);
     expect(outcomeOf(writer, 1)).toMatchObject({ clientSeq: 1, status: "rejected" });
   });
 
   test("a write committed after the rollback, before any flush, is delivered (its log seq reuses the rolled-back one)", async () => {
     const room = freshRoom();
-    const socket = await connect(room);
-    socket.subscribe("s", { list: "items" });
-    await socket.nextPoke("s");
-    await publishThenRollBack(room, { id: "phantom", listId: "L", title: "rolled back" });
-    await waitFor(() => socket.rows("s").has("phantom"), { message: "the published write" });
+    const socket = await watchRolledBackPublish(room);
     const id = randomUUID();
     socket.send({ type: "push", clientId: randomUUID(), mutations: [{ clientSeq: 1, name: "items:create", args: { id, listId: "L", title: "after the rollback" } }] });
     await waitFor(() => outcomeOf(socket, 1), { message: "the outcome" });

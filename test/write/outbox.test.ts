@@ -531,14 +531,20 @@ describe("storage and identity", () => {
     expect(await queued(session)).toBe(0);
   });
 
-  test("writes queued by identity A are neither shown nor replayed when the page reloads as identity B", async () => {
-    const room = freshRoom();
+  /** Alice's page queues one write while offline and closes: its record stays in `persistence`. */
+  async function aliceQueuedOffline(room: string) {
     const persistence = freshIndexedDb();
     const proxy = await offlineProxy();
     const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
     const a = first.db.actions.items({ listId: "L", title: "alice's" });
     await waitFor(async () => (await queued(first)) === 1);
     first.close();
+    return { persistence, a, proxy };
+  }
+
+  test("writes queued by identity A are neither shown nor replayed when the page reloads as identity B", async () => {
+    const room = freshRoom();
+    const { persistence, a } = await aliceQueuedOffline(room);
 
     const second = openSession({ host: worker.host, room, persistence, token: "user:bob" });
     const shown: unknown[] = [];
@@ -561,12 +567,7 @@ describe("storage and identity", () => {
   // does — once.
   test("an old identity's write found after a reload is reported once, also when a reload cut the first report's delete short", async () => {
     const room = freshRoom();
-    const persistence = freshIndexedDb();
-    const proxy = await offlineProxy();
-    const first = openSession({ host: proxy.host, room, persistence, token: "user:alice" });
-    const a = first.db.actions.items({ listId: "L", title: "alice's" });
-    await waitFor(async () => (await queued(first)) === 1);
-    first.close();
+    const { persistence, a, proxy } = await aliceQueuedOffline(room);
 
     // Bob's page goes away while the delete of alice's record is in progress (it never completes).
     const cutShort = cutTxDeletesShort(persistence);
