@@ -49,7 +49,7 @@ interface Workload {
 }
 
 const WORKLOADS: Workload[] = [
-  { id: "w1", title: "W1 apply throughput", metrics: ["apply_rows_per_s", "apply_bare_tanstack_rows_per_s", "apply_replicache_rows_per_s"], run: runApply },
+  { id: "w1", title: "W1 apply throughput", metrics: ["apply_rows_per_s", "apply_bare_tanstack_rows_per_s", "apply_bare_tanstack_parsed_rows_per_s", "apply_replicache_rows_per_s"], run: runApply },
   { id: "w2", title: "W2 remote visible", metrics: ["remote_visible_p50_ms", "remote_visible_p99_ms"], run: runRemoteVisible },
   { id: "w2b", title: "W2b fan-out to 1,000 sockets", metrics: ["fanout_1000_ms", "fanout_1000_p90_ms", "fanout_raw_1000_ms", "fanout_raw_1000_p90_ms"], run: runFanout },
   { id: "w3", title: "W3 offline replay", metrics: ["replay_pipelined_ms", "replay_serial_ms"], run: runReplay },
