@@ -209,12 +209,10 @@ export class LunoraOutbox {
           knows: (id) => this.#writes.has(id),
           storedKeys: () => this.#stored.tabWriteKeys(),
           adopt: (id, record, key) => {
-            if (record.meta.identity !== this.#identity) {
-              this.#reports.rejected(record.meta, identityChanged());
-              return false;
-            }
+            // Another identity's write is never sent: its record goes, then it is reported (see #forgetRecord).
+            if (record.meta.identity !== this.#identity) return this.#forgetOtherIdentity(key, record.meta);
             void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
-            return true;
+            return undefined;
           },
         })
       : undefined;

@@ -118,10 +118,12 @@ export interface TabWritesHost {
   storedKeys(): string[];
   /**
    * Sends the write of a tab that is gone, under its stored clientId /
-   * clientSeq, and deletes `key` once settled. `false` for a write of another
-   * identity: never sent, reported (and its record deleted here).
+   * clientSeq, and deletes `key` once settled. A write of another identity
+   * is never sent: its record is deleted, then the write is reported — the
+   * returned promise, which the pass awaits so it never reads the record
+   * again meanwhile.
    */
-  adopt(id: string, record: TabWriteRecord, key: string): boolean;
+  adopt(id: string, record: TabWriteRecord, key: string): Promise<void> | undefined;
 }
 
 /**
@@ -183,7 +185,7 @@ export class TabWrites {
         continue;
       }
       if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
-      if (!this.#host.adopt(id, record, key)) await this.#storage.delete(key);
+      await this.#host.adopt(id, record, key);
     }
   }
 }

@@ -12,9 +12,10 @@
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
-import { launchChromium, openChatWindow, type ChatWindow } from "./helpers/browser.js";
+import { chatWindow, launchChromium, openChatWindow, type ChatWindow } from "./helpers/browser.js";
 import { startChatServer, type ChatServer } from "./helpers/chat-server.js";
-import { crashTab, isLeader, openUserTabs, waitForLeadership, type UserTabs } from "./helpers/tabs.js";
+import { outboxReports, storedTabWriteKeys, watchOutboxReports } from "./helpers/outbox-reports.js";
+import { crashTab, isLeader, openUserTabs, outboxStarted, waitForLeadership, type UserTabs } from "./helpers/tabs.js";
 
 let server: ChatServer;
 let proxy: TcpProxy;
@@ -215,5 +216,86 @@ describe("several tabs of one user", () => {
     await third.send("three tabs: after both leaders left");
     await expectDeliveredOnce("three tabs: after both leaders left");
     await third.waitForPending(0);
+  });
+});
+
+describe("what the leader reports of writes left in storage", () => {
+  /** A window of tabs of one browser context, whoever is signed in in each. */
+  let tabs: ChatWindow[] = [];
+
+  afterEach(async () => {
+    const errors = tabs.flatMap((tab) => tab.pageErrors);
+    await tabs[0]?.context.close();
+    tabs = [];
+    expect(errors).toEqual([]);
+  });
+
+  /** One more tab in the context of `first`, signed in as `user` (the session is shared through localStorage, so sign out first). */
+  async function openTabAs(first: ChatWindow, user: string): Promise<ChatWindow> {
+    const page = await first.context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.stack ?? error.message));
+    await page.goto("/");
+    await page.getByRole("button", { name: "sign out" }).click();
+    await page.getByTestId("sign-in-name").fill(user);
+    await page.getByTestId("sign-in-submit").click();
+    const tab = chatWindow(first.context, page, errors);
+    await tab.waitForStatus("connected");
+    await page.getByTestId("me").getByText(user, { exact: true }).waitFor();
+    await outboxStarted(page);
+    return tab;
+  }
+
+  it("a write of another user adopted from a closed tab: its record is gone before the drop is reported, reported once, and not again after a reload", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "bob");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    const bobSession = await leader.page.evaluate(() => localStorage.getItem("lunora-chat:session"));
+    const aliceTab = await openTabAs(leader, "alice");
+    tabs.push(aliceTab);
+    expect(await isLeader(aliceTab.page)).toBe(false);
+    await watchOutboxReports(leader.page);
+
+    proxy.setOnline(false);
+    for (const tab of tabs) await tab.waitForStatus("offline");
+    await aliceTab.send("alice's write, left in storage");
+    await aliceTab.waitForPending(1);
+    await leader.page.waitForFunction(async () => {
+      const db = await new Promise<IDBDatabase>((resolve) => {
+        const request = indexedDB.open("lunora-outbox");
+        request.onsuccess = () => resolve(request.result);
+      });
+      const keys = await new Promise<IDBValidKey[]>((resolve) => {
+        const request = db.transaction("entries", "readonly").objectStore("entries").getAllKeys();
+        request.onsuccess = () => resolve(request.result);
+      });
+      db.close();
+      return keys.some((key) => String(key).startsWith("lunora:tab-write:"));
+    });
+    // Alice's tab goes away with her write undelivered: bob's tab leads and adopts it — and must refuse it.
+    await aliceTab.page.close({ runBeforeUnload: true });
+
+    const [report] = await outboxReports(leader.page, 1);
+    expect(report).toMatchObject({ kind: "rejected", code: "IDENTITY_CHANGED", args: { text: "alice's write, left in storage" } });
+    // Deleted before it was reported: a reload can no longer find it.
+    expect(report.tabWriteKeysAtReport).toEqual([]);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+
+    proxy.setOnline(true);
+    await leader.waitForStatus("connected");
+    await leader.send("bob after the drop");
+    await expectDeliveredOnce("bob after the drop");
+    expect(await outboxReports(leader.page, 1)).toHaveLength(1);
+    expect(await bob.message("alice's write, left in storage").count()).toBe(0);
+
+    // A reload of the leader (as bob again) finds nothing to report.
+    await leader.page.evaluate((session) => localStorage.setItem("lunora-chat:session", session!), bobSession);
+    await leader.page.reload();
+    await leader.waitForStatus("connected");
+    await outboxStarted(leader.page);
+    await waitForLeadership(leader.page, true);
+    await leader.waitForPending(0);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+    expect(await leader.page.locator('[data-testid="toast"][data-code="IDENTITY_CHANGED"]').count()).toBe(0);
   });
 });
