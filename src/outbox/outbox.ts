@@ -214,6 +214,9 @@ export class LunoraOutbox {
             void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
             return undefined;
           },
+          discardUnreadable: async (key) => {
+            if (await this.#forgetRecord(key)) this.#reports.unreadableWrite(key);
+          },
         })
       : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();

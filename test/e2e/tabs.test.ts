@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { chatWindow, launchChromium, openChatWindow, type ChatWindow } from "./helpers/browser.js";
 import { startChatServer, type ChatServer } from "./helpers/chat-server.js";
-import { outboxReports, storedTabWriteKeys, watchOutboxReports } from "./helpers/outbox-reports.js";
+import { outboxReports, putOutboxEntries, storedTabWriteKeys, waitForTabWrites, watchOutboxReports } from "./helpers/outbox-reports.js";
 import { crashTab, isLeader, openUserTabs, outboxStarted, waitForLeadership, type UserTabs } from "./helpers/tabs.js";
 
 let server: ChatServer;
@@ -260,18 +260,7 @@ describe("what the leader reports of writes left in storage", () => {
     for (const tab of tabs) await tab.waitForStatus("offline");
     await aliceTab.send("alice's write, left in storage");
     await aliceTab.waitForPending(1);
-    await leader.page.waitForFunction(async () => {
-      const db = await new Promise<IDBDatabase>((resolve) => {
-        const request = indexedDB.open("lunora-outbox");
-        request.onsuccess = () => resolve(request.result);
-      });
-      const keys = await new Promise<IDBValidKey[]>((resolve) => {
-        const request = db.transaction("entries", "readonly").objectStore("entries").getAllKeys();
-        request.onsuccess = () => resolve(request.result);
-      });
-      db.close();
-      return keys.some((key) => String(key).startsWith("lunora:tab-write:"));
-    });
+    await waitForTabWrites(leader.page, true);
     // Alice's tab goes away with her write undelivered: bob's tab leads and adopts it — and must refuse it.
     await aliceTab.page.close({ runBeforeUnload: true });
 
@@ -297,5 +286,76 @@ describe("what the leader reports of writes left in storage", () => {
     await leader.waitForPending(0);
     expect(await storedTabWriteKeys(leader.page)).toEqual([]);
     expect(await leader.page.locator('[data-testid="toast"][data-code="IDENTITY_CHANGED"]').count()).toBe(0);
+  });
+
+  it("unreadable tab-write records (corrupt, another version, hostile keys) are each deleted, then reported once as UNREADABLE_WRITE — one whose owner tab lives, once that tab is gone", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    await watchOutboxReports(leader.page);
+    // A tab of a newer version, still open, sending a record this version cannot read: it holds its presence lock.
+    const newerErrors: string[] = [];
+    const newerTab = await leader.context.newPage();
+    newerTab.on("pageerror", (error) => newerErrors.push(error.stack ?? error.message));
+    tabs.push(chatWindow(leader.context, newerTab, newerErrors));
+    await newerTab.goto("/");
+    await newerTab.evaluate(
+      () =>
+        new Promise<void>((granted) => {
+          void navigator.locks.request("lunora-outbox-tab:newer-tab", () => (granted(), new Promise<void>(() => undefined)));
+        }),
+    );
+    // (First in key order, so the leader's pass has looked at it before it reports the others.)
+    const liveOwnerKey = "lunora:tab-write:!live-owner";
+
+    const meta = { v: 1, kind: "insert", name: "messages:send", args: { text: "never sent" }, party: "chat-room", room: "general", identity: "alice" };
+    const assigned = { ...meta, clientId: "c-gone", clientSeq: 1 };
+    const garbage: Array<[string, string]> = [
+      ["lunora:tab-write:not-json", "{not json"],
+      ["lunora:tab-write:empty", ""],
+      ["lunora:tab-write:null", "null"],
+      ["lunora:tab-write:array", JSON.stringify([1, 2, 3])],
+      ["lunora:tab-write:number", "42"],
+      ["lunora:tab-write:missing-meta", JSON.stringify({ v: 1, owner: "gone-tab-1", createdAt: 1 })],
+      ["lunora:tab-write:wrong-types", JSON.stringify({ v: "1", owner: 7, createdAt: "yesterday", meta: "x" })],
+      ["lunora:tab-write:newer-version", JSON.stringify({ v: 2, owner: "gone-tab-2", createdAt: 1, meta: assigned })],
+      ["lunora:tab-write:unassigned", JSON.stringify({ v: 1, owner: "gone-tab-3", createdAt: 1, meta })],
+      ["lunora:tab-write:seq-as-string", JSON.stringify({ v: 1, owner: "gone-tab-4", createdAt: 1, meta: { ...assigned, clientSeq: "1" } })],
+      ["lunora:tab-write:__proto__", `{"__proto__":${JSON.stringify({ v: 1, owner: "gone-tab-5", createdAt: 1, meta: assigned })}}`],
+      ["lunora:tab-write:constructor", JSON.stringify({ v: 1, owner: "__proto__", createdAt: 1, meta: { constructor: {} } })],
+      ["lunora:tab-write:", JSON.stringify({ v: 1, owner: "constructor", createdAt: 1, meta: { ...assigned, v: "1" } })],
+    ];
+    await putOutboxEntries(leader.page, [...garbage, [liveOwnerKey, JSON.stringify({ v: 2, owner: "newer-tab", createdAt: 1, meta: assigned })]]);
+    while ((await storedTabWriteKeys(leader.page)).length > 1) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    // Nothing lost silently: one report per record, each after its record was gone.
+    expect(await leader.page.evaluate(() => (window as unknown as { outboxReports: unknown[] }).outboxReports.length)).toBe(garbage.length);
+    let reports = await outboxReports(leader.page, garbage.length);
+    for (const report of reports) {
+      expect(report).toMatchObject({ kind: "storage", code: "UNREADABLE_WRITE" });
+      expect(report.tabWriteKeysAtReport).not.toContain((report.data as { key: string }).key);
+    }
+    expect(reports.map((report) => (report.data as { key: string }).key).sort()).toEqual(garbage.map(([key]) => key).sort());
+    // The record of a tab that lives is its own to send.
+    expect(await storedTabWriteKeys(leader.page)).toEqual([liveOwnerKey]);
+
+    await newerTab.close({ runBeforeUnload: true });
+    reports = await outboxReports(leader.page, garbage.length + 1);
+    expect(reports).toHaveLength(garbage.length + 1);
+    expect(reports.at(-1)).toMatchObject({ kind: "storage", code: "UNREADABLE_WRITE", data: { key: liveOwnerKey } });
+    expect(reports.at(-1)!.tabWriteKeysAtReport).toEqual([]);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+
+    // The tab still writes, and reports nothing more.
+    await leader.send("alice after the unreadable records");
+    await expectDeliveredOnce("alice after the unreadable records");
+    await leader.waitForPending(0);
+    expect(await outboxReports(leader.page, 0)).toHaveLength(garbage.length + 1);
+    await leader.page.reload();
+    await leader.waitForStatus("connected");
+    await outboxStarted(leader.page);
+    await waitForLeadership(leader.page, true);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+    expect(await leader.page.locator('[data-testid="toast"][data-code="UNREADABLE_WRITE"]').count()).toBe(0);
   });
 });

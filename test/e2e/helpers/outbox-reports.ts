@@ -103,6 +103,15 @@ export async function storedTabWriteKeys(page: Page): Promise<string[]> {
   );
 }
 
+/**
+ * Resolves once the origin's outbox database holds some tab-write record
+ * (`present`) or none. Polled from here: `page.waitForFunction` takes a
+ * returned promise for a truthy answer and does not wait for it.
+ */
+export async function waitForTabWrites(page: Page, present: boolean): Promise<void> {
+  while ((await storedTabWriteKeys(page)).length > 0 !== present) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
 /** Stores `entries` (key → raw string value) in the origin's outbox database, as another tab or an older version might have left them. */
 export async function putOutboxEntries(page: Page, entries: Array<[key: string, value: string]>): Promise<void> {
   await page.evaluate(
