@@ -341,6 +341,13 @@ export class LunoraOutbox {
     if (this.#disposed) return;
     this.#disposed = true;
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    // Released here too, not only by the executor: its dispose releases only
+    // an election it has already started, and it starts it a few microtasks
+    // after it was made (storage probe first). Disposed inside that window,
+    // it would take the lock afterwards and hold it for the page's life —
+    // no other tab could lead. (WebLocksLeadership released before it is
+    // asked never takes the lock; #init disposes the executor again.)
+    this.#leaderElection.releaseLeadership();
     this.#executor?.dispose();
     this.#tabWrites?.dispose();
     this.#stored.dispose();
@@ -393,6 +400,12 @@ export class LunoraOutbox {
       await this.#executor.waitForInit();
     } catch (error) {
       this.#reports.storageFailure(error);
+    }
+    if (this.#disposed) {
+      // Disposed while the executor was starting: what it set up after that
+      // dispose (its election, its listeners) is released now.
+      this.#executor.dispose();
+      return;
     }
     this.#stored.refresh();
   }

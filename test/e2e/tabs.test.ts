@@ -219,8 +219,8 @@ describe("several tabs of one user", () => {
   });
 });
 
-describe("what the leader reports of writes left in storage", () => {
-  /** A window of tabs of one browser context, whoever is signed in in each. */
+describe("the leader: writes left in storage, and the lock after dispose", () => {
+  /** Tabs of one browser context, whoever is signed in in each. */
   let tabs: ChatWindow[] = [];
 
   afterEach(async () => {
@@ -357,5 +357,34 @@ describe("what the leader reports of writes left in storage", () => {
     await waitForLeadership(leader.page, true);
     expect(await storedTabWriteKeys(leader.page)).toEqual([]);
     expect(await leader.page.locator('[data-testid="toast"][data-code="UNREADABLE_WRITE"]').count()).toBe(0);
+  });
+
+  it("an outbox disposed while its executor is starting never keeps the leader lock: the next outbox of the origin leads", async () => {
+    const tab = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(tab);
+    await waitForLeadership(tab.page, true);
+    const nextLeads = await tab.page.evaluate(async () => {
+      interface Outbox {
+        waitForInit(): Promise<void>;
+        dispose(): void;
+        readonly isLeader: boolean;
+      }
+      const chat = (window as unknown as { lunoraChat: { client: unknown; executor: Outbox } }).lunoraChat;
+      // The app's own outbox steps down: the leader lock is free.
+      chat.executor.dispose();
+      const LunoraOutbox = chat.executor.constructor as new (client: unknown, options: object) => Outbox;
+      const online = () => ({ subscribe: () => () => undefined, notifyOnline: () => undefined, isOnline: () => true, dispose: () => undefined });
+      // Disposed between the executor's construction and the start of its
+      // election (the library probes its storage first): a microtask window,
+      // in which the online detector's subscribe is the app code that runs.
+      const starting: Outbox = new LunoraOutbox(chat.client, { onlineDetector: { ...online(), subscribe: () => (starting.dispose(), () => undefined) } });
+      await starting.waitForInit();
+      const next = new LunoraOutbox(chat.client, { onlineDetector: online() });
+      await next.waitForInit();
+      const leads = next.isLeader;
+      next.dispose();
+      return leads;
+    });
+    expect(nextLeads).toBe(true);
   });
 });
