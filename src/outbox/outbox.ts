@@ -214,9 +214,7 @@ export class LunoraOutbox {
             void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
             return undefined;
           },
-          discardUnreadable: async (key) => {
-            if (await this.#forgetRecord(key)) this.#reports.unreadableWrite(key);
-          },
+          discardUnreadable: (key) => this.#forgetUnreadable(key),
         })
       : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
@@ -433,8 +431,15 @@ export class LunoraOutbox {
     // identity — once, not once per page that looked at it.
     if (this.#disposed) return records;
     const kept = records.filter((record) => {
+      if (this.#writes.has(record.id)) return true;
       const meta = writeMetadataOf(record.metadata);
-      if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) return true;
+      if (record.mutationFnName !== WRITE_MUTATION_FN || !meta || !isAssigned(meta)) {
+        // Not a write this outbox can send (corrupt, or of an incompatible
+        // version): the library would run it, fail it and delete it with no
+        // word to anyone. (The library deletes it too, once it has loaded everything.)
+        void this.#forgetUnreadable(QUEUED_RECORD_PREFIX + record.id);
+        return false;
+      }
       if (meta.identity !== this.#identity) {
         // (The library deletes it too, once it has loaded everything.)
         void this.#forgetOtherIdentity(QUEUED_RECORD_PREFIX + record.id, meta);
@@ -450,6 +455,11 @@ export class LunoraOutbox {
   /** Deletes the stored record `key` of another identity's write, then reports the write (see #forgetRecord). */
   async #forgetOtherIdentity(key: string, meta: WriteMetadata): Promise<void> {
     if (await this.#forgetRecord(key)) this.#reports.rejected(meta, identityChanged());
+  }
+
+  /** Deletes the stored record `key`, which no outbox can send, then reports it (see #forgetRecord): never dropped silently. */
+  async #forgetUnreadable(key: string): Promise<void> {
+    if (await this.#forgetRecord(key)) this.#reports.unreadableWrite(key);
   }
 
   #onLeadershipChange(isLeader: boolean): void {
