@@ -372,6 +372,7 @@ describe("the leader: writes left in storage, and the lock after dispose", () =>
       const chat = (window as unknown as { lunoraChat: { client: unknown; executor: Outbox } }).lunoraChat;
       // The app's own outbox steps down: the leader lock is free.
       chat.executor.dispose();
+      // The app's outbox class as bundled (the page exports no other handle on it): real Web Locks, real IndexedDB.
       const LunoraOutbox = chat.executor.constructor as new (client: unknown, options: object) => Outbox;
       const online = () => ({ subscribe: () => () => undefined, notifyOnline: () => undefined, isOnline: () => true, dispose: () => undefined });
       // Disposed between the executor's construction and the start of its
