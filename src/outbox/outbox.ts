@@ -209,13 +209,12 @@ export class LunoraOutbox {
           knows: (id) => this.#writes.has(id),
           storedKeys: () => this.#stored.tabWriteKeys(),
           adopt: (id, record, key) => {
-            if (record.meta.identity !== this.#identity) {
-              this.#reports.rejected(record.meta, identityChanged());
-              return false;
-            }
+            // Another identity's write is never sent: its record goes, then it is reported (see #forgetRecord).
+            if (record.meta.identity !== this.#identity) return this.#forgetOtherIdentity(key, record.meta);
             void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
-            return true;
+            return undefined;
           },
+          discardUnreadable: (key) => this.#forgetUnreadable(key),
         })
       : undefined;
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
@@ -340,6 +339,13 @@ export class LunoraOutbox {
     if (this.#disposed) return;
     this.#disposed = true;
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    // Released here too, not only by the executor: its dispose releases only
+    // an election it has already started, and it starts it a few microtasks
+    // after it was made (storage probe first). Disposed inside that window,
+    // it would take the lock afterwards and hold it for the page's life —
+    // no other tab could lead. (WebLocksLeadership released before it is
+    // asked never takes the lock; #init disposes the executor again.)
+    this.#leaderElection.releaseLeadership();
     this.#executor?.dispose();
     this.#tabWrites?.dispose();
     this.#stored.dispose();
@@ -393,6 +399,12 @@ export class LunoraOutbox {
     } catch (error) {
       this.#reports.storageFailure(error);
     }
+    if (this.#disposed) {
+      // Disposed while the executor was starting: what it set up after that
+      // dispose (its election, its listeners) is released now.
+      this.#executor.dispose();
+      return;
+    }
     this.#stored.refresh();
   }
 
@@ -419,8 +431,15 @@ export class LunoraOutbox {
     // identity — once, not once per page that looked at it.
     if (this.#disposed) return records;
     const kept = records.filter((record) => {
+      if (this.#writes.has(record.id)) return true;
       const meta = writeMetadataOf(record.metadata);
-      if (!meta || !isAssigned(meta) || this.#writes.has(record.id)) return true;
+      if (record.mutationFnName !== WRITE_MUTATION_FN || !meta || !isAssigned(meta)) {
+        // Not a write this outbox can send (corrupt, or of an incompatible
+        // version): the library would run it, fail it and delete it with no
+        // word to anyone. (The library deletes it too, once it has loaded everything.)
+        void this.#forgetUnreadable(QUEUED_RECORD_PREFIX + record.id);
+        return false;
+      }
       if (meta.identity !== this.#identity) {
         // (The library deletes it too, once it has loaded everything.)
         void this.#forgetOtherIdentity(QUEUED_RECORD_PREFIX + record.id, meta);
@@ -436,6 +455,11 @@ export class LunoraOutbox {
   /** Deletes the stored record `key` of another identity's write, then reports the write (see #forgetRecord). */
   async #forgetOtherIdentity(key: string, meta: WriteMetadata): Promise<void> {
     if (await this.#forgetRecord(key)) this.#reports.rejected(meta, identityChanged());
+  }
+
+  /** Deletes the stored record `key`, which no outbox can send, then reports it (see #forgetRecord): never dropped silently. */
+  async #forgetUnreadable(key: string): Promise<void> {
+    if (await this.#forgetRecord(key)) this.#reports.unreadableWrite(key);
   }
 
   #onLeadershipChange(isLeader: boolean): void {

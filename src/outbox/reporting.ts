@@ -18,10 +18,29 @@ export interface WriteRejectedEvent {
   args: unknown;
 }
 
-/** What `onStorageFailure` receives. The write still goes out while online; it will not survive a reload. */
+/**
+ * What `onStorageFailure` receives.
+ *
+ * - `STORAGE_FAILURE` / `QUOTA_EXCEEDED`: storage failed; the write still
+ *   goes out while online, it will not survive a reload (once per streak of
+ *   failures).
+ * - `UNREADABLE_WRITE`: a stored write could not be read (a corrupt record,
+ *   or one of an incompatible version) and was deleted: it is never sent.
+ *   Once per record; `data.key` is its storage key.
+ *
+ * @example
+ * ```ts
+ * defineCollections(client, defs, {
+ *   onStorageFailure: ({ code }) =>
+ *     code === "UNREADABLE_WRITE" ? toast("A change saved earlier could not be read and was lost") : toast("Changes may not survive a reload"),
+ * });
+ * ```
+ */
 export interface StorageFailureEvent {
-  code: "STORAGE_FAILURE" | "QUOTA_EXCEEDED";
+  code: "STORAGE_FAILURE" | "QUOTA_EXCEEDED" | "UNREADABLE_WRITE";
   message: string;
+  /** `UNREADABLE_WRITE`: the deleted record's storage key. */
+  data?: { key: string };
 }
 
 /** The callbacks an app gives `defineCollections` / `bindMutators`. */
@@ -71,6 +90,15 @@ export class OutboxReports {
     this.#storageFailures.emit({
       code,
       message: `outbox storage failed (${message}): writes still go out online but will not survive a reload`,
+    });
+  }
+
+  /** A stored write that could not be read, already deleted (each record once, after its delete: see docs/writes.md). */
+  unreadableWrite(key: string): void {
+    this.#storageFailures.emit({
+      code: "UNREADABLE_WRITE",
+      message: `a stored write could not be read (corrupt, or from an incompatible version) and was deleted: it will not be sent`,
+      data: { key },
     });
   }
 

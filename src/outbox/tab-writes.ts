@@ -50,6 +50,20 @@ export function parseTabWrite(value: string): TabWriteRecord | undefined {
   return undefined;
 }
 
+/**
+ * The owner a stored tab-write record names, if any, even when the record is
+ * otherwise unreadable: a tab of a newer version may still be sending a
+ * record this version cannot read, so it is left alone while its owner lives.
+ */
+function ownerNamedBy(value: string): string | undefined {
+  try {
+    const owner = (JSON.parse(value) as { owner?: unknown } | null)?.owner;
+    return typeof owner === "string" ? owner : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function tabLockName(tabId: string): string {
   return `lunora-outbox-tab:${tabId}`;
 }
@@ -118,10 +132,17 @@ export interface TabWritesHost {
   storedKeys(): string[];
   /**
    * Sends the write of a tab that is gone, under its stored clientId /
-   * clientSeq, and deletes `key` once settled. `false` for a write of another
-   * identity: never sent, reported (and its record deleted here).
+   * clientSeq, and deletes `key` once settled. A write of another identity
+   * is never sent: its record is deleted, then the write is reported — the
+   * returned promise, which the pass awaits so it never reads the record
+   * again meanwhile.
    */
-  adopt(id: string, record: TabWriteRecord, key: string): boolean;
+  adopt(id: string, record: TabWriteRecord, key: string): Promise<void> | undefined;
+  /**
+   * Deletes the unreadable record `key` (nobody can send its write), then
+   * reports it: nothing is lost silently. The pass awaits it.
+   */
+  discardUnreadable(key: string): Promise<void>;
 }
 
 /**
@@ -171,19 +192,18 @@ export class TabWrites {
       const id = key.slice(TAB_WRITE_PREFIX.length);
       if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
       const value = await this.#storage.get(key).catch(() => null);
-      const record = value === null ? undefined : parseTabWrite(value);
-      if (!record) {
-        if (value !== null) await this.#storage.delete(key); // unreadable: nobody can send it
-        continue;
-      }
-      if (record.owner === this.presence.tabId) continue;
-      if (!this.presence.isGone(record.owner)) {
+      if (value === null) continue; // delivered meanwhile (or storage failed: the next pass reads it again)
+      const record = parseTabWrite(value);
+      const owner = record ? record.owner : ownerNamedBy(value);
+      if (owner === this.presence.tabId) continue;
+      if (owner !== undefined && !this.presence.isGone(owner)) {
         // The next pass adopts it, once its owner's lock is ours.
-        this.presence.whenGone(record.owner, () => this.adoptOrphans());
+        this.presence.whenGone(owner, () => this.adoptOrphans());
         continue;
       }
       if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
-      if (!this.#host.adopt(id, record, key)) await this.#storage.delete(key);
+      if (record) await this.#host.adopt(id, record, key);
+      else await this.#host.discardUnreadable(key);
     }
   }
 }

@@ -12,9 +12,10 @@
 import type { Browser } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
-import { launchChromium, openChatWindow, type ChatWindow } from "./helpers/browser.js";
+import { chatWindow, launchChromium, openChatWindow, type ChatWindow } from "./helpers/browser.js";
 import { startChatServer, type ChatServer } from "./helpers/chat-server.js";
-import { crashTab, isLeader, openUserTabs, waitForLeadership, type UserTabs } from "./helpers/tabs.js";
+import { outboxReports, putOutboxEntries, storedTabWriteKeys, waitForTabWrites, watchOutboxReports } from "./helpers/outbox-reports.js";
+import { crashTab, isLeader, openUserTabs, outboxStarted, waitForLeadership, type UserTabs } from "./helpers/tabs.js";
 
 let server: ChatServer;
 let proxy: TcpProxy;
@@ -215,5 +216,176 @@ describe("several tabs of one user", () => {
     await third.send("three tabs: after both leaders left");
     await expectDeliveredOnce("three tabs: after both leaders left");
     await third.waitForPending(0);
+  });
+});
+
+describe("the leader: writes left in storage, and the lock after dispose", () => {
+  /** Tabs of one browser context, whoever is signed in in each. */
+  let tabs: ChatWindow[] = [];
+
+  afterEach(async () => {
+    const errors = tabs.flatMap((tab) => tab.pageErrors);
+    await tabs[0]?.context.close();
+    tabs = [];
+    expect(errors).toEqual([]);
+  });
+
+  /** One more tab in the context of `first`, signed in as `user` (the session is shared through localStorage, so sign out first). */
+  async function openTabAs(first: ChatWindow, user: string): Promise<ChatWindow> {
+    const page = await first.context.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.stack ?? error.message));
+    await page.goto("/");
+    await page.getByRole("button", { name: "sign out" }).click();
+    await page.getByTestId("sign-in-name").fill(user);
+    await page.getByTestId("sign-in-submit").click();
+    const tab = chatWindow(first.context, page, errors);
+    await tab.waitForStatus("connected");
+    await page.getByTestId("me").getByText(user, { exact: true }).waitFor();
+    await outboxStarted(page);
+    return tab;
+  }
+
+  it("a write of another user adopted from a closed tab: its record is gone before the drop is reported, reported once, and not again after a reload", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "bob");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    const bobSession = await leader.page.evaluate(() => localStorage.getItem("lunora-chat:session"));
+    const aliceTab = await openTabAs(leader, "alice");
+    tabs.push(aliceTab);
+    expect(await isLeader(aliceTab.page)).toBe(false);
+    await watchOutboxReports(leader.page);
+
+    proxy.setOnline(false);
+    for (const tab of tabs) await tab.waitForStatus("offline");
+    await aliceTab.send("alice's write, left in storage");
+    await aliceTab.waitForPending(1);
+    await waitForTabWrites(leader.page, true);
+    // Alice's tab goes away with her write undelivered: bob's tab leads and adopts it — and must refuse it.
+    await aliceTab.page.close({ runBeforeUnload: true });
+
+    const [report] = await outboxReports(leader.page, 1);
+    expect(report).toMatchObject({ kind: "rejected", code: "IDENTITY_CHANGED", args: { text: "alice's write, left in storage" } });
+    // Deleted before it was reported: a reload can no longer find it.
+    expect(report.tabWriteKeysAtReport).toEqual([]);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+
+    proxy.setOnline(true);
+    await leader.waitForStatus("connected");
+    await leader.send("bob after the drop");
+    await expectDeliveredOnce("bob after the drop");
+    expect(await outboxReports(leader.page, 1)).toHaveLength(1);
+    expect(await bob.message("alice's write, left in storage").count()).toBe(0);
+
+    // A reload of the leader (as bob again) finds nothing to report.
+    await leader.page.evaluate((session) => localStorage.setItem("lunora-chat:session", session!), bobSession);
+    await leader.page.reload();
+    await leader.waitForStatus("connected");
+    await outboxStarted(leader.page);
+    await waitForLeadership(leader.page, true);
+    await leader.waitForPending(0);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+    expect(await leader.page.locator('[data-testid="toast"][data-code="IDENTITY_CHANGED"]').count()).toBe(0);
+  });
+
+  it("unreadable tab-write records (corrupt, another version, hostile keys) are each deleted, then reported once as UNREADABLE_WRITE — one whose owner tab lives, once that tab is gone", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    await watchOutboxReports(leader.page);
+    // A tab of a newer version, still open, sending a record this version cannot read: it holds its presence lock.
+    const newerErrors: string[] = [];
+    const newerTab = await leader.context.newPage();
+    newerTab.on("pageerror", (error) => newerErrors.push(error.stack ?? error.message));
+    tabs.push(chatWindow(leader.context, newerTab, newerErrors));
+    await newerTab.goto("/");
+    await newerTab.evaluate(
+      () =>
+        new Promise<void>((granted) => {
+          void navigator.locks.request("lunora-outbox-tab:newer-tab", () => (granted(), new Promise<void>(() => undefined)));
+        }),
+    );
+    // (First in key order, so the leader's pass has looked at it before it reports the others.)
+    const liveOwnerKey = "lunora:tab-write:!live-owner";
+
+    const meta = { v: 1, kind: "insert", name: "messages:send", args: { text: "never sent" }, party: "chat-room", room: "general", identity: "alice" };
+    const assigned = { ...meta, clientId: "c-gone", clientSeq: 1 };
+    const garbage: Array<[string, string]> = [
+      ["lunora:tab-write:not-json", "{not json"],
+      ["lunora:tab-write:empty", ""],
+      ["lunora:tab-write:null", "null"],
+      ["lunora:tab-write:array", JSON.stringify([1, 2, 3])],
+      ["lunora:tab-write:number", "42"],
+      ["lunora:tab-write:missing-meta", JSON.stringify({ v: 1, owner: "gone-tab-1", createdAt: 1 })],
+      ["lunora:tab-write:wrong-types", JSON.stringify({ v: "1", owner: 7, createdAt: "yesterday", meta: "x" })],
+      ["lunora:tab-write:newer-version", JSON.stringify({ v: 2, owner: "gone-tab-2", createdAt: 1, meta: assigned })],
+      ["lunora:tab-write:unassigned", JSON.stringify({ v: 1, owner: "gone-tab-3", createdAt: 1, meta })],
+      ["lunora:tab-write:seq-as-string", JSON.stringify({ v: 1, owner: "gone-tab-4", createdAt: 1, meta: { ...assigned, clientSeq: "1" } })],
+      ["lunora:tab-write:__proto__", `{"__proto__":${JSON.stringify({ v: 1, owner: "gone-tab-5", createdAt: 1, meta: assigned })}}`],
+      ["lunora:tab-write:constructor", JSON.stringify({ v: 1, owner: "__proto__", createdAt: 1, meta: { constructor: {} } })],
+      ["lunora:tab-write:", JSON.stringify({ v: 1, owner: "constructor", createdAt: 1, meta: { ...assigned, v: "1" } })],
+    ];
+    await putOutboxEntries(leader.page, [...garbage, [liveOwnerKey, JSON.stringify({ v: 2, owner: "newer-tab", createdAt: 1, meta: assigned })]]);
+    while ((await storedTabWriteKeys(leader.page)).length > 1) await new Promise((resolve) => setTimeout(resolve, 50));
+
+    // Nothing lost silently: one report per record, each after its record was gone.
+    expect(await leader.page.evaluate(() => (window as unknown as { outboxReports: unknown[] }).outboxReports.length)).toBe(garbage.length);
+    let reports = await outboxReports(leader.page, garbage.length);
+    for (const report of reports) {
+      expect(report).toMatchObject({ kind: "storage", code: "UNREADABLE_WRITE" });
+      expect(report.tabWriteKeysAtReport).not.toContain((report.data as { key: string }).key);
+    }
+    expect(reports.map((report) => (report.data as { key: string }).key).sort()).toEqual(garbage.map(([key]) => key).sort());
+    // The record of a tab that lives is its own to send.
+    expect(await storedTabWriteKeys(leader.page)).toEqual([liveOwnerKey]);
+
+    await newerTab.close({ runBeforeUnload: true });
+    reports = await outboxReports(leader.page, garbage.length + 1);
+    expect(reports).toHaveLength(garbage.length + 1);
+    expect(reports.at(-1)).toMatchObject({ kind: "storage", code: "UNREADABLE_WRITE", data: { key: liveOwnerKey } });
+    expect(reports.at(-1)!.tabWriteKeysAtReport).toEqual([]);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+
+    // The tab still writes, and reports nothing more.
+    await leader.send("alice after the unreadable records");
+    await expectDeliveredOnce("alice after the unreadable records");
+    await leader.waitForPending(0);
+    expect(await outboxReports(leader.page, 0)).toHaveLength(garbage.length + 1);
+    await leader.page.reload();
+    await leader.waitForStatus("connected");
+    await outboxStarted(leader.page);
+    await waitForLeadership(leader.page, true);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([]);
+    expect(await leader.page.locator('[data-testid="toast"][data-code="UNREADABLE_WRITE"]').count()).toBe(0);
+  });
+
+  it("an outbox disposed while its executor is starting never keeps the leader lock: the next outbox of the origin leads", async () => {
+    const tab = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(tab);
+    await waitForLeadership(tab.page, true);
+    const nextLeads = await tab.page.evaluate(async () => {
+      interface Outbox {
+        waitForInit(): Promise<void>;
+        dispose(): void;
+        readonly isLeader: boolean;
+      }
+      const chat = (window as unknown as { lunoraChat: { client: unknown; executor: Outbox } }).lunoraChat;
+      // The app's own outbox steps down: the leader lock is free.
+      chat.executor.dispose();
+      // The app's outbox class as bundled (the page exports no other handle on it): real Web Locks, real IndexedDB.
+      const LunoraOutbox = chat.executor.constructor as new (client: unknown, options: object) => Outbox;
+      const online = () => ({ subscribe: () => () => undefined, notifyOnline: () => undefined, isOnline: () => true, dispose: () => undefined });
+      // Disposed between the executor's construction and the start of its
+      // election (the library probes its storage first): a microtask window,
+      // in which the online detector's subscribe is the app code that runs.
+      const starting: Outbox = new LunoraOutbox(chat.client, { onlineDetector: { ...online(), subscribe: () => (starting.dispose(), () => undefined) } });
+      await starting.waitForInit();
+      const next = new LunoraOutbox(chat.client, { onlineDetector: online() });
+      await next.waitForInit();
+      const leads = next.isLeader;
+      next.dispose();
+      return leads;
+    });
+    expect(nextLeads).toBe(true);
   });
 });

@@ -607,4 +607,41 @@ describe("storage and identity", () => {
     const reports = [...first.rejected, ...second.rejected];
     expect(reports.map((event) => [event.code, event.row?.id])).toEqual([["IDENTITY_CHANGED", a.id]]);
   });
+
+  // Such records were run by the library's queue, failed as "not a Lunora
+  // write" (or its unknown-function check) and were deleted — no report.
+  test("a queued record this outbox cannot send (corrupt, another version, hostile ids) is deleted, then reported once as UNREADABLE_WRITE", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity: "someone", clientId: "c-old", clientSeq: 1 };
+    const record = (id: string, fields: Record<string, unknown>) =>
+      JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
+    const garbage: Array<[string, string]> = [
+      ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
+      ["tx:no-metadata", record("no-metadata", {})],
+      ["tx:newer-version", record("newer-version", { metadata: { lunora: { ...meta, v: 2 } } })],
+      ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
+      ["tx:seq-as-string", record("seq-as-string", { metadata: { lunora: { ...meta, clientSeq: "1" } } })],
+      ["tx:__proto__", record("__proto__", { metadata: JSON.parse(`{"__proto__":${JSON.stringify({ lunora: meta })}}`) })],
+      ["tx:constructor", record("constructor", { metadata: { constructor: { lunora: meta } } })],
+    ];
+    for (const [key, value] of garbage) await persistence.storage.set(key, value);
+
+    const session = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => session.storageFailures.length >= garbage.length, { message: "every record reported" });
+    expect(session.storageFailures.map((event) => event.code)).toEqual(garbage.map(() => "UNREADABLE_WRITE"));
+    expect(session.storageFailures.map((event) => event.data?.key).sort()).toEqual(garbage.map(([key]) => key).sort());
+    expect(session.rejected).toEqual([]);
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+    await session.db.actions.items({ listId: "L", title: "after the unreadable records" }).transaction.isPersisted.promise;
+    session.close();
+
+    // Deleted before they were reported: a reload finds nothing to report.
+    const reloaded = openSession({ host: worker.host, room, persistence });
+    await reloaded.db.executor.waitForInit();
+    await reloaded.db.actions.items({ listId: "L", title: "after the reload" }).transaction.isPersisted.promise;
+    expect(reloaded.storageFailures).toEqual([]);
+    expect(session.storageFailures).toHaveLength(garbage.length);
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["after the reload", "after the unreadable records"]);
+  });
 });

@@ -40,7 +40,7 @@ interface AppHandle {
   lunoraChat?: { executor: { isLeader: boolean; waitForInit(): Promise<void> } };
 }
 
-async function outboxStarted(page: Page): Promise<void> {
+export async function outboxStarted(page: Page): Promise<void> {
   await page.waitForFunction(() => (window as unknown as AppHandle).lunoraChat !== undefined);
   await page.evaluate(() => (window as unknown as AppHandle).lunoraChat!.executor.waitForInit());
 }
