@@ -29,7 +29,12 @@ function chatFor(session: Session): Chat {
     closeChat();
     const chat = createChat(session, {
       onWriteRejected: ({ code, message }) => pushToast({ kind: "error", code, text: `Your change was undone: ${message}` }),
-      onStorageFailure: ({ code }) => pushToast({ kind: "warning", code, text: "Changes made now may not survive a reload (storage unavailable)." }),
+      onStorageFailure: ({ code }) =>
+        pushToast({
+          kind: "warning",
+          code,
+          text: code === "UNREADABLE_WRITE" ? "A change saved earlier could not be read and was discarded." : "Changes made now may not survive a reload (storage unavailable).",
+        }),
     });
     open = { token: session.token, chat };
     window.lunoraChat = chat;
