@@ -428,8 +428,13 @@ export class LunoraOutbox {
     // The library's start goes on after dispose (a page closed while its
     // outbox was starting). Such a page judges nothing: everything stays
     // stored for the next page, which reports what belongs to another
-    // identity — once, not once per page that looked at it.
-    if (this.#disposed) return records;
+    // identity — once, not once per page that looked at it. Thrown, not
+    // returned: what this returns the library runs (a record it has no
+    // function for, or one #executeWrite refuses, it fails and deletes — no
+    // report here, nothing for the next page to find), and what it leaves
+    // out the library deletes. A throw ends the library's load with nothing
+    // run, restored or deleted (it logs a warning).
+    if (this.#disposed) throw new LunoraError("INVALID_ARGS", "the outbox was disposed while loading its queue: left for the next page");
     const kept = records.filter((record) => {
       if (this.#writes.has(record.id)) return true;
       const meta = writeMetadataOf(record.metadata);

@@ -644,4 +644,48 @@ describe("storage and identity", () => {
     expect(session.storageFailures).toHaveLength(garbage.length);
     expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["after the reload", "after the unreadable records"]);
   });
+  // A page closed while its outbox starts judges nothing (the next page does),
+  // but its executor still ran what it loaded: the library failed a record it
+  // has no function for (or #executeWrite refused it as "not a Lunora write")
+  // and deleted it — never reported by that page, never found by the next.
+  test("a page disposed while its queue loads leaves unreadable records for the next page, which reports each once", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity: "someone", clientId: "c-old", clientSeq: 1 };
+    const record = (id: string, fields: Record<string, unknown>) =>
+      JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
+    const garbage: Array<[string, string]> = [
+      ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
+      ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
+    ];
+    for (const [key, value] of garbage) await persistence.storage.set(key, value);
+
+    // The page goes away just as its executor is told it leads (before it loads the queue).
+    let first: ReturnType<typeof openSession> | undefined;
+    first = openSession({
+      host: worker.host,
+      room,
+      persistence,
+      leaderElection: {
+        requestLeadership: async () => {
+          first!.close();
+          return true;
+        },
+        releaseLeadership: () => undefined,
+        isLeader: () => true,
+        onLeadershipChange: () => () => undefined,
+      },
+    });
+    await first.db.executor.waitForInit();
+    const executor = first.db.executor.offlineExecutor!;
+    await executor.waitForInit();
+    await waitFor(() => executor.getPendingCount() === 0 && executor.getRunningCount() === 0, { message: "the disposed page's queue is idle" });
+    expect(first.storageFailures).toEqual([]);
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.storageFailures.length >= garbage.length, { message: "every record reported by the next page" });
+    expect(second.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(garbage.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+    expect(first.storageFailures).toEqual([]);
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+  });
 });
