@@ -10,7 +10,7 @@ import type {
 import type { LunoraClient } from "../client/lunora-client.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody } from "../protocol/index.js";
-import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
+import { borrowedOnlineDetector, defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
 import { QUEUED_RECORD_PREFIX, StoredWrites } from "./stored-writes.js";
 import { TabWrites } from "./tab-writes.js";
@@ -387,8 +387,10 @@ export class LunoraOutbox {
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
       storage: this.#storage,
       // The library falls back to its own detector for `undefined` (browsers).
+      // A given one is lent, not handed over: the executor disposes its
+      // detector, and #init may dispose it after a remount shares this one.
       leaderElection: this.#leaderElection,
-      onlineDetector: this.#onlineDetector,
+      onlineDetector: this.#onlineDetector && borrowedOnlineDetector(this.#onlineDetector),
       beforeRetry: (records) => this.#restore(records),
       onLeadershipChange: (isLeader) => this.#onLeadershipChange(isLeader),
     });

@@ -688,4 +688,43 @@ describe("storage and identity", () => {
     expect(first.storageFailures).toEqual([]);
     expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
   });
+  // The executor disposes the online detector it was given. An outbox
+  // disposed while its executor starts disposes that executor once more when
+  // the start ends — by then a new outbox (a remount) may share the app's
+  // detector, and must still hear "online".
+  test("an outbox disposed while starting leaves a detector it shares with the next outbox working", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const online = manualOnlineDetector(false);
+    let second: ReturnType<typeof openSession> | undefined;
+    let first: ReturnType<typeof openSession> | undefined;
+    first = openSession({
+      host: worker.host,
+      room,
+      persistence,
+      onlineDetector: online,
+      leaderElection: {
+        requestLeadership: async () => {
+          first!.close(); // unmounted while its executor starts; the remount starts meanwhile
+          second = openSession({ host: worker.host, room, persistence: freshIndexedDb(), onlineDetector: online });
+          await second.db.executor.waitForInit();
+          return true;
+        },
+        releaseLeadership: () => undefined,
+        isLeader: () => true,
+        onLeadershipChange: () => () => undefined,
+      },
+    });
+    await first.db.executor.waitForInit();
+    await first.db.executor.offlineExecutor!.waitForInit();
+    const next = second!;
+    await waitFor(() => next.items.utils.isAuthoritative(), { message: "the remount's socket is up" });
+    const { transaction } = next.db.actions.items({ listId: "L", title: "after the remount" });
+    await next.db.executor.whenStored();
+    expect(await serverItems(worker, room)).toEqual([]);
+    online.setOnline(true);
+    await waitFor(() => next.client.pendingWrites === 0, { message: "the write went out once online" });
+    await transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["after the remount"]);
+  });
 });
