@@ -359,6 +359,40 @@ describe("the leader: writes left in storage, and the lock after dispose", () =>
     expect(await leader.page.locator('[data-testid="toast"][data-code="UNREADABLE_WRITE"]').count()).toBe(0);
   });
 
+  // A delete that fails still counts (the record is reported, docs/writes.md
+  // step 5), but the record stays: every later pass of the page (each storage
+  // change starts one) read it again and reported it again.
+  it("an unreadable tab-write record whose delete fails is reported once, not once per later adoption pass", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    await watchOutboxReports(leader.page);
+    const undeletable = "lunora:tab-write:a-undeletable";
+    await leader.page.evaluate((key) => {
+      const remove = IDBObjectStore.prototype.delete;
+      IDBObjectStore.prototype.delete = function (this: IDBObjectStore, query: IDBValidKey | IDBKeyRange) {
+        if (query === key) throw new DOMException("this record cannot be deleted (test)", "UnknownError");
+        return remove.call(this, query);
+      };
+    }, undeletable);
+    const unreadableReports = async (key: string) =>
+      (await outboxReports(leader.page, 0)).filter((report) => report.code === "UNREADABLE_WRITE" && (report.data as { key: string }).key === key).length;
+
+    await putOutboxEntries(leader.page, [[undeletable, "{not json"]]);
+    while ((await unreadableReports(undeletable)) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    // Another record, after it in key order: the pass that reports it has looked at the undeletable one again.
+    const later = "lunora:tab-write:z-later";
+    await putOutboxEntries(leader.page, [[later, "{not json"]]);
+    while ((await unreadableReports(later)) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    await leader.send("alice after the undeletable record");
+    await expectDeliveredOnce("alice after the undeletable record");
+    await leader.waitForPending(0);
+
+    expect(await unreadableReports(undeletable)).toBe(1);
+    expect(await unreadableReports(later)).toBe(1);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([undeletable]);
+  });
+
   it("an outbox disposed while its executor is starting never keeps the leader lock: the next outbox of the origin leads", async () => {
     const tab = await openChatWindow(browser, `http://${proxy.host}`, "alice");
     tabs.push(tab);
