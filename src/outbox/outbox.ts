@@ -49,7 +49,11 @@ export interface OutboxOptions extends OutboxCallbacks {
   pipeline?: boolean;
   /** Multi-tab election; defaults to Web Locks in browsers and {@link alwaysLeader} elsewhere. */
   leaderElection?: LeaderElection;
-  /** Gate for running queued writes; defaults to browser events in browsers, always online elsewhere. */
+  /**
+   * Gate for running queued writes; defaults to browser events in browsers,
+   * always online elsewhere. A detector you pass stays yours: disposing the
+   * outbox drops only its own subscriptions (outboxes may share one).
+   */
   onlineDetector?: OnlineDetector;
   /**
    * Transient failures (`INTERNAL`, `QUOTA_EXCEEDED` from the room) after
