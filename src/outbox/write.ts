@@ -1,4 +1,5 @@
 import type { OfflineTransaction } from "@tanstack/offline-transactions";
+import { isRoomName } from "../client/room-name.js";
 import { LunoraError, MAX_MUTATIONS_PER_PUSH, utf8Length, type ErrorBody, type Mutation } from "../protocol/index.js";
 
 /** Key of the Lunora record in a transaction's `metadata` (transaction-level metadata survives reloads). */
@@ -41,10 +42,17 @@ export function writeMetadataOf(metadata: Record<string, unknown> | undefined): 
   return isWriteMetadata(value) ? value : undefined;
 }
 
-/** Whether a stored value (read back from storage: anything) has the fields every write's record has. */
+/**
+ * Whether a stored value (read back from storage: anything) has the fields
+ * every write's record has. Its room and party must be names the client
+ * opens (as every write of this version checks when it is made): a record
+ * naming another could not be sent — registering it throws — so it counts
+ * as unreadable, and is reported and deleted, instead of failing the load
+ * of every record queued with it.
+ */
 export function isWriteMetadata(value: unknown): value is WriteMetadata {
   const meta = value as Partial<WriteMetadata> | null;
-  return typeof meta === "object" && meta !== null && meta.v === 1 && typeof meta.name === "string" && typeof meta.room === "string" && typeof meta.party === "string";
+  return typeof meta === "object" && meta !== null && meta.v === 1 && typeof meta.name === "string" && isRoomName(meta.room) && isRoomName(meta.party);
 }
 
 export function isAssigned(meta: WriteMetadata): meta is AssignedWriteMetadata {

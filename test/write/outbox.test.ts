@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { bindMutators, defineMutator } from "../../src/mutators/index.js";
 import { manualOnlineDetector } from "../../src/outbox/index.js";
 import type { LunoraClient } from "../../src/index.js";
+import { tokenFingerprint } from "../../src/client/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
@@ -726,5 +727,37 @@ describe("storage and identity", () => {
     await waitFor(() => next.client.pendingWrites === 0, { message: "the write went out once online" });
     await transaction.isPersisted.promise;
     expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["after the remount"]);
+  });
+  // A record of this identity that passes the record check but names a room
+  // the client refuses (empty, with "/", over 128 characters — corrupt, or
+  // of a version with other naming rules) threw from #restore when it was
+  // registered: the library's load failed, nothing queued was replayed, and
+  // the same happened on every reload.
+  test("a queued record naming a room no client can open is reported as UNREADABLE_WRITE, and the other queued writes still go out", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence });
+    const { id } = first.db.actions.items({ listId: "L", title: "queued next to a bad record" });
+    await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
+    first.close();
+
+    const identity = await tokenFingerprint("user:alice");
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", identity, clientId: "c-other", clientSeq: 1 };
+    const record = (key: string, room: string) =>
+      JSON.stringify({ id: key, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${key}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, metadata: { lunora: { ...meta, room } } });
+    const bad: Array<[string, string]> = [
+      ["tx:room-with-slash", record("room-with-slash", "a/b")],
+      ["tx:room-empty", record("room-empty", "")],
+      ["tx:room-too-long", record("room-too-long", "r".repeat(129))],
+    ];
+    for (const [key, value] of bad) await persistence.storage.set(key, value);
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.storageFailures.length >= bad.length, { message: "every bad record reported" });
+    expect(second.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(bad.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+    await waitFor(() => second.client.pendingWrites === 0, { message: "the queued write went out" });
+    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
   });
 });
