@@ -393,6 +393,32 @@ describe("the leader: writes left in storage, and the lock after dispose", () =>
     expect(await storedTabWriteKeys(leader.page)).toEqual([undeletable]);
   });
 
+  // Readable, of the leader's own identity, but naming a room the client
+  // refuses: adopting it threw when it was registered, which ended the pass
+  // there — on every pass, so the record stayed unreported for good and the
+  // records after it in key order were never adopted.
+  it("a tab-write record of this identity naming a room no client can open is deleted, then reported once as UNREADABLE_WRITE; the records after it are still adopted", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    await watchOutboxReports(leader.page);
+    const identity = await leader.page.evaluate(() => (window as unknown as { lunoraChat: { client: { identity(): Promise<string> } } }).lunoraChat.client.identity());
+    const meta = { v: 1, kind: "insert", name: "messages:send", args: { text: "never sent" }, party: "chat-room", room: "general", identity, clientId: "c-gone", clientSeq: 1 };
+    const badRoom = "lunora:tab-write:a-room-with-slash";
+    const after = "lunora:tab-write:z-unreadable";
+    await putOutboxEntries(leader.page, [
+      [badRoom, JSON.stringify({ v: 1, owner: "gone-tab-bad-room", createdAt: 1, meta: { ...meta, room: "general/x" } })],
+      [after, "{not json"],
+    ]);
+    const reports = await outboxReports(leader.page, 2);
+    expect(reports.map((report) => [report.code, (report.data as { key: string }).key]).sort()).toEqual([
+      ["UNREADABLE_WRITE", badRoom],
+      ["UNREADABLE_WRITE", after],
+    ]);
+    await waitForTabWrites(leader.page, false);
+    expect(await outboxReports(leader.page, 0)).toHaveLength(2);
+  });
+
   it("an outbox disposed while its executor is starting never keeps the leader lock: the next outbox of the origin leads", async () => {
     const tab = await openChatWindow(browser, `http://${proxy.host}`, "alice");
     tabs.push(tab);
