@@ -760,4 +760,30 @@ describe("storage and identity", () => {
     expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
     expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
   });
+  // A clientSeq of 0 or 1.5, an empty clientId or mutator name pass a
+  // typeof check but make a push frame the room refuses (a protocol error,
+  // no outcome): such a write waited for an answer for good — counted in
+  // pendingWrites forever, on every reload, and never reported.
+  test("a queued record whose push the room would refuse (bad clientSeq, clientId or name) is reported as UNREADABLE_WRITE instead of waiting forever", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const identity = await tokenFingerprint("user:alice");
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity, clientId: "c-other", clientSeq: 1 };
+    const record = (key: string, fields: Record<string, unknown>) =>
+      JSON.stringify({ id: key, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${key}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, metadata: { lunora: { ...meta, ...fields } } });
+    const bad: Array<[string, string]> = [
+      ["tx:seq-zero", record("seq-zero", { clientId: "c-zero", clientSeq: 0 })],
+      ["tx:seq-fraction", record("seq-fraction", { clientId: "c-fraction", clientSeq: 1.5 })],
+      ["tx:client-id-empty", record("client-id-empty", { clientId: "" })],
+      ["tx:name-empty", record("name-empty", { clientId: "c-name", name: "" })],
+    ];
+    for (const [key, value] of bad) await persistence.storage.set(key, value);
+
+    const session = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => session.storageFailures.length >= bad.length, { message: "every bad record reported" });
+    expect(session.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(bad.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+    await session.db.actions.items({ listId: "L", title: "after the bad records" }).transaction.isPersisted.promise;
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing left waiting" });
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+  });
 });
