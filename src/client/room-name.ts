@@ -13,13 +13,18 @@ export function isWireName(name: unknown): name is string {
   return typeof name === "string" && name.length >= 1 && name.length <= MAX_WIRE_NAME_LENGTH;
 }
 
+/** Whether `name` is a room or party name {@link assertRoomName} accepts. */
+export function isRoomName(name: unknown): name is string {
+  return isWireName(name) && !name.includes("/");
+}
+
 /**
  * Room and party names become URL path segments (`/parties/:party/:room`): a
  * `/` would route to another object, so it is refused rather than escaped.
  * Throws `INVALID_ARGS`.
  */
 export function assertRoomName(what: "room" | "party", name: unknown): asserts name is string {
-  if (!isWireName(name) || name.includes("/")) {
+  if (!isRoomName(name)) {
     throw new LunoraError("INVALID_ARGS", `${what} must be a string of 1–128 characters without "/"`, { [what]: name });
   }
 }

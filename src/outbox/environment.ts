@@ -73,3 +73,31 @@ export function defaultLeaderElection(): LeaderElection {
 export function defaultOnlineDetector(): OnlineDetector | undefined {
   return typeof (globalThis as { window?: unknown }).window !== "undefined" ? undefined : manualOnlineDetector(true);
 }
+
+/**
+ * `detector` as one executor sees it: its `dispose()` (which the executor
+ * calls when it is disposed) drops only the subscriptions made through this
+ * view. The app's detector may be shared — by outboxes of several clients,
+ * or by the outbox a remount makes while the old one's executor still
+ * starts (and is disposed again when that start ends) — and must go on
+ * notifying the others.
+ */
+export function borrowedOnlineDetector(detector: OnlineDetector): OnlineDetector {
+  const subscriptions = new Set<() => void>();
+  return {
+    subscribe(callback) {
+      const unsubscribe = detector.subscribe(callback);
+      subscriptions.add(unsubscribe);
+      return () => {
+        subscriptions.delete(unsubscribe);
+        unsubscribe();
+      };
+    },
+    notifyOnline: () => detector.notifyOnline(),
+    isOnline: () => detector.isOnline(),
+    dispose() {
+      for (const unsubscribe of subscriptions) unsubscribe();
+      subscriptions.clear();
+    },
+  };
+}

@@ -10,7 +10,7 @@ import type {
 import type { LunoraClient } from "../client/lunora-client.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody } from "../protocol/index.js";
-import { defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
+import { borrowedOnlineDetector, defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
 import { platformLocks } from "./leadership.js";
 import { QUEUED_RECORD_PREFIX, StoredWrites } from "./stored-writes.js";
 import { TabWrites } from "./tab-writes.js";
@@ -49,7 +49,11 @@ export interface OutboxOptions extends OutboxCallbacks {
   pipeline?: boolean;
   /** Multi-tab election; defaults to Web Locks in browsers and {@link alwaysLeader} elsewhere. */
   leaderElection?: LeaderElection;
-  /** Gate for running queued writes; defaults to browser events in browsers, always online elsewhere. */
+  /**
+   * Gate for running queued writes; defaults to browser events in browsers,
+   * always online elsewhere. A detector you pass stays yours: disposing the
+   * outbox drops only its own subscriptions (outboxes may share one).
+   */
   onlineDetector?: OnlineDetector;
   /**
    * Transient failures (`INTERNAL`, `QUOTA_EXCEEDED` from the room) after
@@ -387,8 +391,10 @@ export class LunoraOutbox {
       mutationFns: { [WRITE_MUTATION_FN]: (params) => this.#executeWrite(params) },
       storage: this.#storage,
       // The library falls back to its own detector for `undefined` (browsers).
+      // A given one is lent, not handed over: the executor disposes its
+      // detector, and #init may dispose it after a remount shares this one.
       leaderElection: this.#leaderElection,
-      onlineDetector: this.#onlineDetector,
+      onlineDetector: this.#onlineDetector && borrowedOnlineDetector(this.#onlineDetector),
       beforeRetry: (records) => this.#restore(records),
       onLeadershipChange: (isLeader) => this.#onLeadershipChange(isLeader),
     });
@@ -428,8 +434,13 @@ export class LunoraOutbox {
     // The library's start goes on after dispose (a page closed while its
     // outbox was starting). Such a page judges nothing: everything stays
     // stored for the next page, which reports what belongs to another
-    // identity — once, not once per page that looked at it.
-    if (this.#disposed) return records;
+    // identity — once, not once per page that looked at it. Thrown, not
+    // returned: what this returns the library runs (a record it has no
+    // function for, or one #executeWrite refuses, it fails and deletes — no
+    // report here, nothing for the next page to find), and what it leaves
+    // out the library deletes. A throw ends the library's load with nothing
+    // run, restored or deleted (it logs a warning).
+    if (this.#disposed) throw new LunoraError("INVALID_ARGS", "the outbox was disposed while loading its queue: left for the next page");
     const kept = records.filter((record) => {
       if (this.#writes.has(record.id)) return true;
       const meta = writeMetadataOf(record.metadata);

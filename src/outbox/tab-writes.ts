@@ -164,6 +164,16 @@ export class TabWrites {
     () => this.#host.canAdopt(),
   );
 
+  /**
+   * Records this page has deleted and reported (unreadable, or of another
+   * identity). A delete that fails still counts as done (the report goes
+   * out), but the record stays: without this, every later pass — each
+   * storage change starts one — read it again and reported it again.
+   * Bounded by the records in storage: a key is forgotten here once a pass
+   * no longer finds it.
+   */
+  readonly #reported = new Set<string>();
+
   constructor(locks: LockManagerLike, storage: StorageAdapter, host: TabWritesHost) {
     this.presence = new TabPresence(locks);
     this.#storage = storage;
@@ -188,9 +198,12 @@ export class TabWrites {
 
   async #adoptPass(): Promise<void> {
     await this.#host.ready();
-    for (const key of this.#host.storedKeys()) {
+    const keys = this.#host.storedKeys();
+    const stored = new Set(keys);
+    for (const key of this.#reported) if (!stored.has(key)) this.#reported.delete(key);
+    for (const key of keys) {
       const id = key.slice(TAB_WRITE_PREFIX.length);
-      if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
+      if (this.#reported.has(key) || this.#host.knows(id) || !this.#host.canAdopt()) continue;
       const value = await this.#storage.get(key).catch(() => null);
       if (value === null) continue; // delivered meanwhile (or storage failed: the next pass reads it again)
       const record = parseTabWrite(value);
@@ -202,8 +215,11 @@ export class TabWrites {
         continue;
       }
       if (this.#host.knows(id) || !this.#host.canAdopt()) continue;
-      if (record) await this.#host.adopt(id, record, key);
-      else await this.#host.discardUnreadable(key);
+      const forgetting = record ? this.#host.adopt(id, record, key) : this.#host.discardUnreadable(key);
+      if (forgetting) {
+        this.#reported.add(key);
+        await forgetting;
+      }
     }
   }
 }

@@ -1,4 +1,5 @@
 import type { OfflineTransaction } from "@tanstack/offline-transactions";
+import { isRoomName, isWireName } from "../client/room-name.js";
 import { LunoraError, MAX_MUTATIONS_PER_PUSH, utf8Length, type ErrorBody, type Mutation } from "../protocol/index.js";
 
 /** Key of the Lunora record in a transaction's `metadata` (transaction-level metadata survives reloads). */
@@ -41,14 +42,28 @@ export function writeMetadataOf(metadata: Record<string, unknown> | undefined): 
   return isWriteMetadata(value) ? value : undefined;
 }
 
-/** Whether a stored value (read back from storage: anything) has the fields every write's record has. */
+/**
+ * Whether a stored value (read back from storage: anything) has the fields
+ * every write's record has. Its room and party must be names the client
+ * opens (as every write of this version checks when it is made) and its
+ * mutator name one a push frame carries: a record with others could not be
+ * sent (registering a bad room throws and failed the load of every record
+ * queued with it; a bad name makes a frame the room refuses), so it counts
+ * as unreadable, and is reported and deleted.
+ */
 export function isWriteMetadata(value: unknown): value is WriteMetadata {
   const meta = value as Partial<WriteMetadata> | null;
-  return typeof meta === "object" && meta !== null && meta.v === 1 && typeof meta.name === "string" && typeof meta.room === "string" && typeof meta.party === "string";
+  return typeof meta === "object" && meta !== null && meta.v === 1 && isWireName(meta.name) && isRoomName(meta.room) && isRoomName(meta.party);
 }
 
+/**
+ * Whether `meta` has its writer and clientSeq — as the push frame takes them
+ * (a clientId the protocol accepts, a clientSeq that is an integer ≥ 1): a
+ * stored write with others would make a frame the room refuses with a
+ * protocol error and no outcome, and wait for one forever.
+ */
 export function isAssigned(meta: WriteMetadata): meta is AssignedWriteMetadata {
-  return typeof meta.identity === "string" && typeof meta.clientId === "string" && typeof meta.clientSeq === "number";
+  return typeof meta.identity === "string" && isWireName(meta.clientId) && Number.isSafeInteger(meta.clientSeq) && meta.clientSeq! >= 1;
 }
 
 export function roomKey(party: string, room: string): string {

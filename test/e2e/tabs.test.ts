@@ -359,6 +359,66 @@ describe("the leader: writes left in storage, and the lock after dispose", () =>
     expect(await leader.page.locator('[data-testid="toast"][data-code="UNREADABLE_WRITE"]').count()).toBe(0);
   });
 
+  // A delete that fails still counts (the record is reported, docs/writes.md
+  // step 5), but the record stays: every later pass of the page (each storage
+  // change starts one) read it again and reported it again.
+  it("an unreadable tab-write record whose delete fails is reported once, not once per later adoption pass", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    await watchOutboxReports(leader.page);
+    const undeletable = "lunora:tab-write:a-undeletable";
+    await leader.page.evaluate((key) => {
+      const remove = IDBObjectStore.prototype.delete;
+      IDBObjectStore.prototype.delete = function (this: IDBObjectStore, query: IDBValidKey | IDBKeyRange) {
+        if (query === key) throw new DOMException("this record cannot be deleted (test)", "UnknownError");
+        return remove.call(this, query);
+      };
+    }, undeletable);
+    const unreadableReports = async (key: string) =>
+      (await outboxReports(leader.page, 0)).filter((report) => report.code === "UNREADABLE_WRITE" && (report.data as { key: string }).key === key).length;
+
+    await putOutboxEntries(leader.page, [[undeletable, "{not json"]]);
+    while ((await unreadableReports(undeletable)) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    // Another record, after it in key order: the pass that reports it has looked at the undeletable one again.
+    const later = "lunora:tab-write:z-later";
+    await putOutboxEntries(leader.page, [[later, "{not json"]]);
+    while ((await unreadableReports(later)) === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    await leader.send("alice after the undeletable record");
+    await expectDeliveredOnce("alice after the undeletable record");
+    await leader.waitForPending(0);
+
+    expect(await unreadableReports(undeletable)).toBe(1);
+    expect(await unreadableReports(later)).toBe(1);
+    expect(await storedTabWriteKeys(leader.page)).toEqual([undeletable]);
+  });
+
+  // Readable, of the leader's own identity, but naming a room the client
+  // refuses: adopting it threw when it was registered, which ended the pass
+  // there — on every pass, so the record stayed unreported for good and the
+  // records after it in key order were never adopted.
+  it("a tab-write record of this identity naming a room no client can open is deleted, then reported once as UNREADABLE_WRITE; the records after it are still adopted", async () => {
+    const leader = await openChatWindow(browser, `http://${proxy.host}`, "alice");
+    tabs.push(leader);
+    await waitForLeadership(leader.page, true);
+    await watchOutboxReports(leader.page);
+    const identity = await leader.page.evaluate(() => (window as unknown as { lunoraChat: { client: { identity(): Promise<string> } } }).lunoraChat.client.identity());
+    const meta = { v: 1, kind: "insert", name: "messages:send", args: { text: "never sent" }, party: "chat-room", room: "general", identity, clientId: "c-gone", clientSeq: 1 };
+    const badRoom = "lunora:tab-write:a-room-with-slash";
+    const after = "lunora:tab-write:z-unreadable";
+    await putOutboxEntries(leader.page, [
+      [badRoom, JSON.stringify({ v: 1, owner: "gone-tab-bad-room", createdAt: 1, meta: { ...meta, room: "general/x" } })],
+      [after, "{not json"],
+    ]);
+    const reports = await outboxReports(leader.page, 2);
+    expect(reports.map((report) => [report.code, (report.data as { key: string }).key]).sort()).toEqual([
+      ["UNREADABLE_WRITE", badRoom],
+      ["UNREADABLE_WRITE", after],
+    ]);
+    await waitForTabWrites(leader.page, false);
+    expect(await outboxReports(leader.page, 0)).toHaveLength(2);
+  });
+
   it("an outbox disposed while its executor is starting never keeps the leader lock: the next outbox of the origin leads", async () => {
     const tab = await openChatWindow(browser, `http://${proxy.host}`, "alice");
     tabs.push(tab);

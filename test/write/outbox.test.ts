@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { bindMutators, defineMutator } from "../../src/mutators/index.js";
 import { manualOnlineDetector } from "../../src/outbox/index.js";
 import type { LunoraClient } from "../../src/index.js";
+import { tokenFingerprint } from "../../src/client/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { putItems, roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
@@ -643,5 +644,146 @@ describe("storage and identity", () => {
     expect(reloaded.storageFailures).toEqual([]);
     expect(session.storageFailures).toHaveLength(garbage.length);
     expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["after the reload", "after the unreadable records"]);
+  });
+  // A page closed while its outbox starts judges nothing (the next page does),
+  // but its executor still ran what it loaded: the library failed a record it
+  // has no function for (or #executeWrite refused it as "not a Lunora write")
+  // and deleted it — never reported by that page, never found by the next.
+  test("a page disposed while its queue loads leaves unreadable records for the next page, which reports each once", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity: "someone", clientId: "c-old", clientSeq: 1 };
+    const record = (id: string, fields: Record<string, unknown>) =>
+      JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
+    const garbage: Array<[string, string]> = [
+      ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
+      ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
+    ];
+    for (const [key, value] of garbage) await persistence.storage.set(key, value);
+
+    // The page goes away just as its executor is told it leads (before it loads the queue).
+    let first: ReturnType<typeof openSession> | undefined;
+    first = openSession({
+      host: worker.host,
+      room,
+      persistence,
+      leaderElection: {
+        requestLeadership: async () => {
+          first!.close();
+          return true;
+        },
+        releaseLeadership: () => undefined,
+        isLeader: () => true,
+        onLeadershipChange: () => () => undefined,
+      },
+    });
+    await first.db.executor.waitForInit();
+    const executor = first.db.executor.offlineExecutor!;
+    await executor.waitForInit();
+    await waitFor(() => executor.getPendingCount() === 0 && executor.getRunningCount() === 0, { message: "the disposed page's queue is idle" });
+    expect(first.storageFailures).toEqual([]);
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.storageFailures.length >= garbage.length, { message: "every record reported by the next page" });
+    expect(second.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(garbage.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+    expect(first.storageFailures).toEqual([]);
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+  });
+  // The executor disposes the online detector it was given. An outbox
+  // disposed while its executor starts disposes that executor once more when
+  // the start ends — by then a new outbox (a remount) may share the app's
+  // detector, and must still hear "online".
+  test("an outbox disposed while starting leaves a detector it shares with the next outbox working", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const online = manualOnlineDetector(false);
+    let second: ReturnType<typeof openSession> | undefined;
+    let first: ReturnType<typeof openSession> | undefined;
+    first = openSession({
+      host: worker.host,
+      room,
+      persistence,
+      onlineDetector: online,
+      leaderElection: {
+        requestLeadership: async () => {
+          first!.close(); // unmounted while its executor starts; the remount starts meanwhile
+          second = openSession({ host: worker.host, room, persistence: freshIndexedDb(), onlineDetector: online });
+          await second.db.executor.waitForInit();
+          return true;
+        },
+        releaseLeadership: () => undefined,
+        isLeader: () => true,
+        onLeadershipChange: () => () => undefined,
+      },
+    });
+    await first.db.executor.waitForInit();
+    await first.db.executor.offlineExecutor!.waitForInit();
+    const next = second!;
+    await waitFor(() => next.items.utils.isAuthoritative(), { message: "the remount's socket is up" });
+    const { transaction } = next.db.actions.items({ listId: "L", title: "after the remount" });
+    await next.db.executor.whenStored();
+    expect(await serverItems(worker, room)).toEqual([]);
+    online.setOnline(true);
+    await waitFor(() => next.client.pendingWrites === 0, { message: "the write went out once online" });
+    await transaction.isPersisted.promise;
+    expect((await serverItems(worker, room)).map((item) => item.title)).toEqual(["after the remount"]);
+  });
+  // A record of this identity that passes the record check but names a room
+  // the client refuses (empty, with "/", over 128 characters — corrupt, or
+  // of a version with other naming rules) threw from #restore when it was
+  // registered: the library's load failed, nothing queued was replayed, and
+  // the same happened on every reload.
+  test("a queued record naming a room no client can open is reported as UNREADABLE_WRITE, and the other queued writes still go out", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence });
+    const { id } = first.db.actions.items({ listId: "L", title: "queued next to a bad record" });
+    await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
+    first.close();
+
+    const identity = await tokenFingerprint("user:alice");
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", identity, clientId: "c-other", clientSeq: 1 };
+    const record = (key: string, room: string) =>
+      JSON.stringify({ id: key, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${key}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, metadata: { lunora: { ...meta, room } } });
+    const bad: Array<[string, string]> = [
+      ["tx:room-with-slash", record("room-with-slash", "a/b")],
+      ["tx:room-empty", record("room-empty", "")],
+      ["tx:room-too-long", record("room-too-long", "r".repeat(129))],
+    ];
+    for (const [key, value] of bad) await persistence.storage.set(key, value);
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.storageFailures.length >= bad.length, { message: "every bad record reported" });
+    expect(second.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(bad.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+    await waitFor(() => second.client.pendingWrites === 0, { message: "the queued write went out" });
+    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+  });
+  // A clientSeq of 0 or 1.5, an empty clientId or mutator name pass a
+  // typeof check but make a push frame the room refuses (a protocol error,
+  // no outcome): such a write waited for an answer for good — counted in
+  // pendingWrites forever, on every reload, and never reported.
+  test("a queued record whose push the room would refuse (bad clientSeq, clientId or name) is reported as UNREADABLE_WRITE instead of waiting forever", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const identity = await tokenFingerprint("user:alice");
+    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity, clientId: "c-other", clientSeq: 1 };
+    const record = (key: string, fields: Record<string, unknown>) =>
+      JSON.stringify({ id: key, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${key}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, metadata: { lunora: { ...meta, ...fields } } });
+    const bad: Array<[string, string]> = [
+      ["tx:seq-zero", record("seq-zero", { clientId: "c-zero", clientSeq: 0 })],
+      ["tx:seq-fraction", record("seq-fraction", { clientId: "c-fraction", clientSeq: 1.5 })],
+      ["tx:client-id-empty", record("client-id-empty", { clientId: "" })],
+      ["tx:name-empty", record("name-empty", { clientId: "c-name", name: "" })],
+    ];
+    for (const [key, value] of bad) await persistence.storage.set(key, value);
+
+    const session = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => session.storageFailures.length >= bad.length, { message: "every bad record reported" });
+    expect(session.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(bad.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+    await session.db.actions.items({ listId: "L", title: "after the bad records" }).transaction.isPersisted.promise;
+    await waitFor(() => session.client.pendingWrites === 0, { message: "nothing left waiting" });
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
   });
 });
