@@ -56,20 +56,38 @@ export async function tokenFingerprint(token: string | undefined, identify?: Ide
       throw new LunoraError("UNAUTHENTICATED", `identify failed: ${describe(cause)}`);
     }
   }
-  // The outbox asks before every send: a digest is a hop to another thread
-  // (≈ 0.35 ms of a write's latency in Node), for an answer that only
-  // changes with the key. The last key's digest is kept (the key is the
-  // token, or what `identify` named, which this page already holds).
-  if (lastDigest?.key === key) return lastDigest.hex;
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
-  lastDigest = { key, hex };
   return hex;
 }
 
-/** The last key {@link tokenFingerprint} hashed, and its digest. */
-let lastDigest: { key: string; hex: string } | undefined;
+/**
+ * {@link tokenFingerprint} for one client, remembering the last token's
+ * fingerprint: the outbox asks before every send, and a digest is a hop to
+ * another thread (≈ 0.35 ms of a write's latency in Node) for an answer that
+ * only changes with the token. Kept per client (it goes with the client)
+ * and forgotten when there is no token, so a signed-out page holds no
+ * token here.
+ */
+export function fingerprinter(identify?: IdentifyToken): (token: string | undefined) => Promise<string> {
+  let last: { token: string; identity: Promise<string> } | undefined;
+  return (token) => {
+    if (token === undefined) {
+      last = undefined;
+      return Promise.resolve(ANONYMOUS_IDENTITY);
+    }
+    if (last?.token === token) return last.identity;
+    const identity = tokenFingerprint(token, identify);
+    const entry = { token, identity };
+    last = entry;
+    // A failed `identify` is not remembered: the next call asks again.
+    identity.catch(() => {
+      if (last === entry) last = undefined;
+    });
+    return identity;
+  };
+}
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -8,7 +8,7 @@ import {
   type Push,
 } from "../protocol/index.js";
 import { encodeFrame } from "../protocol/index.js";
-import { readToken, tokenFingerprint, type AuthProvider, type IdentifyToken } from "./identity.js";
+import { fingerprinter, readToken, type AuthProvider, type IdentifyToken } from "./identity.js";
 import { Listeners } from "./listeners.js";
 import { assertRoomName, isSource } from "./room-name.js";
 import { RoomConnection } from "./room-connection.js";
@@ -164,6 +164,8 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
   #subscriptionCount = 0;
   #nextSubscriptionId = 0;
   #closed = false;
+  /** The identity of a token, the last one's remembered (see `fingerprinter`). */
+  readonly #fingerprint: (token: string | undefined) => Promise<string>;
 
   constructor(options: LunoraClientOptions) {
     if (typeof options?.host !== "string" || options.host.length === 0) {
@@ -171,6 +173,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
     }
     assertRoomName("party", options.party);
     this.#options = options;
+    this.#fingerprint = fingerprinter(options.identify);
     this.host = options.host;
     this.party = options.party;
     this.queryCache = options.queryCache;
@@ -387,7 +390,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
    * ```
    */
   async identity(): Promise<string> {
-    return tokenFingerprint(await readToken(this.#options.auth), this.#options.identify);
+    return this.#fingerprint(await readToken(this.#options.auth));
   }
 
   /**
@@ -593,6 +596,7 @@ export class LunoraClient<Api extends LunoraApi = AnyLunoraApi> {
       party,
       room,
       clientId: this.clientId,
+      fingerprint: this.#fingerprint,
       onIdentity: (identity) => void this.#noteIdentity(identity),
       onStatusChange: () => {
         const connection = this.#connections.get(connectionKey(party, room));

@@ -15,7 +15,7 @@ import {
   type Subset,
 } from "../protocol/index.js";
 import { STABLE_CONNECTION_MS, reconnectDelayMs, type BackoffBounds } from "./backoff.js";
-import { readToken, tokenFingerprint } from "./identity.js";
+import { readToken } from "./identity.js";
 import { Keepalive, unrefTimer } from "./keepalive.js";
 import { reportListenerError } from "./listeners.js";
 import type { LunoraClientOptions } from "./lunora-client.js";
@@ -51,13 +51,15 @@ const DEFAULT_PING_INTERVAL_MS = 25_000;
 export interface RoomConnectionOptions {
   /**
    * The app's options of the client, read as given (defaults applied here):
-   * the socket's `host`, `protocol`, `WebSocket` and timeouts, `auth` and
-   * `identify` (read before every attempt), `reconnect` and `limits`.
+   * the socket's `host`, `protocol`, `WebSocket` and timeouts, `auth` (read
+   * before every attempt), `reconnect` and `limits`.
    */
   client: LunoraClientOptions;
   party: string;
   room: string;
   clientId: string;
+  /** The client's `tokenFingerprint` with its `identify` (remembers the last token's). */
+  fingerprint(token: string | undefined): Promise<string>;
   /** The identity of the token this connection attempt presents (called before it connects). */
   onIdentity(identity: string): void;
   onStatusChange(): void;
@@ -380,7 +382,7 @@ export class RoomConnection {
     // Rows and cursors read under one identity are never kept for another:
     // before connecting as someone else, every subscription drops its rows
     // and cursor, so the room sends a fresh snapshot for the new identity.
-    const identity = await tokenFingerprint(token, this.#options.client.identify);
+    const identity = await this.#options.fingerprint(token);
     // The app announced another identity while this attempt was reading its
     // token (refreshAuth() during the read): the token is older than the
     // announcement. partysocket's reconnect() cannot stop an attempt already
