@@ -57,6 +57,23 @@ function bumpMutators(client: LunoraClient, collections: Record<string, any>, ro
   );
 }
 
+
+/** Write metadata as this version stores it with a queued write; `overrides` change (or blank) its fields. */
+const writeMeta = (overrides: Record<string, unknown>) => ({
+  v: 1,
+  kind: "insert",
+  name: "items:create",
+  args: { id: randomUUID(), listId: "L", title: "never sent" },
+  party: "room",
+  clientId: "c-old",
+  clientSeq: 1,
+  ...overrides,
+});
+
+/** A `tx:` record as the library stores it; `fields` replace its own fields (`metadata`, `mutationFnName`, …). */
+const storedRecord = (id: string, fields: Record<string, unknown>) =>
+  JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
+
 describe("durability and exactly once", () => {
   test("a write made offline survives a reload and, on reconnect, runs on the server exactly once; the row settles", async () => {
     const room = freshRoom();
@@ -614,9 +631,8 @@ describe("storage and identity", () => {
   test("a queued record this outbox cannot send (corrupt, another version, hostile ids) is deleted, then reported once as UNREADABLE_WRITE", async () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
-    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity: "someone", clientId: "c-old", clientSeq: 1 };
-    const record = (id: string, fields: Record<string, unknown>) =>
-      JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
+    const meta = writeMeta({ room, identity: "someone" });
+    const record = storedRecord;
     const garbage: Array<[string, string]> = [
       ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
       ["tx:no-metadata", record("no-metadata", {})],
@@ -652,9 +668,8 @@ describe("storage and identity", () => {
   test("a page disposed while its queue loads leaves unreadable records for the next page, which reports each once", async () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
-    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity: "someone", clientId: "c-old", clientSeq: 1 };
-    const record = (id: string, fields: Record<string, unknown>) =>
-      JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
+    const meta = writeMeta({ room, identity: "someone" });
+    const record = storedRecord;
     const garbage: Array<[string, string]> = [
       ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
       ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
@@ -743,9 +758,8 @@ describe("storage and identity", () => {
     first.close();
 
     const identity = await tokenFingerprint("user:alice");
-    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", identity, clientId: "c-other", clientSeq: 1 };
-    const record = (key: string, room: string) =>
-      JSON.stringify({ id: key, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${key}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, metadata: { lunora: { ...meta, room } } });
+    const meta = writeMeta({ identity, clientId: "c-other" });
+    const record = (key: string, room: string) => storedRecord(key, { metadata: { lunora: { ...meta, room } } });
     const bad: Array<[string, string]> = [
       ["tx:room-with-slash", record("room-with-slash", "a/b")],
       ["tx:room-empty", record("room-empty", "")],
@@ -768,9 +782,8 @@ describe("storage and identity", () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
     const identity = await tokenFingerprint("user:alice");
-    const meta = { v: 1, kind: "insert", name: "items:create", args: { id: randomUUID(), listId: "L", title: "never sent" }, party: "room", room, identity, clientId: "c-other", clientSeq: 1 };
-    const record = (key: string, fields: Record<string, unknown>) =>
-      JSON.stringify({ id: key, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${key}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, metadata: { lunora: { ...meta, ...fields } } });
+    const meta = writeMeta({ room, identity, clientId: "c-other" });
+    const record = (key: string, fields: Record<string, unknown>) => storedRecord(key, { metadata: { lunora: { ...meta, ...fields } } });
     const bad: Array<[string, string]> = [
       ["tx:seq-zero", record("seq-zero", { clientId: "c-zero", clientSeq: 0 })],
       ["tx:seq-fraction", record("seq-fraction", { clientId: "c-fraction", clientSeq: 1.5 })],
