@@ -26,6 +26,7 @@ import {
   assertWriteFits,
   compareRecords,
   isAssigned,
+  isSendable,
   monotonicClock,
   writeMetadataOf,
   type AssignedWriteMetadata,
@@ -444,9 +445,9 @@ export class LunoraOutbox {
     const kept = records.filter((record) => {
       if (this.#writes.has(record.id)) return true;
       const meta = writeMetadataOf(record.metadata);
-      if (record.mutationFnName !== WRITE_MUTATION_FN || !meta || !isAssigned(meta)) {
-        // Not a write this outbox can send (corrupt, or of an incompatible
-        // version): the library would run it, fail it and delete it with no
+      if (record.mutationFnName !== WRITE_MUTATION_FN || !meta || !isSendable(meta)) {
+        // Not a write this outbox can send (corrupt, of an incompatible
+        // version, too big for a frame): the library would run it, fail it and delete it with no
         // word to anyone. (The library deletes it too, once it has loaded everything.)
         void this.#forgetUnreadable(QUEUED_RECORD_PREFIX + record.id);
         return false;

@@ -1,6 +1,6 @@
 import type { StorageAdapter } from "@tanstack/offline-transactions";
 import { coalesced } from "./coalesced.js";
-import { isAssigned, isWriteMetadata, type AssignedWriteMetadata } from "./write.js";
+import { isSendable, isWriteMetadata, type AssignedWriteMetadata } from "./write.js";
 import type { LockManagerLike } from "./leadership.js";
 
 /**
@@ -36,12 +36,12 @@ export interface TabWriteRecord {
   meta: AssignedWriteMetadata;
 }
 
-/** A stored tab-write record, if it is readable and its write can be sent (assigned). */
+/** A stored tab-write record, if it is readable and its write can be sent (assigned, fits a frame). */
 export function parseTabWrite(value: string): TabWriteRecord | undefined {
   try {
     const parsed = JSON.parse(value) as Partial<TabWriteRecord> | null;
     const meta = parsed?.meta;
-    if (parsed?.v === 1 && typeof parsed.owner === "string" && typeof parsed.createdAt === "number" && isWriteMetadata(meta) && isAssigned(meta)) {
+    if (parsed?.v === 1 && typeof parsed.owner === "string" && typeof parsed.createdAt === "number" && isWriteMetadata(meta) && isSendable(meta)) {
       return parsed as TabWriteRecord;
     }
   } catch {

@@ -66,6 +66,25 @@ export function isAssigned(meta: WriteMetadata): meta is AssignedWriteMetadata {
   return typeof meta.identity === "string" && isWireName(meta.clientId) && Number.isSafeInteger(meta.clientSeq) && meta.clientSeq! >= 1;
 }
 
+/**
+ * Whether a stored write can go out as it is: assigned (see
+ * {@link isAssigned}) and small enough for one push frame. A write is
+ * checked for size when it is made ({@link assertWriteFits}); one read back
+ * from storage (another version's bound, an edited database) is checked
+ * again, because a frame over the room's bound is refused without an
+ * outcome — it would be resent on every reconnect, holding up the writes
+ * behind it.
+ */
+export function isSendable(meta: WriteMetadata): meta is AssignedWriteMetadata {
+  if (!isAssigned(meta)) return false;
+  try {
+    assertWriteFits(meta.name, meta.args);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function roomKey(party: string, room: string): string {
   return JSON.stringify([party, room]);
 }

@@ -324,6 +324,8 @@ describe("the leader: writes left in storage, and the lock after dispose", () =>
       ["lunora:tab-write:__proto__", `{"__proto__":${JSON.stringify({ v: 1, owner: "gone-tab-5", createdAt: 1, meta: assigned })}}`],
       ["lunora:tab-write:constructor", JSON.stringify({ v: 1, owner: "__proto__", createdAt: 1, meta: { constructor: {} } })],
       ["lunora:tab-write:", JSON.stringify({ v: 1, owner: "constructor", createdAt: 1, meta: { ...assigned, v: "1" } })],
+      // Too big for any push frame (over the room's 1,000,000-byte bound): sent, it would be refused without an outcome, forever.
+      ["lunora:tab-write:too-big", JSON.stringify({ v: 1, owner: "gone-tab-6", createdAt: 1, meta: { ...assigned, args: { text: "x".repeat(1_100_000) } } })],
     ];
     await putOutboxEntries(leader.page, [...garbage, [liveOwnerKey, JSON.stringify({ v: 2, owner: "newer-tab", createdAt: 1, meta: assigned })]]);
     while ((await storedTabWriteKeys(leader.page)).length > 1) await new Promise((resolve) => setTimeout(resolve, 50));

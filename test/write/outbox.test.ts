@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { IDBObjectStore } from "fake-indexeddb";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { bindMutators, defineMutator } from "../../src/mutators/index.js";
-import { manualOnlineDetector } from "../../src/outbox/index.js";
+import { MAX_PUSH_FRAME_BYTES, manualOnlineDetector } from "../../src/outbox/index.js";
 import type { LunoraClient } from "../../src/index.js";
 import { tokenFingerprint } from "../../src/client/index.js";
 import type { LocalWorker } from "../../src/testing/index.js";
@@ -797,6 +797,29 @@ describe("storage and identity", () => {
     expect(session.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(bad.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
     await session.db.actions.items({ listId: "L", title: "after the bad records" }).transaction.isPersisted.promise;
     await waitFor(() => session.client.pendingWrites === 0, { message: "nothing left waiting" });
+    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+  });
+  // The outbox refuses such a write when it is made (assertWriteFits), but a
+  // stored one (another version's bound, a hand-edited database) was sent
+  // as is: a frame over the room's bound, refused, resent on every reconnect.
+  test("a queued record too big for any push frame is reported as UNREADABLE_WRITE, and the other queued writes still go out", async () => {
+    const room = freshRoom();
+    const persistence = freshIndexedDb();
+    const proxy = await offlineProxy();
+    const first = openSession({ host: proxy.host, room, persistence });
+    const { id } = first.db.actions.items({ listId: "L", title: "queued next to a huge record" });
+    await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
+    first.close();
+
+    const identity = await tokenFingerprint("user:alice");
+    const huge = writeMeta({ room, identity, clientId: "c-huge", args: { id: randomUUID(), listId: "L", title: "x".repeat(MAX_PUSH_FRAME_BYTES + 200_000) } });
+    await persistence.storage.set("tx:huge", storedRecord("huge", { metadata: { lunora: huge } }));
+
+    const second = openSession({ host: worker.host, room, persistence });
+    await waitFor(() => second.storageFailures.length >= 1, { message: "the huge record reported" });
+    expect(second.storageFailures.map((event) => [event.code, event.data?.key])).toEqual([["UNREADABLE_WRITE", "tx:huge"]]);
+    await waitFor(() => second.client.pendingWrites === 0, { message: "the queued write went out" });
+    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
     expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
   });
 });
