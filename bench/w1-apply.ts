@@ -293,7 +293,7 @@ export async function runApply(ctx: BenchContext): Promise<Metric[]> {
   const runners = { ours: runOurs, bare: runBare, bareParsed: (r: Recording) => runBare(r, noHooks, true), replicache: runReplicache };
   const order = Object.keys(runners) as Array<keyof typeof runners>;
   // Warm-up rounds (JIT, module loading), then measured rounds. Each round
-  // runs all three, in an order rotated every round, so drift in machine load
+  // runs all four, in an order rotated every round, so drift in machine load
   // and order effects hit all three alike.
   const warmup = ctx.quick ? 1 : 2;
   for (let i = 0; i < warmup + reps; i++) {
