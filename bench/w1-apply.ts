@@ -294,7 +294,7 @@ export async function runApply(ctx: BenchContext): Promise<Metric[]> {
   const order = Object.keys(runners) as Array<keyof typeof runners>;
   // Warm-up rounds (JIT, module loading), then measured rounds. Each round
   // runs all four, in an order rotated every round, so drift in machine load
-  // and order effects hit all three alike.
+  // and order effects hit all four alike.
   const warmup = ctx.quick ? 1 : 2;
   for (let i = 0; i < warmup + reps; i++) {
     for (let j = 0; j < order.length; j++) {
