@@ -74,6 +74,31 @@ const writeMeta = (overrides: Record<string, unknown>) => ({
 const storedRecord = (id: string, fields: Record<string, unknown>) =>
   JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
 
+/**
+ * Queues one real write offline, plants the records `bad` returns (key →
+ * stored value) beside it, and reloads: each bad record is reported once as
+ * UNREADABLE_WRITE, the real write still reaches the room, no `tx:` record stays.
+ */
+async function expectReportedBesideQueuedWrite(bad: (room: string, identity: string) => Array<[string, string]>): Promise<void> {
+  const room = freshRoom();
+  const persistence = freshIndexedDb();
+  const proxy = await offlineProxy();
+  const first = openSession({ host: proxy.host, room, persistence });
+  const { id } = first.db.actions.items({ listId: "L", title: "queued next to a bad record" });
+  await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
+  first.close();
+
+  const records = bad(room, await tokenFingerprint("user:alice"));
+  for (const [key, value] of records) await persistence.storage.set(key, value);
+
+  const second = openSession({ host: worker.host, room, persistence });
+  await waitFor(() => second.storageFailures.length >= records.length, { message: "every bad record reported" });
+  expect(second.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(records.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
+  await waitFor(() => second.client.pendingWrites === 0, { message: "the queued write went out" });
+  expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
+  expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
+}
+
 describe("durability and exactly once", () => {
   test("a write made offline survives a reload and, on reconnect, runs on the server exactly once; the row settles", async () => {
     const room = freshRoom();
@@ -748,32 +773,16 @@ describe("storage and identity", () => {
   // of a version with other naming rules) threw from #restore when it was
   // registered: the library's load failed, nothing queued was replayed, and
   // the same happened on every reload.
-  test("a queued record naming a room no client can open is reported as UNREADABLE_WRITE, and the other queued writes still go out", async () => {
-    const room = freshRoom();
-    const persistence = freshIndexedDb();
-    const proxy = await offlineProxy();
-    const first = openSession({ host: proxy.host, room, persistence });
-    const { id } = first.db.actions.items({ listId: "L", title: "queued next to a bad record" });
-    await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
-    first.close();
-
-    const identity = await tokenFingerprint("user:alice");
-    const meta = writeMeta({ identity, clientId: "c-other" });
-    const record = (key: string, room: string) => storedRecord(key, { metadata: { lunora: { ...meta, room } } });
-    const bad: Array<[string, string]> = [
-      ["tx:room-with-slash", record("room-with-slash", "a/b")],
-      ["tx:room-empty", record("room-empty", "")],
-      ["tx:room-too-long", record("room-too-long", "r".repeat(129))],
-    ];
-    for (const [key, value] of bad) await persistence.storage.set(key, value);
-
-    const second = openSession({ host: worker.host, room, persistence });
-    await waitFor(() => second.storageFailures.length >= bad.length, { message: "every bad record reported" });
-    expect(second.storageFailures.map((event) => [event.code, event.data?.key]).sort()).toEqual(bad.map(([key]) => ["UNREADABLE_WRITE", key]).sort());
-    await waitFor(() => second.client.pendingWrites === 0, { message: "the queued write went out" });
-    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
-    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
-  });
+  test("a queued record naming a room no client can open is reported as UNREADABLE_WRITE, and the other queued writes still go out", () =>
+    expectReportedBesideQueuedWrite((room, identity) => {
+      const meta = writeMeta({ identity, clientId: "c-other" });
+      const record = (key: string, room: string) => storedRecord(key, { metadata: { lunora: { ...meta, room } } });
+      return [
+        ["tx:room-with-slash", record("room-with-slash", "a/b")],
+        ["tx:room-empty", record("room-empty", "")],
+        ["tx:room-too-long", record("room-too-long", "r".repeat(129))],
+      ];
+    }));
   // A clientSeq of 0 or 1.5, an empty clientId or mutator name pass a
   // typeof check but make a push frame the room refuses (a protocol error,
   // no outcome): such a write waited for an answer for good — counted in
@@ -802,24 +811,9 @@ describe("storage and identity", () => {
   // The outbox refuses such a write when it is made (assertWriteFits), but a
   // stored one (another version's bound, a hand-edited database) was sent
   // as is: a frame over the room's bound, refused, resent on every reconnect.
-  test("a queued record too big for any push frame is reported as UNREADABLE_WRITE, and the other queued writes still go out", async () => {
-    const room = freshRoom();
-    const persistence = freshIndexedDb();
-    const proxy = await offlineProxy();
-    const first = openSession({ host: proxy.host, room, persistence });
-    const { id } = first.db.actions.items({ listId: "L", title: "queued next to a huge record" });
-    await waitFor(async () => (await queued(first)) === 1, { message: "write persisted in the outbox" });
-    first.close();
-
-    const identity = await tokenFingerprint("user:alice");
-    const huge = writeMeta({ room, identity, clientId: "c-huge", args: { id: randomUUID(), listId: "L", title: "x".repeat(MAX_PUSH_FRAME_BYTES + 200_000) } });
-    await persistence.storage.set("tx:huge", storedRecord("huge", { metadata: { lunora: huge } }));
-
-    const second = openSession({ host: worker.host, room, persistence });
-    await waitFor(() => second.storageFailures.length >= 1, { message: "the huge record reported" });
-    expect(second.storageFailures.map((event) => [event.code, event.data?.key])).toEqual([["UNREADABLE_WRITE", "tx:huge"]]);
-    await waitFor(() => second.client.pendingWrites === 0, { message: "the queued write went out" });
-    expect((await serverItems(worker, room)).map((item) => item.id)).toEqual([id]);
-    expect((await persistence.storage.keys()).filter((key) => key.startsWith("tx:"))).toEqual([]);
-  });
+  test("a queued record too big for any push frame is reported as UNREADABLE_WRITE, and the other queued writes still go out", () =>
+    expectReportedBesideQueuedWrite((room, identity) => {
+      const huge = writeMeta({ room, identity, clientId: "c-huge", args: { id: randomUUID(), listId: "L", title: "x".repeat(MAX_PUSH_FRAME_BYTES + 200_000) } });
+      return [["tx:huge", storedRecord("huge", { metadata: { lunora: huge } })]];
+    }));
 });
