@@ -77,16 +77,29 @@ export function tappedWebSocket(): {
   };
   const control = { deaf: false, onPush: undefined as undefined | ((frame: string) => void) };
   class TappedWebSocket extends WebSocket {
+    // partysocket removes its listeners from a socket it replaces; the
+    // wrapper must go with them, or the replaced socket's last frames (a
+    // hello while it closes) still reach the client as if from the new one.
+    readonly #wrapped = new Map<unknown, (event: { data: unknown }) => unknown>();
     override addEventListener(type: any, listener: any, options?: any): void {
       if (type === "message") {
         const inner = listener;
-        listener = (event: { data: unknown }) => {
-          if (control.deaf) return;
-          if (typeof event.data === "string") log.frames.push(event.data);
-          return typeof inner === "function" ? inner.call(this, event) : inner.handleEvent(event);
-        };
+        listener = this.#wrapped.get(inner);
+        if (!listener) {
+          listener = (event: { data: unknown }) => {
+            if (control.deaf) return;
+            if (typeof event.data === "string") log.frames.push(event.data);
+            return typeof inner === "function" ? inner.call(this, event) : inner.handleEvent(event);
+          };
+          this.#wrapped.set(inner, listener);
+        }
       }
       super.addEventListener(type, listener, options);
+    }
+    override removeEventListener(type: any, listener: any): void {
+      const wrapper = type === "message" ? this.#wrapped.get(listener) : undefined;
+      if (wrapper) this.#wrapped.delete(listener);
+      super.removeEventListener(type, wrapper ?? listener);
     }
     override send(data: any, ...rest: any[]): void {
       if (typeof data === "string") log.sent.push(data);
