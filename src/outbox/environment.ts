@@ -1,10 +1,10 @@
 import type { LeaderElection, OnlineDetector } from "@tanstack/offline-transactions";
 import { Listeners } from "../client/listeners.js";
-import { WebLocksLeadership, platformLocks } from "./leadership.js";
+import { OUTBOX_LEADER_LOCK, WebLocksLeadership, platformLocks, realmLocks } from "./leadership.js";
 
 /**
- * A leader election that always wins: for environments with one instance
- * (Node, React Native, a worker) or tests. `@tanstack/offline-transactions`
+ * A leader election that always wins: for an outbox that is the only one
+ * over its storage (a worker, a test). `@tanstack/offline-transactions`
  * otherwise falls back to a BroadcastChannel election under Node 20 (which
  * has `BroadcastChannel` but no `navigator.locks`); that election needs
  * `window` and only claims leadership after 10 s.
@@ -59,14 +59,19 @@ export function manualOnlineDetector(initiallyOnline = true): ManualOnlineDetect
   };
 }
 
+let locksOfThisRealm: ReturnType<typeof realmLocks> | undefined;
+
 /**
  * With Web Locks (browsers), an election in which followers wait for the
- * lock (see {@link WebLocksLeadership}); elsewhere the single-instance
- * equivalent, so Node and React Native work without configuration.
+ * lock (see {@link WebLocksLeadership}). Elsewhere (Node, React Native) the
+ * same election over locks of this process, one per storage (`scope`, see
+ * `storageScope`): the first outbox over a storage leads, a second one over
+ * it sends its own writes itself and takes over when the first is disposed.
  */
-export function defaultLeaderElection(): LeaderElection {
+export function defaultLeaderElection(scope: string): LeaderElection {
   const locks = platformLocks();
-  return locks ? new WebLocksLeadership(locks) : alwaysLeader();
+  if (locks) return new WebLocksLeadership(locks);
+  return new WebLocksLeadership((locksOfThisRealm ??= realmLocks()), `${OUTBOX_LEADER_LOCK}:${scope}`);
 }
 
 /** The library's `window` events in browsers; elsewhere always online (Lunora waits for the socket itself). */

@@ -123,6 +123,54 @@ export class WebLocksLeadership implements LeaderElection {
   }
 }
 
+/**
+ * Exclusive locks for one JavaScript realm, with the Web Locks semantics the
+ * election relies on: a request is granted when every earlier holder and
+ * waiter is gone, is held until its callback's promise settles, answers
+ * `null` at once with `ifAvailable` when held, and leaves the queue with an
+ * `AbortError` when its signal aborts. Where there is no `navigator.locks`
+ * (Node, React Native) it keeps two outboxes of one process over the same
+ * storage from both leading: both would hand out the same `clientSeq`s of
+ * the stored writer, and the room would answer the second write with the
+ * first one's stored outcome — the second write lost, silently.
+ */
+export function realmLocks(): LockManagerLike {
+  // Per name, the holder (first) and the waiters, in request order.
+  const queues = new Map<string, Array<() => void>>();
+  return {
+    request(name, { ifAvailable, signal }, callback) {
+      if (signal?.aborted) return Promise.reject(new DOMException("the lock request was aborted", "AbortError"));
+      let queue = queues.get(name);
+      if (queue && ifAvailable) return Promise.resolve().then(() => callback(null));
+      if (!queue) queues.set(name, (queue = []));
+      const waiters = queue;
+      return new Promise((resolve, reject) => {
+        const grant = () => {
+          signal?.removeEventListener("abort", abort);
+          const held = Promise.resolve().then(() => callback({ name }));
+          held.then(resolve, reject);
+          const release = () => {
+            waiters.shift();
+            if (waiters.length > 0) waiters[0]();
+            else queues.delete(name);
+          };
+          held.then(release, release);
+        };
+        // Only a waiting request leaves the queue; a granted one is held until its callback settles.
+        const abort = () => {
+          const index = waiters.indexOf(grant);
+          if (index < 1) return;
+          waiters.splice(index, 1);
+          reject(new DOMException("the lock request was aborted", "AbortError"));
+        };
+        signal?.addEventListener("abort", abort, { once: true });
+        waiters.push(grant);
+        if (waiters.length === 1) grant();
+      });
+    },
+  };
+}
+
 /** `navigator.locks` when the platform has Web Locks. */
 export function platformLocks(): LockManagerLike | undefined {
   return (globalThis as { navigator?: { locks?: LockManagerLike } }).navigator?.locks;

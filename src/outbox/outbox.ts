@@ -15,7 +15,7 @@ import { platformLocks } from "./leadership.js";
 import { QUEUED_RECORD_PREFIX, StoredWrites } from "./stored-writes.js";
 import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
-import { createIndexedDbPersistence, type OutboxPersistence } from "./persistence.js";
+import { createIndexedDbPersistence, storageScope, type OutboxPersistence } from "./persistence.js";
 import { OutboxReports, type OutboxCallbacks, type StorageFailureEvent, type WriteRejectedEvent } from "./reporting.js";
 import { RoomSender, wake, type Outcome, type PendingWrite, type RoomState } from "./room-sending.js";
 import { WriterStore, ephemeralWriter, identityChanged, raiseCounter, type Writer } from "./writer.js";
@@ -48,7 +48,11 @@ export interface OutboxOptions extends OutboxCallbacks {
    * its own); kept for comparison in benchmarks.
    */
   pipeline?: boolean;
-  /** Multi-tab election; defaults to Web Locks in browsers and {@link alwaysLeader} elsewhere. */
+  /**
+   * Multi-tab election; defaults to Web Locks in browsers and, elsewhere, to
+   * the same election among the outboxes of this process over the same
+   * storage (see `defaultLeaderElection`).
+   */
   leaderElection?: LeaderElection;
   /**
    * Gate for running queued writes; defaults to browser events in browsers,
@@ -222,7 +226,7 @@ export class LunoraOutbox {
           discardUnreadable: (key) => this.#forgetUnreadable(key),
         })
       : undefined;
-    this.#leaderElection = options.leaderElection ?? defaultLeaderElection();
+    this.#leaderElection = options.leaderElection ?? defaultLeaderElection(storageScope(this.persistence.storage));
     this.#onlineDetector = options.onlineDetector ?? defaultOnlineDetector();
     this.#maxTransientFailures = options.maxTransientFailures ?? 5;
     this.#maxPendingWrites = options.maxPendingWrites ?? DEFAULT_MAX_PENDING_WRITES;

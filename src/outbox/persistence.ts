@@ -83,9 +83,13 @@ export function createIndexedDbPersistence(options: IndexedDbPersistenceOptions 
       // closed concurrently: other tabs re-count on their next own change
     }
   };
+  const storage = indexedDbStorage(name, options.indexedDB, announce);
+  // Two persistences over one database share an election scope (see storageScope).
+  const factory = options.indexedDB ?? (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  if (factory) scopes.set(storage, `${objectId(factory)}:${name}`);
   return {
     kind: "indexeddb",
-    storage: indexedDbStorage(name, options.indexedDB, announce),
+    storage,
     onChange: (listener) => {
       const remove = listeners.add(listener);
       if (!channel && hasChannels) {
@@ -140,6 +144,25 @@ export function createInMemoryPersistence(): OutboxPersistence {
     },
     onChange: (listener) => listeners.add(listener),
   };
+}
+
+const scopes = new WeakMap<object, string>();
+const ids = new WeakMap<object, number>();
+let nextId = 0;
+
+function objectId(object: object): number {
+  let id = ids.get(object);
+  if (id === undefined) ids.set(object, (id = ++nextId));
+  return id;
+}
+
+/**
+ * Names what `storage` stores into, for the outbox's in-process election:
+ * storages over the same IndexedDB database (same factory and name) have
+ * the same scope, any other storage object its own.
+ */
+export function storageScope(storage: StorageAdapter): string {
+  return scopes.get(storage) ?? `storage ${objectId(storage)}`;
 }
 
 /** The IndexedDB store behind {@link createIndexedDbPersistence}; `changed` runs after each change. */
