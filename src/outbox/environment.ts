@@ -1,6 +1,6 @@
 import type { LeaderElection, OnlineDetector } from "@tanstack/offline-transactions";
 import { Listeners } from "../client/listeners.js";
-import { OUTBOX_LEADER_LOCK, WebLocksLeadership, platformLocks, realmLocks } from "./leadership.js";
+import { OUTBOX_LEADER_LOCK, WebLocksLeadership, platformLocks, realmLocks, type LockManagerLike } from "./leadership.js";
 
 /**
  * A leader election that always wins: for an outbox that is the only one
@@ -59,7 +59,16 @@ export function manualOnlineDetector(initiallyOnline = true): ManualOnlineDetect
   };
 }
 
-let locksOfThisRealm: ReturnType<typeof realmLocks> | undefined;
+let locksOfThisRealm: LockManagerLike | undefined;
+
+/**
+ * `navigator.locks` where the platform has Web Locks, else the locks of this
+ * process (see `realmLocks`): the election and the presence of each outbox
+ * (a "tab") use the same ones.
+ */
+export function outboxLocks(): LockManagerLike {
+  return platformLocks() ?? (locksOfThisRealm ??= realmLocks());
+}
 
 /**
  * With Web Locks (browsers), an election in which followers wait for the
@@ -69,9 +78,7 @@ let locksOfThisRealm: ReturnType<typeof realmLocks> | undefined;
  * it sends its own writes itself and takes over when the first is disposed.
  */
 export function defaultLeaderElection(scope: string): LeaderElection {
-  const locks = platformLocks();
-  if (locks) return new WebLocksLeadership(locks);
-  return new WebLocksLeadership((locksOfThisRealm ??= realmLocks()), `${OUTBOX_LEADER_LOCK}:${scope}`);
+  return platformLocks() ? new WebLocksLeadership(outboxLocks()) : new WebLocksLeadership(outboxLocks(), `${OUTBOX_LEADER_LOCK}:${scope}`);
 }
 
 /** The library's `window` events in browsers; elsewhere always online (Lunora waits for the socket itself). */

@@ -10,8 +10,7 @@ import type {
 import type { LunoraClient } from "../client/lunora-client.js";
 import { assertRoomName } from "../client/room-name.js";
 import { LunoraError, type ErrorBody } from "../protocol/index.js";
-import { borrowedOnlineDetector, defaultLeaderElection, defaultOnlineDetector } from "./environment.js";
-import { platformLocks } from "./leadership.js";
+import { borrowedOnlineDetector, defaultLeaderElection, defaultOnlineDetector, outboxLocks } from "./environment.js";
 import { QUEUED_RECORD_PREFIX, StoredWrites } from "./stored-writes.js";
 import { TabWrites } from "./tab-writes.js";
 import { storeOfflineRecord } from "./offline-queue.js";
@@ -210,22 +209,21 @@ export class LunoraOutbox {
       this.#reportPending();
       this.#tabWrites?.adoptOrphans();
     });
-    const locks = platformLocks();
-    this.#tabWrites = locks
-      ? new TabWrites(locks, this.#storage, {
-          canAdopt: () => this.isLeader && !this.#disposed,
-          ready: () => this.#ready,
-          knows: (id) => this.#writes.has(id),
-          storedKeys: () => this.#stored.tabWriteKeys(),
-          adopt: (id, record, key) => {
-            // Another identity's write is never sent: its record goes, then it is reported (see #forgetRecord).
-            if (record.meta.identity !== this.#identity) return this.#forgetOtherIdentity(key, record.meta);
-            void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
-            return undefined;
-          },
-          discardUnreadable: (key) => this.#forgetUnreadable(key),
-        })
-      : undefined;
+    // Web Locks, or where there are none the locks of this process: a second
+    // outbox over one storage in Node stores its writes as a tab does.
+    this.#tabWrites = new TabWrites(outboxLocks(), this.#storage, {
+      canAdopt: () => this.isLeader && !this.#disposed,
+      ready: () => this.#ready,
+      knows: (id) => this.#writes.has(id),
+      storedKeys: () => this.#stored.tabWriteKeys(),
+      adopt: (id, record, key) => {
+        // Another identity's write is never sent: its record goes, then it is reported (see #forgetRecord).
+        if (record.meta.identity !== this.#identity) return this.#forgetOtherIdentity(key, record.meta);
+        void this.#runDirect(this.#register(id, record.meta, { assigned: true, createdAt: new Date(record.createdAt), tabRecord: key })).catch(noop);
+        return undefined;
+      },
+      discardUnreadable: (key) => this.#forgetUnreadable(key),
+    });
     this.#leaderElection = options.leaderElection ?? defaultLeaderElection(storageScope(this.persistence.storage));
     this.#onlineDetector = options.onlineDetector ?? defaultOnlineDetector();
     this.#maxTransientFailures = options.maxTransientFailures ?? 5;

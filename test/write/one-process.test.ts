@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { realmLocks } from "../../src/outbox/leadership.js";
 import type { LocalWorker } from "../../src/testing/index.js";
 import { serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, openSession } from "./helpers.js";
+import { freshIndexedDb, freshRoom, onCleanup, openSession } from "./helpers.js";
 
 let worker: LocalWorker;
 
@@ -47,6 +48,34 @@ describe("outboxes of one process", () => {
     await after.transaction.isPersisted.promise;
     expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["after", "earlier", "from a", "from b"]);
     follower.close();
+  });
+
+  test("a write the second outbox made offline outlives both: it is stored as a tab's write, and the next leader sends it", async () => {
+    const room = freshRoom("one-process");
+    const persistence = freshIndexedDb();
+    const earlier = openSession({ host: worker.host, room, persistence, token: "user:bob" });
+    await earlier.db.actions.items({ listId: "L", title: "earlier" }).transaction.isPersisted.promise;
+    earlier.close();
+    const proxy = await TcpProxy.start(worker.port);
+    onCleanup(() => proxy.stop());
+    proxy.setOnline(false);
+
+    const a = openSession({ host: proxy.host, room, persistence, token: "user:bob" });
+    const b = openSession({ host: proxy.host, room, persistence, token: "user:bob" });
+    await waitFor(() => a.db.executor.isLeader || b.db.executor.isLeader, { message: "one outbox leads" });
+    const follower = a.db.executor.isLeader ? b : a;
+    const queued = follower.db.actions.items({ listId: "L", title: "queued by the second outbox" });
+    queued.transaction.isPersisted.promise.catch(() => undefined);
+    await waitFor(async () => (await persistence.storage.keys()).some((key) => key.startsWith("lunora:tab-write:")), { message: "stored as a tab's write" });
+    a.close();
+    b.close();
+
+    proxy.setOnline(true);
+    const next = openSession({ host: proxy.host, room, persistence, token: "user:bob" });
+    await waitFor(async () => (await serverItems(worker, room)).some((item) => item.id === queued.id), { message: "the next leader sent it" });
+    expect((await serverItems(worker, room)).map((item) => item.title).sort()).toEqual(["earlier", "queued by the second outbox"]);
+    await waitFor(async () => !(await persistence.storage.keys()).some((key) => key.startsWith("lunora:tab-write:")), { message: "its record is gone once applied" });
+    next.close();
   });
 
   test("clients over different storages each lead", async () => {
