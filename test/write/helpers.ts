@@ -211,3 +211,13 @@ export function itemMutators(room: string) {
     }),
   };
 }
+
+/**
+ * A session that wrote `title` and was closed: its identity's writer is in
+ * `persistence` from then on, as on any device that has written before.
+ */
+export async function writeInEarlierSession(options: SessionOptions & { persistence: OutboxPersistence }, title: string): Promise<void> {
+  const earlier = openSession(options);
+  await earlier.db.actions.items({ listId: "L", title }).transaction.isPersisted.promise;
+  earlier.close();
+}

@@ -14,7 +14,7 @@ import type { LocalWorker } from "../../src/testing/index.js";
 import { roomCall, serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, onCleanup, openSession } from "./helpers.js";
+import { freshIndexedDb, freshRoom, onCleanup, openSession, writeInEarlierSession } from "./helpers.js";
 
 let worker: LocalWorker;
 
@@ -117,9 +117,7 @@ describe("writes after an identity switch", () => {
     const room = freshRoom("idw");
     const persistence = freshIndexedDb();
     // Bob has written on this device before: switching to him finds his writer in storage at once.
-    const earlier = openSession({ host: worker.host, room, persistence, token: "user:bob" });
-    await earlier.db.actions.items({ listId: "L", title: "bob's first" }).transaction.isPersisted.promise;
-    earlier.close();
+    await writeInEarlierSession({ host: worker.host, room, persistence, token: "user:bob" }, "bob's first");
     const proxy = await TcpProxy.start(worker.port);
     proxy.setOnline(false);
     onCleanup(() => proxy.stop());

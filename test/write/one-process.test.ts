@@ -11,7 +11,7 @@ import type { LocalWorker } from "../../src/testing/index.js";
 import { serverItems, startFixtureRoom } from "../helpers/fixture-room.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait-for.js";
-import { freshIndexedDb, freshRoom, onCleanup, openSession } from "./helpers.js";
+import { freshIndexedDb, freshRoom, onCleanup, openSession, writeInEarlierSession } from "./helpers.js";
 
 let worker: LocalWorker;
 
@@ -24,10 +24,8 @@ describe("outboxes of one process", () => {
   test("two clients over one storage: one leads, each write applies once under its own (clientId, clientSeq), and the other leads once the first is closed", async () => {
     const room = freshRoom("one-process");
     const persistence = freshIndexedDb();
-    // The stored writer exists already (an earlier session), as after any reload.
-    const earlier = openSession({ host: worker.host, room, persistence, token: "user:bob" });
-    await earlier.db.actions.items({ listId: "L", title: "earlier" }).transaction.isPersisted.promise;
-    earlier.close();
+    // The stored writer exists already, as after any reload.
+    await writeInEarlierSession({ host: worker.host, room, persistence, token: "user:bob" }, "earlier");
 
     const a = openSession({ host: worker.host, room, persistence, token: "user:bob" });
     const b = openSession({ host: worker.host, room, persistence, token: "user:bob" });
@@ -53,9 +51,7 @@ describe("outboxes of one process", () => {
   test("a write the second outbox made offline outlives both: it is stored as a tab's write, and the next leader sends it", async () => {
     const room = freshRoom("one-process");
     const persistence = freshIndexedDb();
-    const earlier = openSession({ host: worker.host, room, persistence, token: "user:bob" });
-    await earlier.db.actions.items({ listId: "L", title: "earlier" }).transaction.isPersisted.promise;
-    earlier.close();
+    await writeInEarlierSession({ host: worker.host, room, persistence, token: "user:bob" }, "earlier");
     const proxy = await TcpProxy.start(worker.port);
     onCleanup(() => proxy.stop());
     proxy.setOnline(false);
