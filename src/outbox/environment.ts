@@ -78,7 +78,8 @@ export function outboxLocks(): LockManagerLike {
  * it sends its own writes itself and takes over when the first is disposed.
  */
 export function defaultLeaderElection(scope: string): LeaderElection {
-  return platformLocks() ? new WebLocksLeadership(outboxLocks()) : new WebLocksLeadership(outboxLocks(), `${OUTBOX_LEADER_LOCK}:${scope}`);
+  // Browsers: one lock for every tab of the origin (a scope is per realm, not per origin).
+  return new WebLocksLeadership(outboxLocks(), platformLocks() ? OUTBOX_LEADER_LOCK : `${OUTBOX_LEADER_LOCK}:${scope}`);
 }
 
 /** The library's `window` events in browsers; elsewhere always online (Lunora waits for the socket itself). */

@@ -74,6 +74,21 @@ const writeMeta = (overrides: Record<string, unknown>) => ({
 const storedRecord = (id: string, fields: Record<string, unknown>) =>
   JSON.stringify({ id, mutationFnName: "lunora:push", mutations: [], keys: [], idempotencyKey: `k-${id}`, createdAt: new Date(0).toISOString(), retryCount: 0, nextAttemptAt: 0, version: 1, ...fields });
 
+/** `tx:` records of `room` this outbox cannot send: another function, no or newer metadata, unassigned, hostile ids (key → stored value). */
+function unreadableRecords(room: string): Array<[string, string]> {
+  const meta = writeMeta({ room, identity: "someone" });
+  const record = storedRecord;
+  return [
+    ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
+    ["tx:no-metadata", record("no-metadata", {})],
+    ["tx:newer-version", record("newer-version", { metadata: { lunora: { ...meta, v: 2 } } })],
+    ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
+    ["tx:seq-as-string", record("seq-as-string", { metadata: { lunora: { ...meta, clientSeq: "1" } } })],
+    ["tx:__proto__", record("__proto__", { metadata: JSON.parse(`{"__proto__":${JSON.stringify({ lunora: meta })}}`) })],
+    ["tx:constructor", record("constructor", { metadata: { constructor: { lunora: meta } } })],
+  ];
+}
+
 /**
  * Queues one real write offline, plants the records `bad` returns (key →
  * stored value) beside it, and reloads: each bad record is reported once as
@@ -656,17 +671,7 @@ describe("storage and identity", () => {
   test("a queued record this outbox cannot send (corrupt, another version, hostile ids) is deleted, then reported once as UNREADABLE_WRITE", async () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
-    const meta = writeMeta({ room, identity: "someone" });
-    const record = storedRecord;
-    const garbage: Array<[string, string]> = [
-      ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
-      ["tx:no-metadata", record("no-metadata", {})],
-      ["tx:newer-version", record("newer-version", { metadata: { lunora: { ...meta, v: 2 } } })],
-      ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
-      ["tx:seq-as-string", record("seq-as-string", { metadata: { lunora: { ...meta, clientSeq: "1" } } })],
-      ["tx:__proto__", record("__proto__", { metadata: JSON.parse(`{"__proto__":${JSON.stringify({ lunora: meta })}}`) })],
-      ["tx:constructor", record("constructor", { metadata: { constructor: { lunora: meta } } })],
-    ];
+    const garbage = unreadableRecords(room);
     for (const [key, value] of garbage) await persistence.storage.set(key, value);
 
     const session = openSession({ host: worker.host, room, persistence });
@@ -693,12 +698,7 @@ describe("storage and identity", () => {
   test("a page disposed while its queue loads leaves unreadable records for the next page, which reports each once", async () => {
     const room = freshRoom();
     const persistence = freshIndexedDb();
-    const meta = writeMeta({ room, identity: "someone" });
-    const record = storedRecord;
-    const garbage: Array<[string, string]> = [
-      ["tx:unknown-function", record("unknown-function", { mutationFnName: "another-library:push", metadata: { lunora: meta } })],
-      ["tx:unassigned", record("unassigned", { metadata: { lunora: { ...meta, clientId: undefined, clientSeq: undefined } } })],
-    ];
+    const garbage = unreadableRecords(room).filter(([key]) => key === "tx:unknown-function" || key === "tx:unassigned");
     for (const [key, value] of garbage) await persistence.storage.set(key, value);
 
     // The page goes away just as its executor is told it leads (before it loads the queue).
